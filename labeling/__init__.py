@@ -1,0 +1,1 @@
+"""The human side: projects, prompts, demonstrations, completions, ranking tasks, rankings."""

@@ -1,0 +1,1 @@
+"""The machine side: model versions, training runs, the Celery tasks, rows <-> datasets."""

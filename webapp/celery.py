@@ -1,0 +1,29 @@
+"""The Celery app: Redis broker, JSON only, one queue per kind of work.
+
+`training` and `sampling` are served by GPU workers (`--concurrency 1`); `default` by any
+worker. Long tasks ack late with prefetch 1, so a worker that dies hands its task back instead
+of losing it, and one worker never hoards several multi-hour runs.
+"""
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+
+QUEUES = ("default", "training", "sampling")
+
+app = Celery("webapp")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue="default",
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_connection_retry_on_startup=True,
+)
+app.autodiscover_tasks()
