@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import redis
-from django.conf import settings
 from django.db import connection
 
 from webapp.celery import app
@@ -39,7 +38,7 @@ def check_database() -> Check:
 
 def check_redis() -> Check:
     try:
-        redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_connect_timeout=1).ping()
+        redis.Redis.from_url(app.conf.broker_url, socket_connect_timeout=1).ping()
     except redis.RedisError as exc:
         return Check("redis", False, f"unreachable at {_safe_url()}: {exc}")
     return Check("redis", True, _safe_url())
@@ -74,7 +73,7 @@ def system_health() -> tuple[list[Check], list[Worker]]:
 
 def _safe_url() -> str:
     """The broker URL without its password, fit to show on a page."""
-    parts = urlsplit(settings.CELERY_BROKER_URL)
+    parts = urlsplit(app.conf.broker_url)
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}{parts.path}"

@@ -4,6 +4,7 @@ Development: `DJANGO_DEBUG=1` and nothing else; the database is a SQLite file un
 `DATA_DIR`. Production: `DJANGO_DEBUG=0`, `DJANGO_SECRET_KEY`, `ALLOWED_HOSTS`, usually
 `DATABASE_URL=postgres://...`; `manage.py check --deploy` is then clean.
 """
+import os
 from pathlib import Path
 
 import environ
@@ -58,6 +59,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_htmx",
+    "rest_framework",
+    "rest_framework.authtoken",
     "webapp",
     "labeling",
     "training",
@@ -113,10 +116,13 @@ def _database():
                 "timeout": 20,
             }
         )
-        # A file, not :memory:, so a Celery worker started by the tests sees the test database.
-        config["TEST"] = {"NAME": str(DATA_DIR / "test_db.sqlite3")}
+        # A file, not :memory:, so a Celery worker started by the tests sees the test database;
+        # one per test process, so two test runs on one machine never share it.
+        config["TEST"] = {"NAME": str(DATA_DIR / f"test_db_{os.getpid()}.sqlite3")}
     else:
         config.setdefault("CONN_HEALTH_CHECKS", True)
+    if test_name := env.str("TEST_DATABASE_NAME", default=""):
+        config["TEST"] = {"NAME": test_name}
     return config
 
 
@@ -159,6 +165,17 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 if _bool("DJANGO_SECURE_PROXY_SSL_HEADER", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# The JSON API: token auth for scripts and tools, session auth for the browser (with CSRF).
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "rest_framework.views.exception_handler",
+}
 
 # Celery: the broker is Redis; results live in the database rows the tasks write, not in Celery.
 REDIS_URL = env.str("REDIS_URL", default="redis://localhost:6379/0")
