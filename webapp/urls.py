@@ -9,4 +9,6 @@ urlpatterns = [
     path("status/heartbeat/", views.status_heartbeat, name="status-heartbeat"),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
+    path("label/", include("labeling.urls")),
+    path("api/labeling/", include("labeling.api.urls")),
 ]

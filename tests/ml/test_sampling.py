@@ -1,0 +1,143 @@
+import pytest
+import torch
+
+from training.ml.sampling import SampleConfig, filter_logits, generate
+
+PAD = 0
+
+
+def prompts_of(lengths, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(1, 500, (n,), generator=g).tolist() for n in lengths]
+
+
+def peaked(model):
+    """Make a random model's next-token distributions confident but varied (mean log-prob of a
+    sample about -3 rather than the uniform -6): strong blocks, so greedy does not just repeat
+    the last token, and a sharp final LayerNorm."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("c_proj.weight"):
+                p.mul_(30)
+        model.transformer.ln_f.weight.mul_(20)
+    return model
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SampleConfig(max_new_tokens=20, temperature=0),
+        SampleConfig(max_new_tokens=20, temperature=1.0, num_samples=3, seed=7),
+        SampleConfig(max_new_tokens=20, temperature=0.8, top_k=20, top_p=0.9, num_samples=2),
+    ],
+    ids=["greedy", "seeded", "top-k-top-p"],
+)
+def test_kv_cache_gives_the_same_tokens_as_recomputing(make_model, config):
+    model = peaked(make_model())
+    prompts = prompts_of([3, 11, 6])
+    cached = generate(model, prompts, config, stop_id=-1, pad_id=PAD)
+    recomputed = generate(model, prompts, config, stop_id=-1, pad_id=PAD, use_cache=False)
+    assert cached.responses == recomputed.responses
+    for a, b in zip(cached.logprobs, recomputed.logprobs, strict=True):
+        assert a == pytest.approx(b, abs=1e-4)
+    assert cached.prompt_index == [i for i in range(3) for _ in range(config.num_samples)]
+    assert all(len(r) == 20 for r in cached.responses) and not any(cached.finished)
+
+
+def test_padded_batch_samples_like_each_prompt_alone(make_model):
+    model = peaked(make_model(seed=1))
+    prompts = prompts_of([2, 9, 5], seed=1)
+    config = SampleConfig(max_new_tokens=12, temperature=0)
+    batched = generate(model, prompts, config, stop_id=-1, pad_id=PAD)
+    for i, prompt in enumerate(prompts):
+        alone = generate(model, [prompt], config, stop_id=-1, pad_id=PAD)
+        assert batched.responses[i] == alone.responses[0]
+
+
+def test_seeded_sampling_is_reproducible(make_model):
+    model = peaked(make_model())
+    prompts = prompts_of([4, 8])
+    config = SampleConfig(max_new_tokens=15, num_samples=4, seed=3)
+    first = generate(model, prompts, config, stop_id=-1, pad_id=PAD)
+    assert first == generate(model, prompts, config, stop_id=-1, pad_id=PAD)
+    other = generate(
+        model,
+        prompts,
+        SampleConfig(max_new_tokens=15, num_samples=4, seed=4),
+        stop_id=-1,
+        pad_id=PAD,
+    )
+    assert other.responses != first.responses
+    assert len({tuple(r) for r in first.responses}) > 1  # the K samples differ
+
+
+def test_rows_stop_at_the_stop_token_and_keep_it(make_model):
+    model = peaked(make_model(seed=2))
+    prompts = prompts_of([5, 7], seed=2)
+    config = SampleConfig(max_new_tokens=10, temperature=0)
+    free = generate(model, prompts, config, stop_id=-1, pad_id=PAD)
+    stop_id = free.responses[0][3]
+    stopped = generate(model, prompts, config, stop_id=stop_id, pad_id=PAD)
+    first_stop = free.responses[0].index(stop_id)
+    assert stopped.responses[0] == free.responses[0][: first_stop + 1]
+    assert stopped.finished[0] and len(stopped.logprobs[0]) == len(stopped.responses[0])
+    assert stopped.responses[1] == free.responses[1][: len(stopped.responses[1])]
+
+
+def test_logprobs_are_those_of_the_tempered_distribution(make_model):
+    model = peaked(make_model(seed=3)).eval()
+    prompt = prompts_of([6], seed=3)[0]
+    config = SampleConfig(max_new_tokens=8, temperature=0.7, top_k=5, seed=1)
+    samples = generate(model, [prompt], config, stop_id=-1, pad_id=PAD)
+    ids = torch.tensor([prompt + samples.responses[0]])
+    with torch.no_grad():
+        logits, _ = model(ids)
+    logprobs = torch.log_softmax(logits[0, len(prompt) - 1 : -1] / 0.7, -1)
+    expected = logprobs.gather(-1, ids[0, len(prompt) :, None]).squeeze(-1)
+    assert samples.logprobs[0] == pytest.approx(expected.tolist(), abs=1e-4)
+
+
+def test_generate_restores_the_training_mode(make_model):
+    model = make_model().train()
+    generate(model, [[1, 2]], SampleConfig(max_new_tokens=2), stop_id=-1, pad_id=PAD)
+    assert model.training
+
+
+def test_top_k_one_is_greedy(make_model):
+    model = peaked(make_model())
+    prompts = prompts_of([4, 6])
+    greedy = generate(
+        model, prompts, SampleConfig(max_new_tokens=8, temperature=0), stop_id=-1, pad_id=PAD
+    )
+    top1 = generate(model, prompts, SampleConfig(max_new_tokens=8, top_k=1), stop_id=-1, pad_id=PAD)
+    assert greedy.responses == top1.responses
+
+
+def test_filter_logits_keeps_the_nucleus():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = filter_logits(logits, top_k=0, top_p=0.7).isfinite()
+    assert kept.tolist() == [[True, True, False, False]]
+    assert filter_logits(logits, top_k=0, top_p=0.1).isfinite().tolist() == [
+        [True, False, False, False]
+    ]
+    assert filter_logits(logits, top_k=3, top_p=1.0).isfinite().sum() == 3
+
+
+@pytest.mark.parametrize(
+    "prompts, message",
+    [
+        ([], "no prompts"),
+        ([[1, 2], []], "empty prompt"),
+        ([[1] * 60], "too long"),
+        ([[1, 10_000]], "outside the vocabulary"),
+    ],
+)
+def test_bad_prompts_are_rejected(make_model, prompts, message):
+    with pytest.raises(ValueError, match=message):
+        generate(make_model(), prompts, SampleConfig(max_new_tokens=8), stop_id=-1, pad_id=PAD)
+
+
+def test_bad_sample_configs_are_rejected():
+    for bad in (dict(max_new_tokens=0), dict(temperature=-1), dict(top_p=0), dict(num_samples=0)):
+        with pytest.raises(ValueError):
+            SampleConfig(**bad)

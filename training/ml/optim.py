@@ -1,0 +1,43 @@
+"""AdamW with GPT-2 style weight decay and the warmup + cosine learning-rate schedule."""
+
+import math
+
+import torch
+from torch import nn
+
+
+def make_optimizer(
+    model: nn.Module,
+    *,
+    lr: float,
+    weight_decay: float = 0.1,
+    betas: tuple[float, float] = (0.9, 0.95),
+) -> torch.optim.AdamW:
+    """AdamW that decays only 2-D weights (matmuls, embeddings): decaying biases and LayerNorm
+    gains pulls them towards zero for no benefit. Fused kernel on CUDA."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    fused = all(p.is_cuda for p in params) and bool(params)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, fused=fused or None)
+
+
+def lr_at(
+    step: int, *, max_lr: float, warmup_steps: int, total_steps: int, min_lr_ratio: float = 0.1
+) -> float:
+    """Learning rate for 0-based `step`: linear warmup to `max_lr`, then cosine decay to
+    `max_lr * min_lr_ratio` at `total_steps`, flat after that."""
+    min_lr = max_lr * min_lr_ratio
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps:
+        return min_lr
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (max_lr - min_lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,578 @@
+"""PPO against a reward, with a per-token KL penalty to the frozen SFT model (InstructGPT).
+
+Models: the policy starts as the SFT model; a frozen copy of it is the reference; the value
+model has its own parameters, by default a copy of the reward model (InstructGPT; Stiennon et
+al. 2020: a trunk shared with the policy lets early value updates damage the policy), else the
+policy's trunk with a fresh scalar head. Optionally an EMA of the policy weights is kept as the
+model to release. Dropout stays off throughout (as in TRL), so the recomputed log-probs and the
+first minibatch's agree: ratio 1 (exactly on a CPU; to rounding on a GPU, whose kernels may
+change with the batch shape).
+
+The reward is pluggable: a reward-model `GPT` (scored at the `<|end|>` closing the reply), an
+object with `score_batch(prompts, responses) -> list[float]`, or any callable
+`(prompt ids, response ids) -> float`. Responses are passed with their `<|end|>`.
+
+One iteration (the steps are numbered in `PPOTrainer.rollout` and `.update`, TRL style):
+  1. sample responses for a batch of prompts; recompute log-probs of the policy and the
+     reference, and the values, with full forward passes at the sampling temperature;
+  2. score the finished responses; a response cut off before `<|end|>` gets
+     `unfinished_penalty` instead; scores clipped to +-`score_clip`;
+  3. per-token reward -beta * (logp - logp_ref), plus the score on the last real token;
+  4. advantages by GAE (gamma 1, lambda 0.95), whitened; returns = advantages + values;
+  5. `ppo_epochs` passes of minibatch updates: clipped surrogate and clipped value loss, each
+     model with its own optimizer; a minibatch whose mean ratio exceeds `ratio_threshold` (or
+     whose loss is not finite) is skipped and counted;
+  6. optional PPO-ptx: after each policy step, a separate step on `ptx_coef * LM loss` over
+     demonstration or pretraining text;
+  7. update the KL coefficient (fixed, or adaptive toward `target_kl`, Ziegler et al. 2019).
+The run stops early, with a reason, when the KL to the reference exceeds `kl_budget`.
+
+The index maths (one response mask from which every index is derived) is in
+`training.ml.ppo_math`.
+
+    result = train_ppo(policy, tokenizer, prompts, PPOConfig(), reward=reward_model,
+                       on_step=tqdm_reporter("ppo"), checkpoint_dir="artifacts/ppo-run")
+"""
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from training.ml import ppo_math as pm
+from training.ml.device import autocast
+from training.ml.gpt import GPT
+from training.ml.optim import lr_at, make_optimizer, set_lr
+from training.ml.progress import OnStep, Progress, report
+from training.ml.records import Turns
+from training.ml.resume import load_checkpoint, save_checkpoint
+from training.ml.reward import RewardModelScorer
+from training.ml.sampling import SampleConfig, generate
+from training.ml.sft import TokenExample, batches_for_step, lm_batch, sft_loss
+from training.ml.tokenizer import ChatTokenizer
+
+RewardFn = Callable[[list[int], list[int]], float]
+
+
+@dataclass
+class PPOConfig:
+    iterations: int = 20
+    prompts_per_iteration: int = 16
+    samples_per_prompt: int = 1
+    max_new_tokens: int = 32
+    temperature: float = 1.0
+    ppo_epochs: int = 4
+    minibatch_size: int = 8  # responses
+    lr: float = 1e-5
+    value_lr: float = 1e-5
+    warmup_iterations: int = 0  # linear warmup, then constant
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    clip: float = 0.2  # the surrogate's ratio clip
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    kl_coef: float = 0.02  # beta; the initial value when adaptive
+    adaptive_kl: bool = False
+    target_kl: float = 6.0  # nats per response, for the adaptive controller
+    kl_horizon: int = 10_000
+    score_clip: float | None = 5.0
+    unfinished_penalty: float | None = -1.0  # None: score cut-off responses like the others
+    ratio_threshold: float = 10.0  # skip a minibatch whose mean ratio exceeds this
+    kl_budget: float | None = None  # stop once the mean KL per response exceeds it
+    ptx_coef: float = 0.0  # PPO-ptx: weight of the LM loss on `ptx_examples`
+    ptx_batch_size: int = 8
+    ema_decay: float | None = None  # e.g. 0.992: keep an EMA of the policy weights
+    forward_batch_size: int = 32  # rows per no-grad forward in step 1
+    checkpoint_every: int = 5  # iterations; also at the end and on stop
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError("PPO samples from the policy: temperature must be > 0")
+        for name in (
+            "iterations",
+            "prompts_per_iteration",
+            "samples_per_prompt",
+            "max_new_tokens",
+            "ppo_epochs",
+            "minibatch_size",
+            "forward_batch_size",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PPOConfig.{name} must be at least 1")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in (0, 1)")
+
+
+@dataclass
+class Rollout:
+    """One iteration's responses and everything computed from them, per response token."""
+
+    input_ids: torch.Tensor  # (N, T) prompt + response, right-padded
+    positions: torch.Tensor  # (N, R) column whose output predicts response token t
+    responses: torch.Tensor  # (N, R) response ids, padded after the last real token
+    mask: torch.Tensor  # (N, R) 1 up to and including the end token / last sampled token
+    logprobs: torch.Tensor  # (N, R) policy at sampling time
+    ref_logprobs: torch.Tensor  # (N, R)
+    values: torch.Tensor  # (N, R)
+    entropy: torch.Tensor  # (N, R)
+    scores: torch.Tensor = None  # (N,)
+    finished: torch.Tensor = None  # (N,) bool
+    rewards: torch.Tensor = None  # (N, R)
+    kl: torch.Tensor = None  # (N, R)
+    advantages: torch.Tensor = None  # (N, R)
+    returns: torch.Tensor = None  # (N, R)
+
+
+@dataclass
+class PPOResult:
+    policy: GPT
+    value_model: GPT
+    ema: GPT | None
+    iteration: int
+    total_iterations: int
+    stopped: bool  # stopped before the last iteration: see stop_reason
+    stop_reason: str | None
+    metrics: dict[str, float]  # the last iteration's
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+# -- forward passes -------------------------------------------------------------------------
+
+
+def pack(
+    prompts: list[list[int]], responses: list[list[int]], *, pad_id: int, end_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Lay out query + response rows: returns input_ids (N, T) right-padded, positions (N, R),
+    responses (N, R) and the response mask (N, R).
+
+    Row i holds its prompt then its response from column 0 (no left padding, positions as in
+    SFT). The output at column `len(prompt) - 1 + t` predicts response token t; `positions`
+    holds those columns (clamped into the row past its end, where the mask is 0).
+    """
+    N = len(responses)  # noqa: N806
+    R = max(len(r) for r in responses)  # noqa: N806
+    T = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))  # noqa: N806
+    input_ids = torch.full((N, T), pad_id, dtype=torch.long)
+    response_ids = torch.full((N, R), pad_id, dtype=torch.long)
+    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        input_ids[i, : len(p) + len(r)] = torch.tensor(p + r, dtype=torch.long)
+        response_ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    starts = torch.tensor([len(p) for p in prompts])
+    positions = (starts[:, None] - 1 + torch.arange(R)[None, :]).clamp(max=T - 1)
+    lengths = torch.tensor([len(r) for r in responses])
+    mask = pm.response_mask(response_ids, lengths, end_id=end_id)
+    return input_ids.to(device), positions.to(device), response_ids.to(device), mask.to(device)
+
+
+def policy_outputs(
+    model: GPT, input_ids, positions, responses, *, temperature: float, with_entropy: bool = False
+):
+    """Log-probs (N, R) of the response tokens under `model` at `temperature`, and their
+    entropies (N, R) when asked. The LM head runs on the response positions only, in fp32
+    even under bf16 autocast: PPO's ratios and KL are differences of these log-probs."""
+    with autocast(input_ids.device):
+        h = model.hidden_states(input_ids)  # (N, T, C)
+    h = h.gather(1, positions[..., None].expand(-1, -1, h.size(-1)))  # (N, R, C)
+    logits = F.linear(h.float(), model.lm_head.weight.float())  # (N, R, V)
+    logprobs = pm.token_logprobs(logits, responses, temperature=temperature)
+    entropy = pm.entropy_from_logits(logits, temperature=temperature) if with_entropy else None
+    return logprobs, entropy
+
+
+def value_outputs(model: GPT, input_ids, positions) -> torch.Tensor:
+    """Values (N, R): the scalar head at the state before each response token."""
+    with autocast(input_ids.device):
+        scores = model.scores(input_ids)  # (N, T)
+    return scores.float().gather(1, positions)
+
+
+# -- the pieces of an iteration -------------------------------------------------------------
+
+
+@torch.no_grad()
+def recompute(
+    policy: GPT,
+    reference: GPT,
+    value_model: GPT,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    *,
+    config: PPOConfig,
+    pad_id: int,
+    end_id: int,
+) -> Rollout:
+    """Step 1's recomputation: full forward passes in eval mode over the packed rows."""
+    device = next(policy.parameters()).device
+    input_ids, positions, response_ids, mask = pack(
+        prompts, responses, pad_id=pad_id, end_id=end_id, device=device
+    )
+    out = {"logprobs": [], "ref_logprobs": [], "values": [], "entropy": []}
+    for start in range(0, len(responses), config.forward_batch_size):
+        rows = slice(start, start + config.forward_batch_size)
+        args = (input_ids[rows], positions[rows], response_ids[rows])
+        logprobs, entropy = policy_outputs(
+            policy, *args, temperature=config.temperature, with_entropy=True
+        )
+        ref_logprobs, _ = policy_outputs(reference, *args, temperature=config.temperature)
+        out["logprobs"].append(logprobs)
+        out["entropy"].append(entropy)
+        out["ref_logprobs"].append(ref_logprobs)
+        out["values"].append(value_outputs(value_model, input_ids[rows], positions[rows]))
+    tensors = {k: torch.cat(v) * mask for k, v in out.items()}
+    return Rollout(input_ids, positions, response_ids, mask, **tensors)
+
+
+def score_responses(
+    reward,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    finished: list[bool],
+    *,
+    config: PPOConfig,
+) -> torch.Tensor:
+    """Step 2: the reward of each response; cut-off ones get the penalty; clipped."""
+    scored = [i for i, done in enumerate(finished) if done or config.unfinished_penalty is None]
+    scores = torch.full((len(responses),), float(config.unfinished_penalty or 0.0))
+    if scored:
+        ps, rs = [prompts[i] for i in scored], [responses[i] for i in scored]
+        if hasattr(reward, "score_batch"):
+            values = reward.score_batch(ps, rs)
+        else:
+            values = [reward(p, r) for p, r in zip(ps, rs, strict=True)]
+        scores[scored] = torch.tensor([float(v) for v in values])
+    if not torch.isfinite(scores).all():
+        raise FloatingPointError(
+            f"the reward function returned non-finite scores: {scores.tolist()}"
+        )
+    if config.score_clip is not None:
+        scores = scores.clamp(-config.score_clip, config.score_clip)
+    return scores
+
+
+def ema_update(ema: GPT, model: GPT, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+            e.lerp_(p.detach(), 1.0 - decay)
+
+
+def prompt_ids(
+    tokenizer: ChatTokenizer, prompts: list[Turns], *, limit: int
+) -> tuple[list[list[int]], dict]:
+    """Render the prompts; those invalid or longer than `limit` tokens are skipped, counted."""
+    kept, skipped = [], {"skipped_invalid_prompts": 0.0, "skipped_long_prompts": 0.0}
+    for turns in prompts:
+        try:
+            ids = tokenizer.render_prompt(turns)
+        except ValueError:
+            skipped["skipped_invalid_prompts"] += 1
+            continue
+        if len(ids) > limit:
+            skipped["skipped_long_prompts"] += 1
+            continue
+        kept.append(ids)
+    return kept, skipped
+
+
+# -- the trainer and the loop ---------------------------------------------------------------
+
+
+class PPOTrainer:
+    """The models, optimizers and KL controller of one PPO run, and its iteration in steps."""
+
+    def __init__(
+        self,
+        policy: GPT,
+        config: PPOConfig,
+        *,
+        reward: GPT | RewardFn,
+        pad_id: int,
+        end_id: int,
+        value_model: GPT | None = None,
+        reference: GPT | None = None,
+        ptx_examples: list[TokenExample] | None = None,
+    ):
+        if config.ptx_coef > 0 and not ptx_examples:
+            raise ValueError("ptx_coef > 0 needs ptx_examples (demonstration or pretraining text)")
+        self.config, self.pad_id, self.end_id = config, pad_id, end_id
+        self.policy = policy
+        self.reference = reference if reference is not None else copy.deepcopy(policy)
+        self.reference.eval().requires_grad_(False)
+        if value_model is None:
+            from_rm = isinstance(reward, GPT)
+            value_model = copy.deepcopy(reward) if from_rm else GPT.with_scalar_head(policy)
+        self.value_model = value_model.requires_grad_(True)
+        self.scorer = (
+            RewardModelScorer(reward, pad_id=pad_id) if isinstance(reward, GPT) else reward
+        )
+        self.ema = copy.deepcopy(policy).requires_grad_(False) if config.ema_decay else None
+        self.policy_opt = make_optimizer(policy, lr=config.lr, weight_decay=config.weight_decay)
+        self.value_opt = make_optimizer(
+            value_model, lr=config.value_lr, weight_decay=config.weight_decay
+        )
+        self.kl_ctl = (
+            pm.AdaptiveKLController(
+                config.kl_coef, target=config.target_kl, horizon=config.kl_horizon
+            )
+            if config.adaptive_kl
+            else pm.FixedKLController(config.kl_coef)
+        )
+        self.ptx_examples = ptx_examples or []
+        self.ptx_step = 0
+
+    def models(self) -> dict[str, GPT]:
+        return {"policy": self.policy, "value": self.value_model} | (
+            {"ema": self.ema} if self.ema is not None else {}
+        )
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"policy": self.policy_opt, "value": self.value_opt}
+
+    def set_lr(self, iteration: int, total: int) -> float:
+        """Linear warmup over `warmup_iterations`, then constant."""
+        c = self.config
+        schedule = dict(warmup_steps=c.warmup_iterations, total_steps=total, min_lr_ratio=1.0)
+        lr = lr_at(iteration, max_lr=c.lr, **schedule)
+        set_lr(self.policy_opt, lr)
+        set_lr(self.value_opt, lr_at(iteration, max_lr=c.value_lr, **schedule))
+        return lr
+
+    def rollout(self, prompts: list[list[int]], iteration: int) -> tuple[Rollout, dict]:
+        """Steps 1-4 on `prompts` (token ids): returns the rollout and timings."""
+        c = self.config
+        self.policy.eval()  # dropout off: the update's log-probs must match the rollout's
+        self.value_model.eval()
+
+        # 1. sample responses; recompute log-probs (policy, reference) and values in full passes
+        t0 = time.perf_counter()
+        sample_config = SampleConfig(
+            max_new_tokens=c.max_new_tokens,
+            temperature=c.temperature,
+            top_k=0,
+            top_p=1.0,
+            num_samples=c.samples_per_prompt,
+            seed=c.seed * 1_000_003 + iteration,
+        )
+        samples = generate(
+            self.policy, prompts, sample_config, stop_id=self.end_id, pad_id=self.pad_id
+        )
+        queries = [prompts[i] for i in samples.prompt_index]
+        t1 = time.perf_counter()
+        ro = recompute(
+            self.policy, self.reference, self.value_model, queries, samples.responses,
+            config=c, pad_id=self.pad_id, end_id=self.end_id,
+        )  # fmt: skip
+        ro.finished = pm.finished(ro.responses, ro.mask, end_id=self.end_id)
+
+        # 2. score finished responses; cut-off ones get the penalty; clip
+        scores = score_responses(
+            self.scorer, queries, samples.responses, ro.finished.tolist(), config=c
+        )
+        ro.scores = scores.to(ro.mask.device)
+
+        # 3. per-token rewards: -beta * KL per token, plus the score on the last real token
+        ro.rewards, ro.kl = pm.per_token_rewards(
+            ro.scores, ro.logprobs, ro.ref_logprobs, ro.mask, kl_coef=self.kl_ctl.value
+        )
+
+        # 4. advantages by GAE, whitened; returns (targets of the value loss)
+        advantages, ro.returns = pm.gae(ro.rewards, ro.values, ro.mask, gamma=c.gamma, lam=c.lam)
+        ro.advantages = pm.masked_whiten(advantages, ro.mask)
+        return ro, {"time_sampling": t1 - t0, "time_scoring": time.perf_counter() - t1}
+
+    def update(self, ro: Rollout, iteration: int) -> dict[str, float]:
+        """Steps 5-6: the PPO epochs over minibatches of `ro`; returns their mean statistics."""
+        c = self.config
+        stats: dict[str, list[float]] = {
+            name: []
+            for name in ("policy_loss", "value_loss", "clip_frac", "approx_kl", "value_clip_frac",
+                         "ratio", "ptx_loss")
+        }  # fmt: skip
+        skipped, first_ratio_error = 0, 0.0
+        n = ro.mask.shape[0]
+        generator = torch.Generator().manual_seed(c.seed * 7_919 + iteration)
+        # 5. PPO epochs of minibatch updates: clipped surrogate, clipped value loss
+        for epoch in range(c.ppo_epochs):
+            order = torch.randperm(n, generator=generator).to(ro.mask.device)
+            for start in range(0, n, c.minibatch_size):
+                mb = order[start : start + c.minibatch_size]
+                mask = ro.mask[mb]
+                logprobs, _ = policy_outputs(
+                    self.policy, ro.input_ids[mb], ro.positions[mb], ro.responses[mb],
+                    temperature=c.temperature,
+                )  # fmt: skip
+                pl = pm.policy_loss(logprobs, ro.logprobs[mb], ro.advantages[mb], mask, clip=c.clip)
+                if epoch == 0 and start == 0:  # nothing has changed yet: the ratio must be 1
+                    ratio = torch.exp((logprobs.detach() - ro.logprobs[mb]) * mask)
+                    first_ratio_error = float(((ratio - 1).abs() * mask).max())
+                values = value_outputs(self.value_model, ro.input_ids[mb], ro.positions[mb])
+                vl, v_clip = pm.value_loss(
+                    values, ro.values[mb], ro.returns[mb], mask, clip=c.value_clip
+                )
+                finite = bool(torch.isfinite(pl.loss)) and bool(torch.isfinite(vl))
+                if not finite or float(pl.ratio_mean) > c.ratio_threshold:
+                    skipped += 1  # the ratio blew up: this step would do more harm than good
+                    continue
+                _step(self.policy, self.policy_opt, pl.loss, c.grad_clip)
+                _step(self.value_model, self.value_opt, vl, c.grad_clip)
+                if self.ema is not None:
+                    ema_update(self.ema, self.policy, c.ema_decay)
+                for name, value in (
+                    ("policy_loss", pl.loss), ("value_loss", vl), ("clip_frac", pl.clip_frac),
+                    ("approx_kl", pl.approx_kl), ("value_clip_frac", v_clip),
+                    ("ratio", pl.ratio_mean),
+                ):  # fmt: skip
+                    stats[name].append(float(value.detach()))
+
+                # 6. PPO-ptx: a separate step on ptx_coef * LM loss over demonstration text
+                if c.ptx_coef > 0:
+                    stats["ptx_loss"].append(self.ptx_update())
+        return {
+            **{name: sum(v) / len(v) if v else 0.0 for name, v in stats.items()},
+            "skipped_minibatches": float(skipped),
+            "first_ratio_error": first_ratio_error,
+        }
+
+    def ptx_update(self) -> float:
+        c = self.config
+        rows = batches_for_step(
+            len(self.ptx_examples), c.ptx_batch_size, self.ptx_step, seed=c.seed
+        )
+        self.ptx_step += 1
+        device = next(self.policy.parameters()).device
+        examples = [self.ptx_examples[i] for i in rows]
+        idx, targets = lm_batch(examples, pad_id=self.pad_id, device=device)
+        with autocast(device):
+            logits, _ = self.policy(idx)
+        loss = sft_loss(logits, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"PPO-ptx LM loss is {loss.item()} (ptx step {self.ptx_step})")
+        _step(self.policy, self.policy_opt, c.ptx_coef * loss, c.grad_clip)
+        return loss.item()
+
+    def iteration(self, prompts: list[list[int]], iteration: int) -> dict[str, float]:
+        """One PPO iteration, steps 1-7; returns its metrics. Over the KL budget, no update."""
+        c = self.config
+        ro, timings = self.rollout(prompts, iteration)
+        kl = float(ro.kl.sum(1).mean())  # KL(policy || reference) per response
+        t = time.perf_counter()
+        over_budget = c.kl_budget is not None and kl > c.kl_budget
+        update = self.update(ro, iteration) if not over_budget else {}
+        timings["time_training"] = time.perf_counter() - t
+
+        # 7. KL coefficient: fixed, or adapted toward the target KL
+        kl_coef = self.kl_ctl.value
+        self.kl_ctl.update(kl, int(ro.mask.shape[0]))
+        return {
+            "score": float(ro.scores.mean()),
+            "kl": kl,
+            "kl_coef": kl_coef,
+            "entropy": float(pm.masked_mean(ro.entropy, ro.mask)),
+            "response_length": float(ro.mask.sum(1).mean()),
+            "end_rate": float(ro.finished.float().mean()),
+            "value_mean": float(pm.masked_mean(ro.values, ro.mask)),
+            "return_mean": float(pm.masked_mean(ro.returns, ro.mask)),
+            "responses": float(ro.mask.shape[0]),
+            **update,
+            **timings,
+        }
+
+
+def _step(model: GPT, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    optimizer.step()
+
+
+def train_ppo(
+    policy: GPT,
+    tokenizer: ChatTokenizer,
+    prompts: list[Turns],
+    config: PPOConfig | None = None,
+    *,
+    reward: GPT | RewardFn,
+    value_model: GPT | None = None,
+    reference: GPT | None = None,
+    ptx_examples: list[TokenExample] | None = None,
+    on_step: OnStep | None = None,
+    checkpoint_dir=None,
+) -> PPOResult:
+    """Optimise `policy` (the SFT model; trained in place) with PPO; see the module docstring.
+
+    `prompts` are dialogues ending with a user turn; those too long for `max_new_tokens` more
+    tokens are skipped and counted. `on_step` is called after each iteration (step =
+    iteration, 1-based) with its metrics; a truthy return stops the run after a checkpoint.
+    With `checkpoint_dir` a run resumes from its last checkpoint: pass the same SFT policy as
+    for the fresh run, since the reference is copied from it before the checkpoint is loaded.
+    """
+    config = config or PPOConfig()
+    limit = policy.config.block_size - config.max_new_tokens
+    ids, prompt_counts = prompt_ids(tokenizer, prompts, limit=limit)
+    if not ids:
+        raise ValueError(f"no usable prompt for PPO: got {len(prompts)}, {prompt_counts}")
+    trainer = PPOTrainer(
+        policy, config, reward=reward, pad_id=tokenizer.pad_id, end_id=tokenizer.end_id,
+        value_model=value_model, reference=reference, ptx_examples=ptx_examples,
+    )  # fmt: skip
+    iteration, extra = 0, {}
+    if checkpoint_dir is not None:
+        resumed = load_checkpoint(
+            checkpoint_dir, models=trainer.models(), optimizers=trainer.optimizers()
+        )
+        if resumed is not None:
+            iteration, extra = resumed
+            trainer.kl_ctl.value = extra["kl_coef"]
+            trainer.ptx_step = extra["ptx_step"]
+    history: list[dict] = list(extra.get("history", []))
+    budget_reason = extra.get("budget_reason")  # a run over its KL budget stays stopped
+    stop_reason = budget_reason
+
+    def checkpoint():
+        if checkpoint_dir is not None:
+            state = {
+                "kl_coef": trainer.kl_ctl.value,
+                "ptx_step": trainer.ptx_step,
+                "history": history,
+                "budget_reason": budget_reason,
+                "config": asdict(config),
+            }
+            save_checkpoint(
+                checkpoint_dir, step=iteration, models=trainer.models(),
+                optimizers=trainer.optimizers(), extra=state, tokenizer=tokenizer,
+                meta={"stage": "ppo"},
+            )  # fmt: skip
+
+    total = config.iterations
+    while iteration < total and stop_reason is None:
+        lr = trainer.set_lr(iteration, total)
+        rows = batches_for_step(len(ids), config.prompts_per_iteration, iteration, seed=config.seed)
+        metrics = trainer.iteration([ids[i] for i in rows], iteration)
+        metrics.update(lr=lr, **prompt_counts)
+        iteration += 1
+        history.append(metrics)
+        if config.kl_budget is not None and metrics["kl"] > config.kl_budget:
+            stop_reason = budget_reason = (
+                f"KL to the reference {metrics['kl']:.3g} nats per response exceeded the budget "
+                f"{config.kl_budget:g} at iteration {iteration}; no update was made from it"
+            )
+        stop = report(on_step, Progress("ppo", iteration, total, dict(metrics)))
+        if stop and stop_reason is None and iteration < total:
+            stop_reason = "stopped by the caller"
+        if stop_reason or iteration == total or iteration % config.checkpoint_every == 0:
+            checkpoint()
+    return PPOResult(
+        policy=policy,
+        value_model=trainer.value_model,
+        ema=trainer.ema,
+        iteration=iteration,
+        total_iterations=total,
+        stopped=stop_reason is not None,
+        stop_reason=stop_reason,
+        metrics=history[-1] if history else {},
+        history=history,
+    )

@@ -1,0 +1,455 @@
+"""The reward model: a GPT with a scalar head, trained on human rankings of K completions.
+
+r(x, y) is the scalar head read at the last token of prompt x followed by reply y, the
+`<|end|>` that closes the reply. For one prompt with K ranked completions the loss is, as in
+InstructGPT (Ouyang et al. 2022, eq. 1),
+
+    loss = -1/P * sum over the P pairs (w ranked above l) of log sigmoid(r(x, y_w) - r(x, y_l))
+
+where P = C(K, 2) for a full ranking without ties; a tie yields no pair, and a prompt with several
+rankings contributes the pairs of each. **All pairs of one prompt are one batch element**: each
+of its K completions goes through the model once and the pairs are differences of those K
+scores, instead of 2 * C(K, 2) forward passes (bench/bench_reward.py measures the gain). A batch
+is `batch_size` prompts; the loss is the mean of their per-prompt losses.
+
+Validation is split by prompt (no prompt on both sides) and reports pairwise accuracy next to a
+"longer reply wins" baseline on the same pairs, and the mean margin r_w - r_l. After training
+the scalar head's bias is shifted so the demonstrations' mean reward is 0, which keeps PPO's
+scores centred. One epoch by default: the reward model overfits quickly.
+
+    model = GPT.with_scalar_head(sft_model)
+    result = train_reward_model(model, tokenizer, rankings, RewardConfig(),
+                                demonstrations=demos, checkpoint_dir="artifacts/rm-run")
+"""
+
+import math
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from training.ml.device import autocast
+from training.ml.gpt import GPT
+from training.ml.optim import lr_at, make_optimizer, set_lr
+from training.ml.progress import OnStep, Progress, report
+from training.ml.records import (
+    BadRecord,
+    Demonstration,
+    RankingRecord,
+    ranking_pairs,
+    split_by_prompt,
+)
+from training.ml.resume import load_checkpoint, save_checkpoint
+from training.ml.sft import batches_for_step
+from training.ml.tokenizer import ChatTokenizer
+
+
+@dataclass
+class RewardConfig:
+    epochs: int = 1
+    max_steps: int | None = None  # when set, overrides epochs
+    batch_size: int = 8  # prompts per step, each with all its completions and pairs
+    lr: float = 1e-4
+    warmup_steps: int = 5
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    eval_every: int = 0  # steps; 0 = only at the end
+    checkpoint_every: int = 100
+    skip_invalid: bool = False  # rankings that are not an ordering: skip and count, not raise
+    seed: int = 0
+
+
+@dataclass
+class RankingExample:
+    """One prompt's K completions as token ids (prompt + reply + `<|end|>`), the (better,
+    worse) pairs of all its rankings, and each reply's length in tokens (for the baseline)."""
+
+    sequences: list[list[int]]
+    pairs: list[tuple[int, int]]
+    reply_lengths: list[int]
+    key: Hashable = None
+
+
+@dataclass
+class RewardBatch:
+    idx: torch.Tensor  # (N, T) right-padded: the completions of all the batch's prompts
+    last: torch.Tensor  # (N,) column of each sequence's last token, where it is scored
+    winners: torch.Tensor  # (P,) rows of the better completion of each pair
+    losers: torch.Tensor  # (P,) rows of the worse one
+    groups: torch.Tensor  # (P,) the prompt (batch element) each pair belongs to
+    num_groups: int
+    winner_lengths: torch.Tensor  # (P,) reply lengths, for the "longer reply wins" baseline
+    loser_lengths: torch.Tensor
+
+
+@dataclass
+class RewardResult:
+    model: GPT
+    step: int
+    total_steps: int
+    stopped: bool
+    metrics: dict[str, float]
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def ranking_examples(
+    tokenizer: ChatTokenizer,
+    records: list[RankingRecord],
+    *,
+    block_size: int,
+    skip_invalid: bool = False,
+) -> tuple[list[RankingExample], Counter]:
+    """Tokenize ranking records. Records that cannot give a pair (fewer than 2 completions, no
+    ranking, only ties) are skipped and counted by reason; a ranking that is not an ordering of
+    the completions raises `BadRecord`, or is skipped and counted with `skip_invalid`."""
+    examples, skipped = [], Counter()
+    for n, record in enumerate(records):
+        k = len(record.completions)
+        if k < 2:
+            skipped["fewer_than_2_completions"] += 1
+            continue
+        if not record.rankings:
+            skipped["no_rankings"] += 1
+            continue
+        try:
+            pairs = [pair for ranking in record.rankings for pair in ranking_pairs(ranking, k)]
+            prompt = tokenizer.render_prompt(record.prompt)
+        except BadRecord as exc:
+            if not skip_invalid:
+                raise BadRecord(f"ranking record {n}: {exc}") from None
+            skipped["invalid_ranking"] += 1
+            continue
+        except ValueError as exc:
+            if not skip_invalid:
+                raise BadRecord(f"ranking record {n}: {exc}") from None
+            skipped["invalid_prompt"] += 1
+            continue
+        if not pairs:
+            skipped["only_ties"] += 1
+            continue
+        replies = [tokenizer.render_reply(text) for text in record.completions]
+        # Too long: keep the end, where the score is read, and lose the start of the prompt.
+        sequences = [(prompt + reply)[-block_size:] for reply in replies]
+        lengths = [len(reply) for reply in replies]
+        examples.append(RankingExample(sequences, pairs, lengths, record.key()))
+    return examples, skipped
+
+
+def reward_batch(examples: list[RankingExample], *, pad_id: int, device) -> RewardBatch:
+    """Flatten the completions of `examples` into one right-padded batch, with the pairs as row
+    indices into it. Right padding needs no attention mask: nothing attends to a later token."""
+    sequences = [seq for ex in examples for seq in ex.sequences]
+    T = max(len(seq) for seq in sequences)  # noqa: N806
+    idx = torch.full((len(sequences), T), pad_id, dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        idx[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+    last = torch.tensor([len(seq) - 1 for seq in sequences])
+    winners, losers, groups, win_len, lose_len = [], [], [], [], []
+    offset = 0
+    for g, ex in enumerate(examples):
+        for w, l in ex.pairs:  # noqa: E741
+            winners.append(offset + w)
+            losers.append(offset + l)
+            groups.append(g)
+            win_len.append(ex.reply_lengths[w])
+            lose_len.append(ex.reply_lengths[l])
+        offset += len(ex.sequences)
+    as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+    return RewardBatch(
+        idx.to(device),
+        last.to(device),
+        as_long(winners),
+        as_long(losers),
+        as_long(groups),
+        len(examples),
+        as_long(win_len),
+        as_long(lose_len),
+    )
+
+
+# -- the maths ------------------------------------------------------------------------------
+
+
+def pairwise_loss(
+    rewards: torch.Tensor,
+    winners: torch.Tensor,
+    losers: torch.Tensor,
+    groups: torch.Tensor,
+    num_groups: int,
+) -> torch.Tensor:
+    """Mean over prompts of -1/P_g * sum_{pairs of g} log sigmoid(r_w - r_l).
+
+    rewards (N,) one per completion; winners, losers, groups (P,) one per pair.
+    """
+    per_pair = -F.logsigmoid(rewards[winners] - rewards[losers])  # (P,)
+    total = torch.zeros(num_groups, dtype=per_pair.dtype, device=per_pair.device)
+    total = total.index_add(0, groups, per_pair)  # (G,)
+    count = torch.bincount(groups, minlength=num_groups).clamp(min=1)  # (G,)
+    return (total / count).mean()
+
+
+def pair_accuracy(margins: torch.Tensor) -> torch.Tensor:
+    """Fraction of pairs ranked right (margin > 0), a tie counting half."""
+    return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean()
+
+
+def sequence_scores(model: GPT, idx: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """(N,) the scalar head at column `last` of each right-padded row of `idx`."""
+    with autocast(idx.device):
+        scores = model.scores(idx)  # (N, T)
+    return scores.float().gather(1, last[:, None]).squeeze(1)
+
+
+@torch.no_grad()
+def evaluate_rankings(
+    model: GPT, examples: list[RankingExample], *, pad_id: int, batch_size: int
+) -> dict[str, float]:
+    """Loss, pairwise accuracy, the "longer reply wins" accuracy on the same pairs, and the
+    mean margin r_w - r_l, over every pair of `examples`, in eval mode."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    margins, baseline, losses = [], [], []
+    try:
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start : start + batch_size]
+            batch = reward_batch(chunk, pad_id=pad_id, device=device)
+            rewards = sequence_scores(model, batch.idx, batch.last)
+            losses.append(
+                pairwise_loss(rewards, batch.winners, batch.losers, batch.groups, batch.num_groups)
+                * len(chunk)
+            )
+            margins.append(rewards[batch.winners] - rewards[batch.losers])
+            baseline.append((batch.winner_lengths - batch.loser_lengths).float())
+    finally:
+        model.train(was_training)
+    margins, baseline = torch.cat(margins), torch.cat(baseline)
+    return {
+        "loss": float(sum(losses)) / len(examples),
+        "accuracy": float(pair_accuracy(margins)),
+        "length_baseline_accuracy": float(pair_accuracy(baseline)),
+        "mean_margin": float(margins.mean()),
+        "pairs": float(len(margins)),
+    }
+
+
+@torch.no_grad()
+def score_sequences(
+    model: GPT, sequences: list[list[int]], *, pad_id: int, batch_size: int = 32
+) -> torch.Tensor:
+    """(N,) the reward of each token sequence, read at its last token, in eval mode."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        for start in range(0, len(sequences), batch_size):
+            chunk = sequences[start : start + batch_size]
+            T = max(len(seq) for seq in chunk)  # noqa: N806
+            idx = torch.full((len(chunk), T), pad_id, dtype=torch.long)
+            for row, seq in enumerate(chunk):
+                idx[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
+            last = torch.tensor([len(seq) - 1 for seq in chunk], device=device)
+            out.append(sequence_scores(model, idx.to(device), last))
+    finally:
+        model.train(was_training)
+    return torch.cat(out).cpu()
+
+
+def center_on_demonstrations(
+    model: GPT,
+    tokenizer: ChatTokenizer,
+    demonstrations: list[Demonstration],
+    *,
+    batch_size: int = 32,
+) -> float:
+    """Shift the scalar head's bias so the mean reward of the demonstrations' final replies is
+    0; returns the mean that was subtracted (0.0 when there is no usable demonstration)."""
+    block = model.config.block_size
+    sequences = []
+    for demo in demonstrations:
+        try:
+            ids, mask = tokenizer.render_dialogue(demo.turns)
+        except ValueError:
+            continue
+        if 1 not in mask:
+            continue
+        last = len(mask) - 1 - mask[::-1].index(1)  # the <|end|> closing the last reply
+        sequences.append(ids[: last + 1][-block:])
+    if not sequences:
+        return 0.0
+    mean = float(
+        score_sequences(model, sequences, pad_id=tokenizer.pad_id, batch_size=batch_size).mean()
+    )
+    with torch.no_grad():
+        model.score_head.bias -= mean
+    return mean
+
+
+class RewardModelScorer:
+    """PPO's reward function from a trained reward model: scores (prompt ids, response ids)
+    pairs, batched. The response should end with `<|end|>`, where the model reads its score."""
+
+    def __init__(self, model: GPT, *, pad_id: int, batch_size: int = 32):
+        self.model, self.pad_id, self.batch_size = model, pad_id, batch_size
+
+    def score_batch(self, prompts: list[list[int]], responses: list[list[int]]) -> list[float]:
+        block = self.model.config.block_size
+        sequences = [(p + r)[-block:] for p, r in zip(prompts, responses, strict=True)]
+        return score_sequences(
+            self.model, sequences, pad_id=self.pad_id, batch_size=self.batch_size
+        ).tolist()
+
+    def __call__(self, prompt: list[int], response: list[int]) -> float:
+        return self.score_batch([prompt], [response])[0]
+
+
+# -- the loop -------------------------------------------------------------------------------
+
+
+def train_reward_model(
+    model: GPT,
+    tokenizer: ChatTokenizer,
+    records: list[RankingRecord],
+    config: RewardConfig | None = None,
+    *,
+    demonstrations: list[Demonstration] | None = None,
+    on_step: OnStep | None = None,
+    checkpoint_dir=None,
+) -> RewardResult:
+    """Train `model` (a GPT with a scalar head, e.g. `GPT.with_scalar_head(sft_model)`) in place
+    on the rankings; see the module docstring. The final metrics hold the held-out figures
+    (`val_accuracy`, `val_length_baseline_accuracy`, `val_mean_margin`, `val_loss`) and the
+    `reward_offset` subtracted to centre the demonstrations' rewards on 0."""
+    config = config or RewardConfig()
+    if model.score_head is None:
+        raise ValueError("the reward model needs a scalar head: pass GPT.with_scalar_head(model)")
+    device = next(model.parameters()).device
+    examples, skipped = ranking_examples(
+        tokenizer, records, block_size=model.config.block_size, skip_invalid=config.skip_invalid
+    )
+    if not examples:
+        raise ValueError(
+            f"no usable ranking record: got {len(records)} records, skipped {dict(skipped) or 0}"
+        )
+    train_idx, val_idx = split_by_prompt(
+        [ex.key for ex in examples], config.val_fraction, seed=config.seed
+    )
+    train = [examples[i] for i in train_idx]
+    val = [examples[i] for i in val_idx]
+
+    per_epoch = math.ceil(len(train) / config.batch_size)
+    total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
+    optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
+    step, extra = 0, {}
+    if checkpoint_dir is not None:
+        resumed = load_checkpoint(
+            checkpoint_dir, models={"model": model}, optimizers={"model": optimizer}
+        )
+        if resumed is not None:
+            step, extra = resumed
+    metrics: dict[str, float] = dict(extra.get("metrics", {}))
+    metrics.update(
+        train_prompts=len(train),
+        val_prompts=len(val),
+        skipped_records=sum(skipped.values()),
+        **{f"skipped_{reason}": float(n) for reason, n in skipped.items()},
+    )
+    centered = bool(extra.get("centered", False))
+
+    def checkpoint():
+        if checkpoint_dir is not None:
+            save_checkpoint(
+                checkpoint_dir,
+                step=step,
+                models={"model": model},
+                optimizers={"model": optimizer},
+                extra={"metrics": metrics, "centered": centered, "config": asdict(config)},
+                tokenizer=tokenizer,
+                meta={"stage": "reward"},
+            )
+
+    def evaluate():
+        if val:
+            figures = evaluate_rankings(
+                model, val, pad_id=tokenizer.pad_id, batch_size=config.batch_size
+            )
+            metrics.update({f"val_{name}": value for name, value in figures.items()})
+
+    stopped = False
+    model.train()
+    while step < total:
+        lr = lr_at(
+            step,
+            max_lr=config.lr,
+            warmup_steps=config.warmup_steps,
+            total_steps=total,
+            min_lr_ratio=config.min_lr_ratio,
+        )
+        set_lr(optimizer, lr)
+        chunk = [
+            train[i]
+            for i in batches_for_step(len(train), config.batch_size, step, seed=config.seed)
+        ]
+        batch = reward_batch(chunk, pad_id=tokenizer.pad_id, device=device)
+        rewards = sequence_scores(model, batch.idx, batch.last)  # (N,) each completion once
+        loss = pairwise_loss(rewards, batch.winners, batch.losers, batch.groups, batch.num_groups)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"reward-model loss is {loss.item()} at step {step + 1} (lr {lr:.3g}); no update "
+                "was applied. Lower the learning rate or check the data."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise FloatingPointError(
+                f"reward-model gradient norm is {grad_norm.item()} at step {step + 1}"
+            )
+        optimizer.step()
+        step += 1
+        margins = (rewards[batch.winners] - rewards[batch.losers]).detach()
+        metrics.update(
+            loss=loss.item(),
+            accuracy=float(pair_accuracy(margins)),
+            mean_margin=float(margins.mean()),
+            lr=lr,
+            grad_norm=grad_norm.item(),
+        )
+        if step == total:
+            evaluate()
+            if not centered:
+                # Centre on the demonstrations (else on the training completions).
+                metrics["reward_offset"] = _center(model, tokenizer, demonstrations, train, config)
+                centered = True
+        elif config.eval_every and step % config.eval_every == 0:
+            evaluate()
+        stop = report(on_step, Progress("reward", step, total, dict(metrics)))
+        if (
+            stop
+            or step == total
+            or (config.checkpoint_every and step % config.checkpoint_every == 0)
+        ):
+            checkpoint()
+        if stop and step < total:
+            stopped = True
+            break
+    return RewardResult(model, step, total, stopped, metrics)
+
+
+def _center(model, tokenizer, demonstrations, train, config) -> float:
+    if demonstrations:
+        return center_on_demonstrations(
+            model, tokenizer, demonstrations, batch_size=config.batch_size
+        )
+    sequences = [seq for ex in train for seq in ex.sequences]
+    mean = float(score_sequences(model, sequences, pad_id=tokenizer.pad_id).mean())
+    with torch.no_grad():
+        model.score_head.bias -= mean
+    return mean

@@ -1,0 +1,264 @@
+"""Supervised fine-tuning (SFT): teach a base GPT to answer like the demonstrations.
+
+Each demonstration is a dialogue rendered by `ChatTokenizer.render_dialogue`; the loss is the
+next-token cross-entropy on the assistant tokens only (their content and the `<|end|>` closing
+each reply), so the model learns to reply and to stop, never to imitate the user. The prompt and
+user turns are context, masked out with the target -100.
+
+Training: AdamW, linear warmup then cosine decay, gradient clipping; a validation split by
+prompt (no prompt on both sides) whose loss is reported every `eval_every` steps and at the end.
+`train_sft` reports each step through `on_step`, stops when it returns True (after saving a
+checkpoint), and resumes from `checkpoint_dir` when one is there.
+
+    result = train_sft(model, tokenizer, demonstrations, SFTConfig(epochs=2),
+                       on_step=tqdm_reporter("sft"), checkpoint_dir="artifacts/sft-run")
+"""
+
+import math
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from training.ml.device import autocast
+from training.ml.gpt import GPT
+from training.ml.optim import lr_at, make_optimizer, set_lr
+from training.ml.progress import OnStep, Progress, report
+from training.ml.records import Demonstration, split_by_prompt
+from training.ml.resume import load_checkpoint, save_checkpoint
+from training.ml.tokenizer import ChatTokenizer
+
+IGNORE = -100
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = 2
+    max_steps: int | None = None  # when set, overrides epochs
+    batch_size: int = 8
+    lr: float = 1e-4
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    eval_every: int = 50  # steps; 0 = only at the end
+    checkpoint_every: int = 100  # steps; a checkpoint is also written at the end and on stop
+    seed: int = 0
+
+
+@dataclass
+class TokenExample:
+    """Ids of one text and the 0/1 mask of the tokens to learn (all 1 for pretraining text)."""
+
+    ids: list[int]
+    loss_mask: list[int]
+    key: Hashable = None  # the prompt it answers, for the split by prompt
+
+
+@dataclass
+class SFTResult:
+    model: GPT
+    step: int
+    total_steps: int
+    stopped: bool  # on_step asked to stop before the end
+    metrics: dict[str, float]
+
+
+# -- data -----------------------------------------------------------------------------------
+
+
+def dialogue_examples(
+    tokenizer: ChatTokenizer, demonstrations: list[Demonstration], *, block_size: int
+) -> tuple[list[TokenExample], Counter]:
+    """Render demonstrations to `TokenExample`s, cut to `block_size + 1` tokens (inputs plus the
+    shifted targets). Returns the examples and a count of the records skipped, by reason."""
+    examples, skipped = [], Counter()
+    for demo in demonstrations:
+        try:
+            ids, mask = tokenizer.render_dialogue(demo.turns)
+        except ValueError:
+            skipped["invalid_dialogue"] += 1
+            continue
+        ids, mask = ids[: block_size + 1], mask[: block_size + 1]
+        if sum(mask[1:]) == 0:
+            skipped["no_assistant_tokens"] += 1
+            continue
+        examples.append(TokenExample(ids, mask, demo.key()))
+    return examples, skipped
+
+
+def lm_batch(
+    examples: list[TokenExample], *, pad_id: int, device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded inputs (B, T) and targets (B, T): target t is token t+1 where the loss mask
+    is 1 and -100 elsewhere (the prompt, user turns, padding)."""
+    T = max(len(ex.ids) for ex in examples) - 1  # noqa: N806
+    idx = torch.full((len(examples), T), pad_id, dtype=torch.long)
+    targets = torch.full((len(examples), T), IGNORE, dtype=torch.long)
+    for row, ex in enumerate(examples):
+        ids = torch.tensor(ex.ids, dtype=torch.long)
+        learn = torch.tensor(ex.loss_mask[1:], dtype=torch.bool)
+        n = len(ex.ids) - 1
+        idx[row, :n] = ids[:-1]
+        targets[row, :n] = torch.where(learn, ids[1:], IGNORE)
+    return idx.to(device), targets.to(device)
+
+
+def sft_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the tokens whose target is not -100: logits (B, T, V) and
+    targets (B, T). Masked positions contribute nothing, whatever their logits."""
+    return F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE
+    )
+
+
+def batches_for_step(n: int, batch_size: int, step: int, *, seed: int) -> list[int]:
+    """Example indices of 0-based `step`: epoch e is a permutation seeded by (seed, e), cut into
+    batches; the same step always gets the same batch, so a resumed run continues the order."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, batch = divmod(step, per_epoch)
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=generator).tolist()
+    return order[batch * batch_size : (batch + 1) * batch_size]
+
+
+@torch.no_grad()
+def lm_eval_loss(
+    model: GPT, examples: list[TokenExample], *, pad_id: int, batch_size: int
+) -> float:
+    """Mean cross-entropy per learned token over `examples`, in eval mode (no dropout)."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for start in range(0, len(examples), batch_size):
+            idx, targets = lm_batch(
+                examples[start : start + batch_size], pad_id=pad_id, device=device
+            )
+            with autocast(device):
+                logits, _ = model(idx)
+            n = int((targets != IGNORE).sum())
+            total += float(sft_loss(logits, targets)) * n
+            count += n
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+# -- the loop -------------------------------------------------------------------------------
+
+
+def train_sft(
+    model: GPT,
+    tokenizer: ChatTokenizer,
+    demonstrations: list[Demonstration],
+    config: SFTConfig | None = None,
+    *,
+    on_step: OnStep | None = None,
+    checkpoint_dir=None,
+) -> SFTResult:
+    """Fine-tune `model` in place on the assistant tokens of `demonstrations`; see the module
+    docstring. Raises ValueError when no demonstration is usable and FloatingPointError when the
+    loss stops being finite (no update is applied with it)."""
+    config = config or SFTConfig()
+    device = next(model.parameters()).device
+    examples, skipped = dialogue_examples(
+        tokenizer, demonstrations, block_size=model.config.block_size
+    )
+    if not examples:
+        raise ValueError(
+            f"SFT needs at least one demonstration with an assistant reply: got "
+            f"{len(demonstrations)} records, skipped {dict(skipped) or 0}"
+        )
+    train_idx, val_idx = split_by_prompt(
+        [ex.key for ex in examples], config.val_fraction, seed=config.seed
+    )
+    train = [examples[i] for i in train_idx]
+    val = [examples[i] for i in val_idx]
+
+    per_epoch = math.ceil(len(train) / config.batch_size)
+    total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
+    optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
+    step, extra = 0, {}
+    if checkpoint_dir is not None:
+        resumed = load_checkpoint(
+            checkpoint_dir, models={"model": model}, optimizers={"model": optimizer}
+        )
+        if resumed is not None:
+            step, extra = resumed
+    metrics: dict[str, float] = dict(extra.get("metrics", {}))
+    metrics.update(
+        train_examples=len(train),
+        val_examples=len(val),
+        skipped_records=sum(skipped.values()),
+        **{f"skipped_{reason}": float(n) for reason, n in skipped.items()},
+    )
+
+    def checkpoint():
+        if checkpoint_dir is not None:
+            save_checkpoint(
+                checkpoint_dir,
+                step=step,
+                models={"model": model},
+                optimizers={"model": optimizer},
+                extra={"metrics": metrics, "config": asdict(config)},
+                tokenizer=tokenizer,
+                meta={"stage": "sft"},
+            )
+
+    stopped = False
+    model.train()
+    while step < total:
+        lr = lr_at(
+            step,
+            max_lr=config.lr,
+            warmup_steps=config.warmup_steps,
+            total_steps=total,
+            min_lr_ratio=config.min_lr_ratio,
+        )
+        set_lr(optimizer, lr)
+        batch = [
+            train[i]
+            for i in batches_for_step(len(train), config.batch_size, step, seed=config.seed)
+        ]
+        idx, targets = lm_batch(batch, pad_id=tokenizer.pad_id, device=device)
+        with autocast(device):
+            logits, _ = model(idx)
+        loss = sft_loss(logits, targets)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"SFT loss is {loss.item()} at step {step + 1} (lr {lr:.3g}); no update was "
+                "applied. Lower the learning rate or check the data; resume from the checkpoint."
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        if not torch.isfinite(grad_norm):
+            raise FloatingPointError(f"SFT gradient norm is {grad_norm.item()} at step {step + 1}")
+        optimizer.step()
+        step += 1
+        metrics.update(
+            loss=loss.item(),
+            lr=lr,
+            grad_norm=grad_norm.item(),
+            tokens=float((targets != IGNORE).sum()),
+        )
+        if val and (step == total or (config.eval_every and step % config.eval_every == 0)):
+            metrics["val_loss"] = lm_eval_loss(
+                model, val, pad_id=tokenizer.pad_id, batch_size=config.batch_size
+            )
+        stop = report(on_step, Progress("sft", step, total, dict(metrics)))
+        if (
+            stop
+            or step == total
+            or (config.checkpoint_every and step % config.checkpoint_every == 0)
+        ):
+            checkpoint()
+        if stop and step < total:
+            stopped = True
+            break
+    return SFTResult(model, step, total, stopped, metrics)
