@@ -194,9 +194,21 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
 }
 
+# Training workers. The device is picked automatically (CUDA when there is one) unless named.
+TRAINING_DEVICE = env.str("TRAINING_DEVICE", default="") or None
+TRAINING_HEARTBEAT_SECONDS = _read("TRAINING_HEARTBEAT_SECONDS", env.float, default=10.0)
+# A running run whose worker has not beaten for this long is marked failed (and resumable).
+TRAINING_HEARTBEAT_TIMEOUT = _read("TRAINING_HEARTBEAT_TIMEOUT", env.int, default=120)
+TRAINING_PROGRESS_INTERVAL = _read("TRAINING_PROGRESS_INTERVAL", env.float, default=1.0)
+# The least labeled data a run may start with; below it the page refuses with the reason.
+TRAINING_MIN_DEMONSTRATIONS = _read("TRAINING_MIN_DEMONSTRATIONS", env.int, default=8)
+TRAINING_MIN_RANKED_TASKS = _read("TRAINING_MIN_RANKED_TASKS", env.int, default=8)
+TRAINING_MIN_PROMPTS = _read("TRAINING_MIN_PROMPTS", env.int, default=4)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"rustbpe": {"level": "WARNING"}},  # it logs one line per BPE merge
 }

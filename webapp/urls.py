@@ -11,4 +11,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("label/", include("labeling.urls")),
     path("api/labeling/", include("labeling.api.urls")),
+    path("training/", include("training.urls")),
 ]

@@ -1,0 +1,368 @@
+"""Load test of the labeling queue: N concurrent simulated labelers doing next task -> submit.
+
+    DJANGO_DEBUG=1 DATABASE_URL=postgres://rlhf:rlhf@localhost:5432/rlhf \
+        python bench/bench_labeling.py --labelers 50 --rounds 20 --completions 1000000
+
+Each labeler is a thread with its own database connection and its own Django test client,
+authenticating with an API token; threads are spread over a few processes so the Python GIL
+does not serialize the whole app. Every request goes through the full stack (middleware,
+DRF, token auth, services, PostgreSQL) in process: no HTTP server, so network and a WSGI server
+are not measured. It runs in a throwaway database (created, migrated and dropped; --keep-db
+leaves it) and reports:
+
+1. throughput and p50/p95/p99 latency of "next task" and "submit" under N concurrent labelers,
+   with no think time (a stress test: real labelers spend ~30 s per task);
+2. duplicate and lost submissions (target zero): every 201 answer must be one row, no task may
+   hold more rankings than its overlap, counters must equal rows;
+3. SQL queries per request, on a small table and after loading --completions rows (constant);
+4. "next task" latency with --completions completions in the table (1 million by default),
+   alone and under the same concurrent load.
+"""
+import argparse
+import multiprocessing as mp
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+os.environ.setdefault("DJANGO_DEBUG", "1")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, connections  # noqa: E402
+from django.test import Client  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
+
+API = "/api/labeling"
+
+
+def percentile(values, q):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
+
+
+def summary(name, seconds):
+    ms = [s * 1000 for s in seconds]
+    return (f"{name:<22} n={len(ms):>6}  p50={percentile(ms, 50):7.1f} ms  "
+            f"p95={percentile(ms, 95):7.1f} ms  p99={percentile(ms, 99):7.1f} ms  "
+            f"mean={statistics.fmean(ms) if ms else float('nan'):6.1f} ms")
+
+
+# --- setup -------------------------------------------------------------------------------------
+
+def create_database(name: str):
+    connection.settings_dict["TEST"] = {**connection.settings_dict.get("TEST", {}), "NAME": name}
+    return connection.creation.create_test_db(
+        verbosity=0, autoclobber=True, keepdb=False, serialize=False
+    )
+
+
+def make_world(*, labelers: int, tasks: int, k: int, overlap: int):
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from labeling.services.demonstrations import prompt_create
+    from labeling.services.projects import project_create
+    from labeling.services.tasks import ranking_tasks_create
+
+    project = project_create(name="Bench", slug="bench", k=k, overlap=overlap)
+    prompts = [
+        prompt_create(project=project, turns=[{"role": "user", "content": f"Bench question {i}?"}],
+                      source="imported", demonstrations_needed=0)
+        for i in range(tasks)
+    ]
+    for start in range(0, tasks, 500):
+        ranking_tasks_create(
+            project=project, batch_key=f"bench-{start}",
+            prompt_completions=[
+                (p.pk, [{"text": f"Answer {j} to {p.pk}", "model_label": "bench"}
+                        for j in range(k)])
+                for p in prompts[start:start + 500]
+            ],
+        )
+    users = get_user_model().objects.bulk_create(
+        [get_user_model()(username=f"bench{i}", password="!") for i in range(labelers)]
+    )
+    tokens = [Token.objects.create(user=u).key for u in users]
+    return project, tokens
+
+
+def load_completions(project, total: int, k: int):
+    """Bulk rows straight in SQL (PostgreSQL): total/k prompts, each with a complete task of k
+    completions, so the queue has to find its open tasks among them."""
+    n_prompts = total // k
+    with connection.cursor() as cur:
+        cur.execute("""
+            INSERT INTO labeling_prompt (project_id, turns, text, content_hash, source,
+                demonstrations_needed, demonstrations_count, created_at)
+            SELECT %s, jsonb_build_array(jsonb_build_object('role', 'user',
+                   'content', 'Filler question ' || g)),
+                   'Filler question ' || g, md5(g::text), 'imported', 0, 0,
+                   now() - interval '1 day'
+            FROM generate_series(1, %s) g""", [project.pk, n_prompts])
+        cur.execute("""
+            INSERT INTO labeling_completion (prompt_id, text, model_label, sampling, created_at)
+            SELECT p.id, 'Filler answer ' || i || ' to ' || p.id, 'filler', '{}'::jsonb,
+                   p.created_at
+            FROM labeling_prompt p CROSS JOIN generate_series(0, %s) i
+            WHERE p.project_id = %s AND p.text LIKE 'Filler%%'""", [k - 1, project.pk])
+        cur.execute("""
+            INSERT INTO labeling_rankingtask (project_id, prompt_id, status, rankings_needed,
+                rankings_count, priority, batch_key, created_at)
+            SELECT project_id, id, 'complete', 1, 1, 0, 'filler', created_at
+            FROM labeling_prompt WHERE project_id = %s AND text LIKE 'Filler%%'""", [project.pk])
+        cur.execute("""
+            INSERT INTO labeling_taskcompletion (task_id, completion_id, position)
+            SELECT t.id, c.id, row_number() OVER (PARTITION BY t.id ORDER BY c.id) - 1
+            FROM labeling_rankingtask t JOIN labeling_completion c ON c.prompt_id = t.prompt_id
+            WHERE t.batch_key = 'filler'""")
+        cur.execute("ANALYZE")
+        cur.execute("SELECT count(*) FROM labeling_completion")
+        return cur.fetchone()[0]
+
+
+# --- one simulated labeler ---------------------------------------------------------------------
+
+def labeler_loop(token: str, rounds: int, think: float, out: list, stop_when_empty=True):
+    """next -> (think) -> submit -> (think), `rounds` times; think is a mean in seconds."""
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    rng = random.Random(token)
+    try:
+        for _ in range(rounds):
+            time.sleep(think * rng.uniform(0.5, 1.5))
+            t0 = time.perf_counter()
+            r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
+            t1 = time.perf_counter()
+            out.append(("next", t1 - t0, r.status_code, None))
+            if r.status_code == 204:
+                if stop_when_empty:
+                    return
+                continue
+            task = r.json()
+            order = [[c["id"]] for c in reversed(task["completions"])]
+            time.sleep(think * rng.uniform(0.5, 1.5))
+            t2 = time.perf_counter()
+            s = client.post(f"{API}/assignments/{task['id']}/ranking/", {"order": order},
+                            content_type="application/json")
+            t3 = time.perf_counter()
+            ranking_id = s.json().get("id") if s.status_code == 201 else None
+            out.append(("submit", t3 - t2, s.status_code, ranking_id))
+            if s.status_code == 201 and os.environ.get("BENCH_DOUBLE_SUBMIT"):
+                again = client.post(f"{API}/assignments/{task['id']}/ranking/",
+                                    {"order": order}, content_type="application/json")
+                out.append(("resubmit", 0.0, again.status_code, again.json().get("id")))
+    finally:
+        connections.close_all()
+
+
+def process_main(tokens, rounds, think, queue):
+    connections.close_all()  # never share the parent's sockets
+    results: list = []
+    threads = [threading.Thread(target=labeler_loop, args=(t, rounds, think, results))
+               for t in tokens]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    queue.put(results)
+
+
+def run_load(tokens, rounds, processes, think=0.0):
+    connections.close_all()
+    queue = mp.get_context("fork").Queue()
+    shards = [tokens[i::processes] for i in range(processes)]
+    workers = [
+        mp.get_context("fork").Process(target=process_main, args=(s, rounds, think, queue))
+        for s in shards if s
+    ]
+    start = time.perf_counter()
+    for w in workers:
+        w.start()
+    results = []
+    for _ in workers:
+        results += queue.get()
+    for w in workers:
+        w.join()
+    return results, time.perf_counter() - start
+
+
+def report_load(title, results, elapsed):
+    nexts = [d for kind, d, code, _ in results if kind == "next" and code == 200]
+    submits = [d for kind, d, code, _ in results if kind == "submit" and code == 201]
+    errors = [(kind, code) for kind, _, code, _ in results
+              if (kind == "next" and code not in (200, 204)) or (kind == "submit" and code != 201)]
+    print(f"\n== {title}")
+    print(f"wall {elapsed:.1f} s, {len(submits)} rankings stored, "
+          f"throughput {len(submits) / elapsed:.1f} rankings/s "
+          f"({(len(nexts) + len(submits)) / elapsed:.1f} requests/s), errors: {len(errors)}")
+    print(summary("next task", nexts))
+    print(summary("submit", submits))
+    print(summary("next+submit (pair)", [a + b for a, b in zip(nexts, submits, strict=False)]))
+    return [rid for kind, _, code, rid in results if kind in ("submit", "resubmit") and rid]
+
+
+def check_integrity(ranking_ids):
+    from django.db.models import Count
+
+    from labeling.models import Assignment, Ranking, RankingTask
+
+    stored = set(Ranking.objects.values_list("id", flat=True))
+    answered = set(ranking_ids)
+    lost = len(answered - stored)
+    duplicate_pairs = (Ranking.objects.values("task", "labeler").annotate(n=Count("id"))
+                       .filter(n__gt=1).count())
+    tasks = RankingTask.objects.exclude(batch_key="filler").annotate(n=Count("rankings"))
+    over = tasks.filter(n__gt=models_F("rankings_needed")).count()
+    mismatched = tasks.exclude(n=models_F("rankings_count")).count()
+    orphans = Assignment.objects.filter(status="submitted", ranking__isnull=True,
+                                        kind="ranking").count()
+    print(f"integrity: answered {len(answered)} ids, lost {lost}, duplicate (task, labeler) "
+          f"{duplicate_pairs}, tasks over overlap {over}, counter mismatches {mismatched}, "
+          f"submitted leases without a ranking {orphans}")
+    return lost + duplicate_pairs + over + mismatched + orphans
+
+
+def models_F(name):
+    from django.db.models import F
+
+    return F(name)
+
+
+def queries_per_request(token):
+    """SQL statements for one next-task and one submit through the API, plus the home page
+    selector; the same numbers must come out on a small and a huge table."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from labeling import selectors
+
+    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    with CaptureQueriesContext(connection) as next_q:
+        r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
+    if r.status_code != 200:
+        return None
+    task = r.json()
+    order = [[c["id"]] for c in task["completions"]]
+    with CaptureQueriesContext(connection) as submit_q:
+        client.post(f"{API}/assignments/{task['id']}/ranking/", {"order": order},
+                    content_type="application/json")
+    user = get_user_model().objects.get(pk=Token.objects.get(key=token).user_id)
+    with CaptureQueriesContext(connection) as home_q:
+        selectors.labeler_home(labeler=user)
+    return len(next_q), len(submit_q), len(home_q)
+
+
+def next_latency_alone(tokens, n):
+    """Sequential next-task calls (each lease then released) by one labeler at a time."""
+    from labeling.services.queue import assignments_release
+
+    samples = []
+    for i in range(n):
+        client = Client(HTTP_AUTHORIZATION=f"Token {tokens[i % len(tokens)]}")
+        t0 = time.perf_counter()
+        r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
+        samples.append(time.perf_counter() - t0)
+        if r.status_code == 200:
+            assignments_release(assignment_ids=[r.json()["id"]])
+    return samples
+
+
+def phases(tokens, args, label):
+    """A stress phase (no think time: the most requests this machine serves) and a paced
+    phase (each labeler pauses --think-ms on average before each request)."""
+    results, elapsed = run_load(tokens, args.rounds, args.processes)
+    ids = report_load(f"{len(tokens)} labelers, no think time, {label}", results, elapsed)
+    bad = check_integrity(ids)
+    if args.think_ms:
+        results, elapsed = run_load(tokens, args.rounds, args.processes, args.think_ms / 1000)
+        ids += report_load(f"{len(tokens)} labelers, think {args.think_ms} ms, {label}",
+                           results, elapsed)
+        bad += check_integrity(ids)
+    return ids, bad
+
+
+def claim_query_ms(token) -> float:
+    """Execution time PostgreSQL reports for the queue's SELECT ... FOR UPDATE SKIP LOCKED."""
+    from django.db import transaction
+    from django.utils import timezone
+    from rest_framework.authtoken.models import Token
+
+    from labeling import selectors
+
+    user = Token.objects.select_related("user").get(key=token).user
+    qs = selectors.ranking_tasks_claimable(labeler=user, now=timezone.now())
+    qs = qs.select_related("project", "prompt").select_for_update(skip_locked=True, of=("self",))
+    sql, params = qs[:1].query.sql_with_params()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
+        plan = cur.fetchone()[0]
+    plan = plan[0] if isinstance(plan, list) else plan
+    return plan["Execution Time"] + plan.get("Planning Time", 0)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--labelers", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=10, help="tasks per labeler per phase")
+    parser.add_argument("--k", type=int, default=5)
+    parser.add_argument("--overlap", type=int, default=2)
+    parser.add_argument("--completions", type=int, default=1_000_000,
+                        help="rows to load before the second phase (0: skip)")
+    parser.add_argument("--think-ms", type=int, default=2000,
+                        help="mean pause before each request in the paced phase (0: skip it)")
+    parser.add_argument("--processes", type=int, default=min(4, os.cpu_count() or 1))
+    parser.add_argument("--keep-db", action="store_true")
+    args = parser.parse_args()
+
+    settings.DEBUG = False  # no query log in memory (CaptureQueriesContext still counts)
+    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
+    if connection.vendor != "postgresql":
+        print("note: not PostgreSQL; the numbers say little about production", file=sys.stderr)
+    name = f"bench_labeling_{os.getpid()}"
+    old_name = connection.settings_dict["NAME"]
+    create_database(name)
+    try:
+        phases_run = 4 if args.think_ms else 2
+        tasks_needed = args.labelers * args.rounds * phases_run // args.overlap + args.labelers
+        t0 = time.perf_counter()
+        project, tokens = make_world(labelers=args.labelers, tasks=tasks_needed, k=args.k,
+                                     overlap=args.overlap)
+        print(f"database {name} on {connection.vendor}; {tasks_needed} open tasks of K={args.k},"
+              f" overlap {args.overlap}, {args.labelers} labelers "
+              f"({time.perf_counter() - t0:.1f} s to set up); {args.processes} processes")
+        small = queries_per_request(tokens[0])
+        ids, bad = phases(tokens, args, "small tables")
+        large = None
+        if args.completions and connection.vendor == "postgresql":
+            t0 = time.perf_counter()
+            total = load_completions(project, args.completions, args.k)
+            print(f"\nloaded filler: {total} completions in the table "
+                  f"({time.perf_counter() - t0:.1f} s)")
+            print(summary("next task, 1 labeler", next_latency_alone(tokens, 200)))
+            print(f"claim query alone (EXPLAIN ANALYZE): {claim_query_ms(tokens[2]):.2f} ms")
+            large = queries_per_request(tokens[1])
+            more, problems = phases(tokens, args, f"{total} completions")
+            ids += more
+            bad += problems
+        print(f"\nSQL queries per request (next, submit, home selector): small {small}, "
+              f"large {large}")
+        print("RESULT:", "OK" if bad == 0 else f"{bad} integrity problems")
+    finally:
+        connections.close_all()
+        if not args.keep_db:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""JSON shapes of the labeling API. Inputs are checked for types here; the rules live in the
+services (a serializer never repeats them)."""
+from rest_framework import serializers
+
+from labeling.models import Assignment, Demonstration, ExportSnapshot, Project, Ranking, Skip
+from labeling.selectors import completions_for
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = ["id", "slug", "name", "guidelines", "k", "overlap", "lease_seconds"]
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    """A lease as a labeler (or a labeling tool) sees it: the model behind each completion is
+    hidden and the completions are in the assignment's own shuffled order."""
+
+    project = serializers.CharField(source="prompt.project.slug")
+    guidelines = serializers.CharField(source="prompt.project.guidelines")
+    prompt = serializers.SerializerMethodField()
+    completions = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "kind", "status", "task", "created_at", "expires_at", "project",
+                  "guidelines", "prompt", "completions"]
+
+    def get_prompt(self, obj):
+        return {"id": obj.prompt_id, "turns": obj.prompt.turns}
+
+    def get_completions(self, obj):
+        return [{"id": c.pk, "text": c.text} for c in completions_for(assignment=obj)]
+
+
+class RankingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Ranking
+        fields = ["id", "task", "assignment", "order", "all_bad", "flags", "comment",
+                  "time_spent_ms", "created_at"]
+
+
+class DemonstrationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Demonstration
+        fields = ["id", "prompt", "turns", "is_dialogue", "suggestion", "time_spent_ms",
+                  "client_token", "created_at"]
+
+
+class SkipSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Skip
+        fields = ["id", "kind", "task", "prompt", "reason", "created_at"]
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    project = serializers.CharField(source="project.slug")
+
+    class Meta:
+        model = ExportSnapshot
+        fields = ["snapshot_id", "project", "as_of", "counts", "digests", "created_at"]
+
+
+class NextTaskIn(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=Assignment.Kind.choices, default="ranking")
+    project = serializers.SlugField(required=False)
+
+
+class RankingIn(serializers.Serializer):
+    order = serializers.JSONField()
+    all_bad = serializers.BooleanField(default=False)
+    flags = serializers.JSONField(required=False, default=dict)
+    comment = serializers.CharField(required=False, default="", allow_blank=True,
+                                    trim_whitespace=False)
+    time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+
+
+class DemonstrationIn(serializers.Serializer):
+    reply = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    client_token = serializers.CharField(allow_blank=True)
+    time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+
+
+class DialogueIn(serializers.Serializer):
+    project = serializers.SlugField()
+    turns = serializers.JSONField()
+    client_token = serializers.CharField(allow_blank=True)
+    suggestion_id = serializers.IntegerField(required=False, allow_null=True, default=None)
+    time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+
+
+class SkipIn(serializers.Serializer):
+    reason = serializers.CharField(allow_blank=True)
+
+
+class ImportIn(serializers.Serializer):
+    format = serializers.ChoiceField(choices=["jsonl", "csv"], required=False)
+    content = serializers.CharField(required=False, trim_whitespace=False)
+    file = serializers.FileField(required=False)
+    demonstrations_needed = serializers.IntegerField(required=False, default=1, min_value=0,
+                                                     max_value=20)
+
+    def validate(self, attrs):
+        if ("content" in attrs) == ("file" in attrs):
+            raise serializers.ValidationError("Send either a file or a content field.")
+        if "format" not in attrs:
+            name = getattr(attrs.get("file"), "name", "") or ""
+            attrs["format"] = "csv" if name.lower().endswith(".csv") else "jsonl"
+        return attrs
+
+
+class CompletionIn(serializers.Serializer):
+    text = serializers.CharField(allow_blank=True, trim_whitespace=False)
+    model_label = serializers.CharField(required=False, default="", allow_blank=True)
+    model_version_id = serializers.IntegerField(required=False, allow_null=True, default=None,
+                                                min_value=0)
+    sampling = serializers.DictField(required=False, default=dict)
+
+
+class TaskIn(serializers.Serializer):
+    prompt_id = serializers.IntegerField(min_value=1)
+    completions = CompletionIn(many=True)
+
+
+class RankingTasksIn(serializers.Serializer):
+    batch_key = serializers.CharField(max_length=100)
+    priority = serializers.IntegerField(required=False, default=0)
+    tasks = TaskIn(many=True, allow_empty=False)

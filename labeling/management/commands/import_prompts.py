@@ -1,0 +1,47 @@
+"""Import prompts (and demonstrations) into a project from a JSONL or CSV file.
+
+    python manage.py import_prompts --project python-stdlib prompts.jsonl [--author lena]
+"""
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+from labeling import selectors
+from labeling.errors import ImportFailed, LabelingError
+from labeling.importers import prompts_import
+
+
+class Command(BaseCommand):
+    help = "Import prompts (and optional demonstrations) from JSONL or CSV; all lines or none."
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", type=Path)
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--format", choices=["jsonl", "csv"], help="default: from the suffix")
+        parser.add_argument("--author", help="username credited with the demonstrations")
+        parser.add_argument("--demonstrations-needed", type=int, default=1)
+
+    def handle(self, *args, path, project, format, author, demonstrations_needed, **options):
+        fmt = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
+        user = None
+        if author:
+            user = get_user_model().objects.filter(username=author).first()
+            if user is None:
+                raise CommandError(f"No user {author!r}.")
+        try:
+            report = prompts_import(
+                project=selectors.project_by_slug(slug=project), content=path.read_bytes(),
+                format=fmt, author=user, demonstrations_needed=demonstrations_needed,
+            )
+        except ImportFailed as exc:
+            for number, message in exc.errors:
+                self.stderr.write(f"{path}:{number}: {message}")
+            raise CommandError(exc.message) from None
+        except LabelingError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(
+            f"{report.lines} lines: {report.created} prompts created "
+            f"({report.flagged_duplicates} flagged as near-duplicates), "
+            f"{report.already_present} already present, {report.demonstrations} demonstrations."
+        )

@@ -1,0 +1,160 @@
+"""Writing demonstrations: a reply to a prompt, or a whole dialogue played both sides."""
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from labeling.errors import Conflict, Forbidden, Invalid, NotFound
+from labeling.models import Assignment, Completion, Demonstration, Project, Prompt
+from labeling.services.queue import lock_own_assignment
+from labeling.services.rankings import clean_time_spent
+from labeling.validation import (
+    MAX_TOKEN_CHARS,
+    clean_text,
+    clean_turns,
+    content_hash,
+    render_turns,
+)
+
+
+def _clean_token(client_token) -> str:
+    token = clean_text(client_token, field="The client token", max_chars=MAX_TOKEN_CHARS)
+    return token.strip()
+
+
+def _lock_labeler(labeler) -> None:
+    """Serialize one person's submits (lock order as in the queue: user, then assignment), so a
+    double-clicked submit waits for the first one and then finds what it stored."""
+    if labeler is None or not labeler.is_authenticated or not labeler.is_active:
+        raise Forbidden("Log in to label.")
+    get_user_model().objects.select_for_update().filter(pk=labeler.pk).first()
+
+
+def _replayed(*, client_token: str, labeler) -> Demonstration | None:
+    """The demonstration an earlier request with this token stored, if any."""
+    existing = Demonstration.objects.filter(client_token=client_token).first()
+    if existing is not None and existing.author_id != labeler.pk:
+        raise Conflict("This form was already submitted by someone else; reload the page.")
+    return existing
+
+
+@transaction.atomic
+def demonstration_submit(
+    *, assignment_id, labeler, reply: str, client_token: str, time_spent_ms: int = 0
+) -> Demonstration:
+    """The ideal assistant reply to the leased prompt. Idempotent by assignment and by token."""
+    client_token = _clean_token(client_token)
+    _lock_labeler(labeler)
+    assignment = lock_own_assignment(assignment_id=assignment_id, labeler=labeler)
+    if assignment.kind != Assignment.Kind.DEMONSTRATION:
+        raise Invalid("This task asks for a ranking, not a demonstration.")
+    if assignment.status == Assignment.Status.SUBMITTED:
+        return assignment.demonstration
+    if existing := _replayed(client_token=client_token, labeler=labeler):
+        return existing
+    if assignment.status == Assignment.Status.SKIPPED:
+        raise Conflict("You skipped this prompt.")
+    if not assignment.is_live():
+        raise Conflict("Your time on this prompt ran out; take the next one.")
+    reply = clean_text(reply, field="The reply").strip()
+    prompt = Prompt.objects.select_for_update().get(pk=assignment.prompt_id)
+    turns = [*prompt.turns, {"role": "assistant", "content": reply}]
+    demonstration = _create(
+        prompt=prompt, labeler=labeler, turns=turns, client_token=client_token,
+        assignment=assignment, time_spent_ms=time_spent_ms,
+    )
+    assignment.status = Assignment.Status.SUBMITTED
+    assignment.save(update_fields=["status"])
+    return demonstration
+
+
+@transaction.atomic
+def dialogue_create(
+    *,
+    project: Project,
+    labeler,
+    turns: list[dict],
+    client_token: str,
+    suggestion_id: int | None = None,
+    time_spent_ms: int = 0,
+) -> Demonstration:
+    """A whole dialogue written by one person playing both sides; its prompt (every turn but the
+    last reply) is created with it. Idempotent by `client_token`."""
+    client_token = _clean_token(client_token)
+    _lock_labeler(labeler)
+    if existing := _replayed(client_token=client_token, labeler=labeler):
+        return existing
+    if not project.is_active:
+        raise Conflict(f"The project {project.name} is closed.")
+    turns = clean_turns(turns, ends_with="assistant")
+    if len(turns) < 2:
+        raise Invalid("A dialogue has at least a user turn and an assistant reply.")
+    suggestion = None
+    if suggestion_id is not None:
+        suggestion = Completion.objects.filter(pk=suggestion_id, prompt__project=project).first()
+        if suggestion is None:
+            raise NotFound("The suggestion is not a completion of this project.")
+    prompt = prompt_create(
+        project=project, turns=turns[:-1], source=Prompt.Source.LABELER, author=labeler
+    )
+    return _create(
+        prompt=prompt, labeler=labeler, turns=turns, client_token=client_token,
+        is_dialogue=True, suggestion=suggestion, time_spent_ms=time_spent_ms,
+    )
+
+
+def prompt_create(
+    *, project: Project, turns: list[dict], source: str, author=None, demonstrations_needed=1
+) -> Prompt:
+    """A prompt; one whose normalized text is already in the project is flagged a duplicate."""
+    turns = clean_turns(turns, ends_with="user")
+    digest = content_hash(turns)
+    original = (
+        Prompt.objects.filter(project=project, content_hash=digest, duplicate_of__isnull=True)
+        .order_by("id")
+        .first()
+    )
+    prompt = Prompt(
+        project=project, turns=turns, text=render_turns(turns), content_hash=digest,
+        duplicate_of=original, source=source, author=author,
+        demonstrations_needed=demonstrations_needed,
+    )
+    prompt.full_clean()
+    prompt.save()
+    return prompt
+
+
+def _create(*, prompt, labeler, turns, client_token, time_spent_ms, assignment=None,
+            is_dialogue=False, suggestion=None) -> Demonstration:
+    demonstration = Demonstration(
+        prompt=prompt, author=labeler, turns=turns, is_dialogue=is_dialogue,
+        suggestion=suggestion, assignment=assignment, client_token=client_token,
+        time_spent_ms=clean_time_spent(time_spent_ms), created_at=timezone.now(),
+    )
+    demonstration.full_clean(validate_unique=False, validate_constraints=False)
+    demonstration.save()
+    Prompt.objects.filter(pk=prompt.pk).update(demonstrations_count=F("demonstrations_count") + 1)
+    return demonstration
+
+
+@transaction.atomic
+def prompt_update(
+    *, prompt: Prompt, demonstrations_needed: int | None = None, duplicate_of=False
+) -> Prompt:
+    """Staff: how many demonstrations a prompt wants; mark or clear a near-duplicate flag
+    (pass `duplicate_of=None` to clear it)."""
+    changed = []
+    if demonstrations_needed is not None and demonstrations_needed != prompt.demonstrations_needed:
+        prompt.demonstrations_needed = demonstrations_needed
+        changed.append("demonstrations_needed")
+    if duplicate_of is not False and duplicate_of != prompt.duplicate_of:
+        if duplicate_of is not None and (
+            duplicate_of.pk == prompt.pk or duplicate_of.project_id != prompt.project_id
+        ):
+            raise Invalid("A prompt is a duplicate of another prompt of the same project.")
+        prompt.duplicate_of = duplicate_of
+        changed.append("duplicate_of")
+    if changed:
+        prompt.full_clean()
+        prompt.save(update_fields=changed)
+    return prompt

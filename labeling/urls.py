@@ -1,0 +1,23 @@
+"""The labeler UI, mounted at /label/ (`path("label/", include("labeling.urls"))`)."""
+from django.urls import path
+
+from labeling import views
+
+app_name = "labeling"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("queue/", views.queue, name="queue"),
+    path("rank/next/", views.ranking_next, name="ranking-next"),
+    path("rank/<int:assignment_id>/", views.ranking, name="ranking"),
+    path("rank/<int:assignment_id>/submit/", views.ranking_post, name="ranking-submit"),
+    path("write/next/", views.demonstration_next, name="demonstration-next"),
+    path("write/<int:assignment_id>/", views.demonstration, name="demonstration"),
+    path("write/<int:assignment_id>/submit/", views.demonstration_post,
+         name="demonstration-submit"),
+    path("dialogue/<slug:project_slug>/", views.dialogue, name="dialogue"),
+    path("dialogue/<slug:project_slug>/submit/", views.dialogue_post, name="dialogue-submit"),
+    path("tasks/<int:assignment_id>/renew/", views.renew, name="renew"),
+    path("tasks/<int:assignment_id>/skip/", views.skip, name="skip"),
+    path("stats/<slug:project_slug>/", views.stats, name="stats"),
+]

@@ -1,0 +1,275 @@
+"""End to end in headless Chromium: a labeler logs in, writes a demonstration and a dialogue,
+ranks by keyboard alone and by drag and drop, and the rows are in the database.
+
+Run: `pytest -m browser tests/labeling`. Chromium is Debian's (`CHROMIUM_PATH`, default
+/usr/bin/chromium); Playwright's own browser download is not used. Set `LABELING_SCREENSHOTS`
+to a folder to keep a screenshot of every page the tests visit.
+"""
+import os
+from pathlib import Path
+
+import pytest
+from labeling_factories import make_project, make_prompt, make_tasks, make_user
+from playwright.sync_api import expect, sync_playwright
+
+from labeling.models import Assignment, Demonstration, Ranking
+from labeling.services.queue import ranking_claim_next
+
+pytestmark = [pytest.mark.browser, pytest.mark.urls("labeling_urls")]
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make
+    # between browser steps are ordinary synchronous code, so Django's guard is lifted here.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"),
+            args=CHROMIUM_ARGS,
+        )
+        yield browser
+        browser.close()
+    if previous is None:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture
+def page(browser, live_server):
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1200, "height": 900})
+    context.set_default_timeout(5000)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def project(transactional_db):
+    return make_project(
+        name="Python help", slug="python-help", k=4,
+        guidelines="Prefer correct, short answers.\nFlag anything harmful.",
+    )
+
+
+@pytest.fixture
+def lena(transactional_db):
+    return make_user("lena-b", password=password("lena-b"))
+
+
+def password(user):
+    return f"pw-{user if isinstance(user, str) else user.get_username()}-123"
+
+
+def shot(page, name):
+    folder = os.environ.get("LABELING_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
+def log_in(page, user):
+    page.goto("/accounts/login/?next=/label/")
+    page.fill("input[name=username]", user.get_username())
+    page.fill("input[name=password]", password(user))
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    expect(page.locator("h1")).to_have_text("Your queue")
+
+
+def groups(order):
+    """A ranking's groups with each tie as a set (the order inside a tie means nothing)."""
+    return [set(g) for g in order]
+
+
+def card_ids(page):
+    ids = page.eval_on_selector_all(".completion", "els => els.map(e => e.dataset.id)")
+    return [int(i) for i in ids]
+
+
+def test_labeler_logs_in_and_writes_a_demonstration_that_survives_a_reload(page, project, lena):
+    make_prompt(project, "How do I reverse a list in <b>Python</b>?")
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", lena.get_username())
+    page.fill("input[name=password]", password(lena))
+    with page.expect_navigation():
+        page.click("button[type=submit]")
+    # The dashboard loads the queue with htmx.
+    expect(page.locator("#queue")).to_contain_text("Python help")
+    shot(page, "1-dashboard")
+    page.click("text=Label")
+    shot(page, "2-queue")
+    with page.expect_navigation():
+        page.click("button:has-text('Write a reply')")
+    # Shown as written, tags and all (escaped, not interpreted).
+    expect(page.locator(".turn.user .turn-content")).to_have_text(
+        "How do I reverse a list in <b>Python</b>?"
+    )
+    reply = page.locator("textarea[name=reply]")
+    expect(reply).to_be_focused()
+    page.keyboard.type("Use reversed(xs) or xs[::-1].")
+    page.keyboard.press("Enter")
+    page.keyboard.type("Or xs.reverse() in place.")
+    shot(page, "3-demonstration")
+    page.reload()
+    expect(reply).to_have_value("Use reversed(xs) or xs[::-1].\nOr xs.reverse() in place.")
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    expect(page.locator(".messages")).to_contain_text("Demonstration saved")
+
+    demo = Demonstration.objects.get()
+    assert demo.author == lena
+    assert demo.turns[-1] == {
+        "role": "assistant", "content": "Use reversed(xs) or xs[::-1].\nOr xs.reverse() in place."
+    }
+    assert demo.time_spent_ms > 0
+    # The draft is gone once saved.
+    assert page.evaluate("Object.keys(localStorage).filter(k => k.includes('draft:'))") == []
+
+
+def test_labeler_writes_a_dialogue_playing_both_sides(page, project, lena):
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("text=Write a dialogue")
+    turns = page.locator("textarea[name=turn]")
+    turns.nth(0).fill("What is a generator?")
+    turns.nth(1).fill("A function that yields values lazily.")
+    page.click("[data-turn-add]")
+    expect(turns).to_have_count(3)
+    expect(turns.nth(2)).to_be_focused()
+    page.keyboard.type("Show me one.")
+    page.click("[data-turn-add]")
+    page.keyboard.type("def count():\n    n = 0\n    while True:\n        yield n\n        n += 1")
+    shot(page, "4-dialogue")
+    with page.expect_navigation():
+        page.click("button:has-text('Save the dialogue')")
+    expect(page.locator(".messages")).to_contain_text("Dialogue saved")
+    demo = Demonstration.objects.get()
+    assert demo.is_dialogue
+    assert [t["role"] for t in demo.turns] == ["user", "assistant", "user", "assistant"]
+    assert demo.turns[3]["content"].startswith("def count():\n    n = 0")
+
+
+def test_labeler_ranks_by_keyboard_alone(page, project, lena):
+    make_tasks(project, 1)
+    log_in(page, lena)
+    # Keyboard only from here: Tab to the button, Enter.
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent.trim()") == "Rank replies":
+            break
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
+    expect(page.locator("#keys-help")).to_be_visible()
+    a, b, c, d = card_ids(page)
+    for _ in range(15):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.classList.contains('completion')"):
+            break
+    assert page.evaluate("document.activeElement.dataset.id") == str(a)
+    page.keyboard.press("4")  # A to the bottom: B C D A
+    page.keyboard.press("k")  # focus D
+    page.keyboard.press("1")  # D on top: D B C A
+    page.keyboard.press("j")  # focus B
+    page.keyboard.press("ArrowDown")  # D C B A
+    page.keyboard.press("j")  # focus A
+    page.keyboard.press("t")  # A tied with B
+    page.keyboard.press("h")  # A is harmful
+    assert card_ids(page) == [d, c, b, a]
+    expect(page.locator(f".completion[data-id='{a}'] .tie-note")).to_be_visible()
+    expect(page.locator(f".completion[data-id='{a}'] [data-rank]")).to_have_text("3")
+    shot(page, "5-ranking-keyboard")
+    page.reload()  # the order, the tie and the flag are kept as a draft
+    assert card_ids(page) == [d, c, b, a]
+    expect(page.locator(f".completion[data-id='{a}'] .tie-note")).to_be_visible()
+    expect(page.locator(f".completion[data-id='{a}'] input[value=harmful]")).to_be_checked()
+    page.keyboard.press("Tab")
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    expect(page.locator(".messages")).to_contain_text("Ranking saved")
+    # Enter goes on to the next task (the button is focused); none is left.
+    expect(page.locator("button:has-text('Rank replies')")).to_be_disabled()
+
+    ranking = Ranking.objects.get()
+    assert ranking.labeler == lena
+    assert groups(ranking.order) == [{d}, {c}, {b, a}]
+    assert ranking.flags == {str(a): ["harmful"]}
+    assert ranking.time_spent_ms > 0
+
+
+def test_labeler_ranks_by_drag_and_drop_and_a_double_click_stores_one(page, project, lena):
+    make_tasks(project, 1)
+    # Tall enough for every card: Playwright's drag does not scroll the page mid-drag.
+    page.set_viewport_size({"width": 1200, "height": 1600})
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Rank replies')")
+    a, b, c, d = card_ids(page)
+
+    def card(cid):
+        return page.locator(f".completion[data-id='{cid}']")
+
+    card(d).drag_to(card(a), target_position={"x": 40, "y": 8})  # D above A: D A B C
+    assert card_ids(page) == [d, a, b, c]
+    box = card(c).bounding_box()
+    card(a).drag_to(card(c), target_position={"x": 40, "y": box["height"] - 8})  # D B C A
+    assert card_ids(page) == [d, b, c, a]
+    card(c).locator("[data-move=tie]").click()  # C tied with B
+    card(b).locator("input[value=untrue]").check()
+    page.check("input[name=all_bad]")
+    page.fill("textarea[name=comment]", "None of them mentions <script>.")
+    shot(page, "6-ranking-dnd")
+    with page.expect_navigation():
+        page.dblclick("button:has-text('Submit ranking')")
+    expect(page.locator(".messages")).to_contain_text("Ranking saved")
+
+    ranking = Ranking.objects.get()
+    assert groups(ranking.order) == [{d}, {b, c}, {a}]
+    assert ranking.all_bad
+    assert ranking.flags == {str(b): ["untrue"]}
+    assert ranking.comment == "None of them mentions <script>."
+
+
+def test_ranking_works_without_javascript(browser, live_server, project, lena):
+    make_tasks(project, 1)
+    context = browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        log_in(page, lena)
+        with page.expect_navigation():
+            page.click("button:has-text('Rank replies')")
+        ids = card_ids(page)
+        for cid, rank in zip(ids, ["2", "1", "2", "3"], strict=True):
+            page.select_option(f"select[name=rank_{cid}]", rank)
+        shot(page, "7-ranking-no-js")
+        with page.expect_navigation():
+            page.click("button:has-text('Submit ranking')")
+        expect(page.locator(".messages")).to_contain_text("Ranking saved")
+    finally:
+        context.close()
+    assert groups(Ranking.objects.get().order) == [{ids[1]}, {ids[0], ids[2]}, {ids[3]}]
+
+
+def test_a_lost_lease_says_so_on_the_page(page, project, lena):
+    task = make_tasks(project, 1)[0]
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Rank replies')")
+    expect(page.locator("#lease")).to_contain_text("Reserved for you until")
+    # The lease runs out and someone else takes the task; the next renewal says so.
+    Assignment.objects.filter(labeler=lena).update(expires_at="2000-01-01T00:00:00Z")
+    other = ranking_claim_next(labeler=make_user("otto-b"), project=project)
+    assert other.task_id == task.pk
+    page.evaluate("htmx.trigger('#lease', 'renew')")
+    expect(page.locator("#lease")).to_contain_text("went to someone else")
+    shot(page, "8-lease-lost")

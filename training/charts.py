@@ -1,0 +1,113 @@
+"""Line charts as inline SVG, drawn on the server: no chart library, nothing to load.
+
+    svg_line_chart("loss", [(1, 2.3), (2, 2.1), ...])  -> SafeString "<svg ...>...</svg>"
+
+Every text in the SVG goes through `format_html`, so a metric name cannot inject markup.
+"""
+
+import math
+
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+WIDTH, HEIGHT = 320, 150
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 46, 8, 20, 22
+COLORS = ("#2f5bd3", "#d9480f", "#0f7b3f", "#7048e8")
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000 or abs(value) < 0.01:
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
+def svg_line_chart(title: str, series: dict[str, list[tuple[float, float]]]):
+    """One chart of one or more named series of (step, value) points, sharing the axes."""
+    points = [(x, y) for pts in series.values() for x, y in pts if math.isfinite(y)]
+    if not points:
+        return format_html('<p class="muted">{}: no points yet</p>', title)
+    xs, ys = [x for x, _ in points], [y for _, y in points]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+    inner_w, inner_h = WIDTH - PAD_LEFT - PAD_RIGHT, HEIGHT - PAD_TOP - PAD_BOTTOM
+
+    def sx(x):
+        return PAD_LEFT + (x - x0) / (x1 - x0) * inner_w
+
+    def sy(y):
+        return PAD_TOP + (1 - (y - y0) / (y1 - y0)) * inner_h
+
+    lines = []
+    for i, (name, pts) in enumerate(series.items()):
+        finite = [(x, y) for x, y in pts if math.isfinite(y)]
+        if not finite:
+            continue
+        color = COLORS[i % len(COLORS)]
+        coords = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in finite)
+        lines.append(
+            format_html(
+                '<polyline fill="none" stroke="{}" stroke-width="1.5" points="{}"><title>{}</title>'
+                "</polyline>",
+                color,
+                coords,
+                name,
+            )
+        )
+        if len(finite) == 1:
+            lines.append(
+                format_html(
+                    '<circle cx="{}" cy="{}" r="2.5" fill="{}"/>',
+                    f"{sx(finite[0][0]):.1f}",
+                    f"{sy(finite[0][1]):.1f}",
+                    color,
+                )
+            )
+    legend = format_html_join(
+        "",
+        '<tspan fill="{}">{} </tspan>',
+        ((COLORS[i % len(COLORS)], f"■ {name}") for i, name in enumerate(series)),
+    )
+    return format_html(
+        '<svg class="chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" role="img" '
+        'aria-label="{title}">'
+        '<text x="{pl}" y="13" font-size="12" font-weight="600">{title} '
+        '<tspan font-weight="400" font-size="11">{legend}</tspan></text>'
+        '<line x1="{pl}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>'
+        '<line x1="{pl}" y1="{pt}" x2="{pl}" y2="{bottom}" stroke="#999"/>'
+        '<text x="{yl}" y="{ytop}" font-size="10" text-anchor="end">{ymax}</text>'
+        '<text x="{yl}" y="{bottom}" font-size="10" text-anchor="end">{ymin}</text>'
+        '<text x="{pl}" y="{xlab}" font-size="10">{xmin}</text>'
+        '<text x="{right}" y="{xlab}" font-size="10" text-anchor="end">step {xmax}</text>'
+        "{lines}</svg>",
+        w=WIDTH, h=HEIGHT, title=title, legend=legend, pl=PAD_LEFT, pt=PAD_TOP,
+        bottom=HEIGHT - PAD_BOTTOM, right=WIDTH - PAD_RIGHT, yl=PAD_LEFT - 4, ytop=PAD_TOP + 4,
+        ymax=_fmt(y1), ymin=_fmt(y0), xlab=HEIGHT - 6, xmin=_fmt(x0), xmax=_fmt(x1),
+        lines=mark_safe("".join(lines)),  # each built by format_html above
+    )  # fmt: skip
+
+
+# Which curves each kind of run shows, chart by chart.
+CHARTS = {
+    "pretrain": {"loss": ("loss", "val_loss")},
+    "sft": {"loss": ("loss", "val_loss")},
+    "reward": {"loss": ("loss", "val_loss"), "accuracy": ("accuracy", "val_accuracy"),
+               "margin": ("mean_margin",)},
+    "ppo": {"score": ("score",), "KL": ("kl",), "entropy": ("entropy",),
+            "losses": ("policy_loss", "value_loss")},
+    "sample": {"completions per second": ("completions_per_second",)},
+}  # fmt: skip
+
+
+def run_charts(kind: str, curves: dict[str, list[tuple[int, float]]]) -> list:
+    charts = []
+    for title, names in CHARTS.get(kind, {}).items():
+        series = {name: curves[name] for name in names if name in curves}
+        if series:
+            charts.append(svg_line_chart(title, series))
+    return charts

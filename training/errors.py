@@ -1,0 +1,31 @@
+"""The errors a training service raises; each carries a message for a person and an HTTP status.
+
+Views show the message (never a traceback); the admin turns it into a message bar.
+"""
+
+
+class TrainingError(Exception):
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self):
+        return self.message
+
+
+class Invalid(TrainingError):
+    """Bad input, or not enough data to train on: nothing was created."""
+
+    status = 400
+
+
+class NotFound(TrainingError):
+    status = 404
+
+
+class Conflict(TrainingError):
+    """The run is not in a state that allows this (e.g. starting a run that is running)."""
+
+    status = 409

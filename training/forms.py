@@ -1,0 +1,85 @@
+"""The start-a-run forms: one per kind, its fields from `training.presets`, prefilled with the
+chosen preset. Parsing leaves every check to `run_create` (through `presets.clean_config`)."""
+
+import uuid
+from dataclasses import dataclass
+
+from training import presets
+from training.selectors import versions_for_project
+from training.services.runs import INPUT_KINDS
+
+PREFIX = "cfg_"
+TITLES = {
+    "sft": "Fine-tune on the demonstrations (SFT)",
+    "reward": "Train the reward model on the rankings",
+    "ppo": "Run PPO against the reward model",
+    "sample": "Sample K completions per prompt for ranking",
+    "pretrain": "Pretrain a base model (standard-library docs)",
+}
+NEEDS = {
+    "sft": "demonstrations",
+    "reward": "ranked_tasks",
+    "ppo": "prompts",
+    "sample": "prompts",
+}
+
+
+@dataclass
+class ConfigField:
+    name: str
+    input_name: str
+    kind: str  # "int", "float", "bool", "choice"
+    value: object
+    help: str
+    choices: tuple = ()
+
+
+@dataclass
+class StartForm:
+    kind: str
+    title: str
+    preset: str
+    fields: list[ConfigField]
+    input_choices: list
+    reward_choices: list
+    request_token: str
+    error: str = ""
+
+
+def start_form(kind: str, *, project, preset: str = "tiny", posted=None, error="") -> StartForm:
+    """The form for `kind`: the preset's values, or what was posted when it is shown again."""
+    values = presets.defaults(kind, preset)
+    fields = []
+    for name, spec in presets.FIELDS[kind].items():
+        value = values[name]
+        if posted is not None and f"{PREFIX}{name}" in posted:
+            value = posted.get(f"{PREFIX}{name}")
+        kind_name = (
+            "choice"
+            if spec.choices
+            else {int: "int", float: "float", bool: "bool"}.get(spec.type, "text")
+        )
+        value = "" if value is None else value
+        field = ConfigField(name, f"{PREFIX}{name}", kind_name, value, spec.help, spec.choices)
+        fields.append(field)
+    inputs = (
+        list(versions_for_project(project=project, kinds=INPUT_KINDS[kind]))
+        if INPUT_KINDS[kind]
+        else []
+    )
+    rewards = list(versions_for_project(project=project, kinds=["reward"])) if kind == "ppo" else []
+    return StartForm(kind, TITLES[kind], preset, fields, inputs, rewards,
+                     request_token=uuid.uuid4().hex, error=error)  # fmt: skip
+
+
+def parse_start(post) -> dict:
+    """The posted form as `run_create` keyword arguments (the models as ids, resolved by the
+    view); unchecked check boxes post their hidden "0"."""
+    config = {k[len(PREFIX) :]: post.get(k) for k in post if k.startswith(PREFIX)}
+    return {
+        "config": config,
+        "preset": post.get("preset") or "tiny",
+        "input_model_id": post.get("input_model") or None,
+        "reward_model_id": post.get("reward_model") or None,
+        "request_token": (post.get("request_token") or "")[:64] or None,
+    }

@@ -1,0 +1,65 @@
+"""PPO job: the run's prompts -> `training.ml.ppo.train_ppo` from the input policy, against the
+run's reward model, with the KL penalty to the SFT model the policy descends from -> a policy
+version whose parent is the input policy."""
+
+from training.jobs.common import (
+    dataclass_config,
+    demonstration_records,
+    load_version,
+    output,
+    resume_note,
+)
+from training.jobs.runner import Outcome
+from training.ml.checkpoint import save_model
+from training.ml.ppo import PPOConfig, train_ppo
+from training.ml.sft import dialogue_examples
+from training.models import ModelVersion
+from training.services.lifecycle import json_safe
+
+STOPPED_BY_CALLER = "stopped by the caller"
+
+
+def sft_ancestor(version: ModelVersion) -> ModelVersion | None:
+    """The SFT model a policy descends from: PPO's KL penalty keeps it close to that one."""
+    while version is not None and version.kind != ModelVersion.Kind.SFT:
+        version = version.parent
+    return version
+
+
+def run(context) -> Outcome:
+    run = context.run
+    config = dataclass_config(PPOConfig, run.config)
+    policy, tokenizer = load_version(run.input_model)
+    reward_model, _ = load_version(run.reward_model)
+    reference = None  # an SFT input: train_ppo copies it as the reference
+    anchor = sft_ancestor(run.input_model)
+    if anchor is not None and anchor.pk != run.input_model.pk:
+        reference, _ = load_version(anchor)
+    prompts = list(run.prompts.order_by("id").values_list("turns", flat=True))
+    ptx = None
+    if config.ptx_coef > 0:
+        demos = demonstration_records(run.demonstrations.all())
+        ptx, _ = dialogue_examples(tokenizer, demos, block_size=policy.config.block_size)
+    context.log(
+        f"PPO from {run.input_model.name} against {run.reward_model.name} on {len(prompts)} "
+        f"prompts, KL to {anchor.name if anchor else run.input_model.name}" + resume_note(context)
+    )
+    result = train_ppo(
+        policy, tokenizer, prompts, config, reward=reward_model, reference=reference,
+        ptx_examples=ptx, on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
+    )  # fmt: skip
+    if result.stopped and result.stop_reason == STOPPED_BY_CALLER:
+        return Outcome(stopped=True)
+    if result.stop_reason:
+        context.log(f"stopped early: {result.stop_reason}")
+    history = result.history
+    metrics = json_safe({
+        **result.metrics,
+        "score_first": history[0]["score"] if history else None,
+        "iterations": result.iteration,
+    })  # fmt: skip
+    released = result.ema if result.ema is not None else result.policy
+    save_model(context.model_dir, released, tokenizer_path=run.input_model.tokenizer_path,
+               meta={"stage": "ppo", "run": run.pk, "metrics": metrics})  # fmt: skip
+    return Outcome(output=output("policy", context, parent=run.input_model, metrics=metrics),
+                   metrics=metrics)  # fmt: skip

@@ -1,0 +1,76 @@
+"""Reward-model job: the run's rankings, grouped per ranking task (a prompt, its K completions
+and every labeler's order) -> `training.ml.reward.train_reward_model` on a copy of the input
+model with a scalar head -> a reward model version whose parent is that model."""
+
+from labeling.models import Ranking, TaskCompletion
+from training.jobs.common import (
+    dataclass_config,
+    demonstration_records,
+    load_version,
+    output,
+    resume_note,
+)
+from training.jobs.runner import Outcome
+from training.ml.checkpoint import save_model
+from training.ml.gpt import GPT
+from training.ml.records import RankingRecord
+from training.ml.reward import RewardConfig, train_reward_model
+from training.services.lifecycle import json_safe
+
+
+def ranking_records(rankings) -> list[RankingRecord]:
+    """One record per ranked task, in task order: completion texts by position, and each
+    ranking's groups of completion ids turned into groups of positions (a tie stays a group)."""
+    by_task: dict[int, list] = {}
+    for task_id, order in rankings.order_by("task_id", "id").values_list("task_id", "order"):
+        by_task.setdefault(task_id, []).append(order)
+    items: dict[int, list] = {}
+    rows = (
+        TaskCompletion.objects.filter(task_id__in=by_task)
+        .order_by("task_id", "position")
+        .values_list("task_id", "completion_id", "completion__text", "task__prompt_id",
+                     "task__prompt__turns")
+    )  # fmt: skip
+    for task_id, completion_id, text, prompt_id, turns in rows:
+        items.setdefault(task_id, []).append((completion_id, text, prompt_id, turns))
+    records = []
+    for task_id, orders in by_task.items():
+        entries = items.get(task_id, [])
+        if not entries:
+            continue
+        position = {cid: i for i, (cid, *_rest) in enumerate(entries)}
+        rankings_ = [
+            [_group([position[c] for c in group if c in position]) for group in order]
+            for order in orders
+        ]
+        records.append(RankingRecord(
+            prompt=entries[0][3], completions=[text for _, text, _, _ in entries],
+            rankings=rankings_, prompt_id=entries[0][2],
+        ))  # fmt: skip
+    return records
+
+
+def _group(positions: list[int]):
+    return positions[0] if len(positions) == 1 else positions
+
+
+def run(context) -> Outcome:
+    run = context.run
+    base, tokenizer = load_version(run.input_model)
+    model = GPT.with_scalar_head(base)
+    del base
+    records = ranking_records(Ranking.objects.filter(pk__in=run.rankings.values("pk")))
+    demos = demonstration_records(run.demonstrations.all())
+    context.log(f"reward model on {len(records)} ranked prompts from {run.input_model.name}"
+                + resume_note(context))  # fmt: skip
+    result = train_reward_model(
+        model, tokenizer, records, dataclass_config(RewardConfig, run.config),
+        demonstrations=demos, on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
+    )  # fmt: skip
+    if result.stopped:
+        return Outcome(stopped=True)
+    metrics = json_safe(result.metrics)
+    save_model(context.model_dir, model, tokenizer_path=run.input_model.tokenizer_path,
+               meta={"stage": "reward", "run": run.pk, "metrics": metrics})  # fmt: skip
+    return Outcome(output=output("reward", context, parent=run.input_model, metrics=metrics),
+                   metrics=metrics)  # fmt: skip

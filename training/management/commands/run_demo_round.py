@@ -1,0 +1,173 @@
+"""`manage.py run_demo_round`: one full round of the loop, headless, with simulated labelers.
+
+    python manage.py run_demo_round                # in this process, tiny presets, ~10 min CPU
+    python manage.py run_demo_round --workers      # hand each run to the Celery workers instead
+
+Pretrain a tiny base model (or reuse the last one) -> SFT on the demo project's demonstrations
+-> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
+by a visible rule (see `training.demo`) -> reward model -> PPO -> evaluation: the reward before
+and after PPO, the reward model's held-out accuracy, the KL, and the new policy's win rate over
+the SFT model under the rule. Every step is a real run (rows, snapshots, lineage); the timings
+per stage are printed at the end.
+"""
+
+import logging
+import socket
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from labeling.models import Project
+from training.jobs import runner
+from training.models import TrainingRun
+from training.selectors import latest_version
+from training.services.runs import run_create
+
+DEMO_SLUG = "python-stdlib"
+SIMULATED = ("sim-labeler-1", "sim-labeler-2")
+
+
+class Command(BaseCommand):
+    help = "Run one round of the loop headless with simulated labelers, and report the results."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", default=DEMO_SLUG, help="project slug (default: the demo)")
+        parser.add_argument("--pretrain-steps", type=int, default=300)
+        parser.add_argument(
+            "--fresh-base", action="store_true", help="pretrain even if a base exists"
+        )
+        parser.add_argument("--sft-epochs", type=int, default=12)
+        parser.add_argument("--sft-lr", type=float, default=1e-3)
+        parser.add_argument("--sample-prompts", type=int, default=320)
+        parser.add_argument("--rm-epochs", type=int, default=2)
+        parser.add_argument("--rm-lr", type=float, default=1e-4)
+        parser.add_argument("--ppo-iterations", type=int, default=40)
+        parser.add_argument("--ppo-lr", type=float, default=5e-5)
+        parser.add_argument(
+            "--workers",
+            action="store_true",
+            help="hand runs to the Celery workers and wait (default: run here)",
+        )
+        parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait per run")
+
+    def handle(self, *args, **options):
+        from training import demo
+
+        self.options, self.timings = options, {}
+        logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
+        call_command("load_demo_project", slug=options["project"], stdout=self.stdout)
+        project = Project.objects.get(slug=options["project"])
+        base = None if options["fresh_base"] else latest_version(kinds=["base"], project=project)
+        if base is None:
+            base = self.stage(
+                "pretrain", "pretrain", project=project, config={"steps": options["pretrain_steps"]}
+            ).output_model
+        else:
+            self.stdout.write(f"reusing base model {base.name} (--fresh-base to pretrain again)")
+        sft = self.stage(
+            "sft",
+            "sft",
+            project=project,
+            input_model=base,
+            config={
+                "epochs": options["sft_epochs"],
+                "lr": options["sft_lr"],
+                "eval_every": 0,
+                "checkpoint_every": 200,
+            },
+        ).output_model
+        sample = self.stage(
+            "sample",
+            "sample",
+            project=project,
+            input_model=sft,
+            config={"num_prompts": options["sample_prompts"]},
+        )
+
+        started = time.monotonic()
+        users = get_user_model().objects
+        labelers = [users.get_or_create(username=name, defaults={"password": "!"})[0]
+                    for name in SIMULATED]  # fmt: skip
+        names = demo.function_names(project)
+        ranked = demo.simulate_labelers(project, labelers, names=names)
+        self.timings["ranking (simulated)"] = time.monotonic() - started
+        self.stdout.write(f"simulated labelers submitted {ranked} rankings")
+
+        rm = self.stage(
+            "reward",
+            "reward",
+            project=project,
+            input_model=sft,
+            config={"epochs": options["rm_epochs"], "lr": options["rm_lr"]},
+        ).output_model
+        ppo = self.stage(
+            "ppo",
+            "ppo",
+            project=project,
+            input_model=sft,
+            reward_model=rm,
+            config={"iterations": options["ppo_iterations"]},
+        )
+        policy = ppo.output_model
+
+        started = time.monotonic()
+        prompts = list(project.prompts.filter(duplicate_of__isnull=True).order_by("id")
+                       .values_list("id", "turns")[:64])  # fmt: skip
+        result = demo.evaluate(
+            sft=sft, policy=policy, reward_model=rm, prompts=prompts, names=names
+        )
+        self.timings["evaluation"] = time.monotonic() - started
+        self.report(sample, rm, ppo, result)
+
+    def stage(self, label, kind, **kwargs) -> TrainingRun:
+        started = time.monotonic()
+        run = run_create(kind=kind, enqueue_it=self.options["workers"], **kwargs)
+        self.stdout.write(f"{label}: run #{run.pk} ({run.snapshot_id or 'no dataset'})")
+        if self.options["workers"]:
+            deadline = time.monotonic() + self.options["timeout"]
+            while not run.is_finished and time.monotonic() < deadline:
+                time.sleep(1)
+                run.refresh_from_db()
+        else:
+            runner.execute(run_id=run.pk, key=str(run.key), worker=f"demo@{socket.gethostname()}")
+            run.refresh_from_db()
+        if run.status != TrainingRun.Status.SUCCEEDED:
+            raise CommandError(f"{label} run #{run.pk} {run.status}: {run.error or 'timed out'}")
+        self.timings[label] = time.monotonic() - started
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in run.metrics.items()
+                          if isinstance(v, float) and k in SHOWN)  # fmt: skip
+        made = f" -> {run.output_model.name}" if run.output_model else ""
+        self.stdout.write(f"  done in {self.timings[label]:.1f} s{made}  {shown}")
+        return run
+
+    def report(self, sample, rm, ppo, result):
+        m, p = rm.metrics, ppo.metrics
+        lines = [
+            "",
+            "Rule: naming the function asked about > naming only its module > neither.",
+            f"reward before PPO (SFT replies):   {result.reward_before:+.3f}",
+            f"reward after PPO (policy replies): {result.reward_after:+.3f}",
+            f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
+            f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f})",
+            f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
+            f"replies naming the function:       SFT {result.rule_rate_before:.0%} -> "
+            f"policy {result.rule_rate_after:.0%} on {result.prompts} prompts "
+            f"(at least the module: {result.module_rate_before:.0%} -> "
+            f"{result.module_rate_after:.0%})",
+            f"win rate of the policy over SFT:   {result.win_rate:.0%} (ties count half)",
+            f"sampling throughput:               "
+            f"{sample.metrics.get('completions_per_second', 0):.1f} "
+            f"completions/s ({sample.metrics.get('ranking_tasks', 0)} tasks pushed)",
+            "",
+            "time by stage:",
+            *(f"  {name:<22} {seconds:7.1f} s" for name, seconds in self.timings.items()),
+            f"  {'total':<22} {sum(self.timings.values()):7.1f} s",
+            f"lineage: {ppo.output_model.name} <- PPO #{ppo.pk} <- {rm.name} + "
+            f"{ppo.input_model.name} <- {ppo.input_model.parent.name}",
+        ]
+        self.stdout.write("\n".join(lines))
+
+
+SHOWN = {"loss", "val_loss", "val_accuracy", "score", "kl", "completions_per_second"}

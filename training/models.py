@@ -1,0 +1,161 @@
+"""The machine side's tables: model versions (the lineage) and training runs.
+
+A `TrainingRun` is one unit of work a Celery worker does (pretrain, SFT, reward model, PPO or
+sample). It records its config, the exact labeled rows it used (the dataset snapshot), its
+status, progress and metric history, and the model version it produced. A `ModelVersion` names
+its parent and the run that made it, so any model can be traced to its labels.
+
+Rows are written only by `training.services` (status changes in one place:
+`training.services.runs`) and read by `training.selectors`.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ModelVersion(models.Model):
+    class Kind(models.TextChoices):
+        BASE = "base", "Base"
+        SFT = "sft", "SFT"
+        REWARD = "reward", "Reward model"
+        POLICY = "policy", "Policy (PPO)"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    name = models.CharField(max_length=100)
+    project = models.ForeignKey(
+        "labeling.Project",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="model_versions",
+    )
+    parent = models.ForeignKey(
+        "self", on_delete=models.PROTECT, null=True, blank=True, related_name="children"
+    )
+    run = models.ForeignKey(
+        "TrainingRun",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The run that produced this version (none for an imported base model).",
+    )
+    checkpoint_dir = models.CharField(max_length=500)
+    tokenizer_path = models.CharField(max_length=500)
+    metrics = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # One output per run: a run finished twice (a redelivered task) cannot make two.
+            models.UniqueConstraint(
+                fields=["run"], condition=Q(run__isnull=False), name="modelversion_one_per_run"
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class TrainingRun(models.Model):
+    class Kind(models.TextChoices):
+        PRETRAIN = "pretrain", "Pretrain"
+        SFT = "sft", "SFT"
+        REWARD = "reward", "Reward model"
+        PPO = "ppo", "PPO"
+        SAMPLE = "sample", "Sample for ranking"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    # Passed with the run id to the task: a message left in Redis by another database (an old
+    # test run, a restored backup) never starts a different run that happens to share the id.
+    key = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
+    project = models.ForeignKey(
+        "labeling.Project",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="training_runs",
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    config = models.JSONField(default=dict, blank=True)
+    # Inputs: the model to start from (SFT: base; reward and PPO: SFT or policy; sample: any)
+    # and, for PPO, the reward model.
+    input_model = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="runs_as_input"
+    )
+    reward_model = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="runs_as_reward"
+    )
+    output_model = models.ForeignKey(
+        ModelVersion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # The dataset snapshot: exactly the rows used, and the labeling export id naming them.
+    snapshot_id = models.CharField(max_length=200, blank=True)
+    demonstrations = models.ManyToManyField("labeling.Demonstration", blank=True, related_name="+")
+    rankings = models.ManyToManyField("labeling.Ranking", blank=True, related_name="+")
+    prompts = models.ManyToManyField("labeling.Prompt", blank=True, related_name="+")
+
+    step = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True, help_text="The latest metrics.")
+    log_tail = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    attempt = models.PositiveIntegerField(default=0, help_text="How many times a worker took it.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    request_token = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["project", "-created_at"], name="run_project_recent"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} run #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.step / self.total) if self.total else 0
+
+
+class RunMetric(models.Model):
+    """One point of a run's curves: the metrics reported at `step`."""
+
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="metric_points")
+    step = models.PositiveIntegerField()
+    values = models.JSONField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run", "step", "id"]
+        indexes = [models.Index(fields=["run", "step"], name="runmetric_run_step")]
+
+    def __str__(self):
+        return f"run {self.run_id} step {self.step}"

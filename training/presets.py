@@ -1,0 +1,194 @@
+"""The config a run of each kind takes: its fields, types, defaults and named presets.
+
+Plain Python (no torch), so the web process can render and check a form without loading the ML
+stack. The job code hands the cleaned dict to the matching `training.ml` config dataclass
+(`SFTConfig(**config)`), so the field names are theirs. Defaults are the tiny CPU sizes (the whole
+loop in minutes on a laptop); the `gpu` preset names sizes for a GPU worker.
+
+    config = clean_config("sft", {"epochs": "3"}, preset="tiny")   # -> full dict, typed
+"""
+
+from dataclasses import dataclass
+
+from training.errors import Invalid
+
+
+@dataclass(frozen=True)
+class Field:
+    type: type  # int, float or bool
+    default: object
+    help: str = ""
+    optional: bool = False  # None (an empty form field) is allowed
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple = ()
+
+
+def _f(type_, default, help="", **kw):
+    return Field(type_, default, help, **kw)
+
+
+POSITIVE = {"minimum": 1}
+FIELDS: dict[str, dict[str, Field]] = {
+    "pretrain": {
+        "preset": Field(
+            str,
+            "tiny",
+            "model size",
+            choices=("tiny", "small", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"),
+        ),
+        "vocab_size": _f(int, 4096, "tokenizer size", minimum=261, maximum=200_000),
+        "steps": _f(int, 600, **POSITIVE),
+        "batch_size": _f(int, 16, **POSITIVE),
+        "lr": _f(float, 3e-3, "peak learning rate", minimum=0),
+        "warmup_steps": _f(int, 50, minimum=0),
+        "eval_every": _f(int, 100, **POSITIVE),
+        "checkpoint_every": _f(int, 100, **POSITIVE),
+        "seed": _f(int, 0),
+    },
+    "sft": {
+        "epochs": _f(int, 3, **POSITIVE),
+        "max_steps": _f(int, None, "overrides epochs", optional=True, minimum=1),
+        "batch_size": _f(int, 8, **POSITIVE),
+        "lr": _f(float, 3e-4, "peak learning rate", minimum=0),
+        "warmup_steps": _f(int, 10, minimum=0),
+        "val_fraction": _f(float, 0.1, "held-out share of prompts", minimum=0, maximum=0.9),
+        "eval_every": _f(int, 50, "steps between validation losses (0: at the end)", minimum=0),
+        "checkpoint_every": _f(int, 50, **POSITIVE),
+        "seed": _f(int, 0),
+    },
+    "reward": {
+        "epochs": _f(int, 2, **POSITIVE),
+        "max_steps": _f(int, None, "overrides epochs", optional=True, minimum=1),
+        "batch_size": _f(int, 8, "prompts per step, each with all its pairs", **POSITIVE),
+        "lr": _f(float, 1e-4, minimum=0),
+        "warmup_steps": _f(int, 5, minimum=0),
+        "val_fraction": _f(float, 0.2, "held-out share of prompts", minimum=0, maximum=0.9),
+        "checkpoint_every": _f(int, 50, **POSITIVE),
+        "skip_invalid": _f(bool, True, "skip rankings that are not a full ordering"),
+        "seed": _f(int, 0),
+    },
+    "ppo": {
+        "iterations": _f(int, 20, **POSITIVE),
+        "prompts_per_iteration": _f(int, 16, **POSITIVE),
+        "max_new_tokens": _f(int, 32, **POSITIVE),
+        "temperature": _f(float, 1.0, minimum=0.01),
+        "ppo_epochs": _f(int, 4, **POSITIVE),
+        "minibatch_size": _f(int, 8, **POSITIVE),
+        "lr": _f(float, 2e-5, minimum=0),
+        "value_lr": _f(float, 2e-5, minimum=0),
+        "kl_coef": _f(float, 0.05, "beta: per-token KL penalty to the SFT model", minimum=0),
+        "adaptive_kl": _f(bool, False),
+        "ptx_coef": _f(float, 0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0),
+        "checkpoint_every": _f(int, 5, **POSITIVE),
+        "seed": _f(int, 0),
+    },
+    "sample": {
+        "num_prompts": _f(
+            int, 32, "prompts to sample for (those not yet sampled first)", **POSITIVE
+        ),
+        "max_new_tokens": _f(int, 48, **POSITIVE),
+        "temperature": _f(float, 1.0, minimum=0),
+        "top_k": _f(int, 0, "0: no cut", minimum=0),
+        "top_p": _f(float, 0.95, minimum=0.01, maximum=1.0),
+        "priority": _f(int, 0, "queue priority of the ranking tasks"),
+        "seed": _f(int, 0),
+    },
+}
+
+PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {kind: {} for kind in FIELDS},
+    "gpu": {
+        "pretrain": {
+            "preset": "gpt2",
+            "vocab_size": 50257,
+            "steps": 20_000,
+            "batch_size": 32,
+            "lr": 6e-4,
+            "warmup_steps": 500,
+            "eval_every": 500,
+            "checkpoint_every": 1000,
+        },
+        "sft": {
+            "epochs": 2,
+            "batch_size": 16,
+            "lr": 2e-5,
+            "eval_every": 200,
+            "checkpoint_every": 200,
+        },
+        "reward": {
+            "epochs": 1,
+            "batch_size": 16,
+            "lr": 9e-6,
+            "val_fraction": 0.1,
+            "checkpoint_every": 200,
+        },
+        "ppo": {
+            "iterations": 200,
+            "prompts_per_iteration": 64,
+            "max_new_tokens": 128,
+            "minibatch_size": 16,
+            "lr": 1e-6,
+            "value_lr": 5e-6,
+            "kl_coef": 0.02,
+        },
+        "sample": {"num_prompts": 512, "max_new_tokens": 256},
+    },
+}
+
+
+def defaults(kind: str, preset: str = "tiny") -> dict:
+    """The full config of a preset: the field defaults with the preset's values over them."""
+    if kind not in FIELDS:
+        raise Invalid(f"Unknown run kind {kind!r}.")
+    if preset not in PRESETS:
+        raise Invalid(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    return {**{name: f.default for name, f in FIELDS[kind].items()}, **PRESETS[preset][kind]}
+
+
+def clean_config(kind: str, values: dict | None = None, *, preset: str = "tiny") -> dict:
+    """The preset's config with `values` (typed, or strings from a form) over it; unknown
+    fields and bad values are an `Invalid` naming the field."""
+    config = defaults(kind, preset)
+    fields = FIELDS[kind]
+    for name, raw in (values or {}).items():
+        if name not in fields:
+            raise Invalid(f"{kind} runs have no setting {name!r}.")
+        config[name] = _coerce(name, fields[name], raw)
+    return config
+
+
+def _coerce(name: str, field: Field, raw):
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        if field.optional:
+            return None
+        raise Invalid(f"{name} is required.")
+    try:
+        if field.type is bool:
+            value = (
+                raw
+                if isinstance(raw, bool)
+                else str(raw).strip().lower() in {"1", "true", "on", "yes"}
+            )
+        elif field.type is int:
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value = int(str(raw).strip()) if isinstance(raw, str) else int(raw)
+        elif field.type is float:
+            value = float(raw)
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError
+        else:
+            value = str(raw).strip()
+    except (TypeError, ValueError):
+        raise Invalid(
+            f"{name} must be {'a whole number' if field.type is int else 'a number'}; "
+            f"got {str(raw)[:40]!r}."
+        ) from None
+    if field.choices and value not in field.choices:
+        raise Invalid(f"{name} must be one of {', '.join(field.choices)}; got {value!r}.")
+    if field.minimum is not None and value < field.minimum:
+        raise Invalid(f"{name} must be at least {field.minimum:g}; got {value}.")
+    if field.maximum is not None and value > field.maximum:
+        raise Invalid(f"{name} must be at most {field.maximum:g}; got {value}.")
+    return value

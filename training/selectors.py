@@ -1,0 +1,164 @@
+"""Reads for the training pages, the admin and the commands. Nothing here writes."""
+
+from dataclasses import dataclass
+
+from django.db.models import Count, Q
+
+from labeling.models import Demonstration, Prompt, Ranking, RankingTask
+from training.errors import NotFound
+from training.models import ModelVersion, RunMetric, TrainingRun
+
+K = ModelVersion.Kind
+
+
+def run_get(*, run_id) -> TrainingRun:
+    try:
+        return TrainingRun.objects.select_related(
+            "project", "input_model", "reward_model", "output_model", "created_by"
+        ).get(pk=run_id)
+    except (TrainingRun.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"There is no training run #{run_id}.") from None
+
+
+def runs_recent(*, limit: int = 20):
+    return TrainingRun.objects.select_related("project", "output_model").order_by(
+        "-created_at", "-id"
+    )[:limit]
+
+
+def version_get(*, version_id) -> ModelVersion:
+    try:
+        return ModelVersion.objects.select_related("project", "parent", "run").get(pk=version_id)
+    except (ModelVersion.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"There is no model version #{version_id}.") from None
+
+
+def version_or_none(*, version_id) -> ModelVersion | None:
+    return None if version_id in (None, "") else version_get(version_id=version_id)
+
+
+def snapshot_counts(*, run) -> dict[str, int]:
+    return {
+        "demonstrations": run.demonstrations.count(),
+        "rankings": run.rankings.count(),
+        "prompts": run.prompts.count(),
+    }
+
+
+def runs_for_project(*, project, limit: int = 50):
+    return (
+        TrainingRun.objects.filter(project=project)
+        .select_related("input_model", "output_model", "created_by")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def latest_version(*, kinds, project=None) -> ModelVersion | None:
+    """The newest version of one of `kinds` in `project`; base models may belong to none."""
+    qs = ModelVersion.objects.filter(kind__in=kinds)
+    qs = qs.filter(Q(project=project) | Q(project__isnull=True)) if project else qs
+    return qs.order_by("-created_at", "-id").first()
+
+
+def versions_for_project(*, project, kinds=None):
+    qs = ModelVersion.objects.filter(Q(project=project) | Q(project__isnull=True, kind=K.BASE))
+    if kinds:
+        qs = qs.filter(kind__in=kinds)
+    return qs.select_related("parent", "run").order_by("-created_at", "-id")
+
+
+@dataclass
+class RoundCounts:
+    prompts: int
+    demonstrations: int
+    ranking_tasks_open: int
+    ranked_tasks: int
+    rankings: int
+    model_versions: int
+
+
+def round_counts(*, project) -> RoundCounts:
+    return RoundCounts(
+        prompts=Prompt.objects.filter(project=project, duplicate_of__isnull=True).count(),
+        demonstrations=Demonstration.objects.filter(prompt__project=project).count(),
+        ranking_tasks_open=RankingTask.objects.filter(project=project, status="open").count(),
+        ranked_tasks=RankingTask.objects.filter(project=project, rankings_count__gt=0).count(),
+        rankings=Ranking.objects.filter(task__project=project).count(),
+        model_versions=ModelVersion.objects.filter(project=project).count(),
+    )
+
+
+def metric_points(*, run, names=None, max_points: int = 400) -> dict[str, list[tuple[int, float]]]:
+    """The run's curves: {metric name: [(step, value), ...]}, thinned to at most `max_points`
+    per curve (every n-th point, the last always kept)."""
+    rows = list(
+        RunMetric.objects.filter(run=run).order_by("step", "id").values_list("step", "values")
+    )
+    if len(rows) > max_points:
+        stride = -(-len(rows) // max_points)
+        rows = rows[::stride] + ([rows[-1]] if (len(rows) - 1) % stride else [])
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for step, values in rows:
+        for name, value in values.items():
+            if (
+                (names is None or name in names)
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            ):
+                curves.setdefault(name, []).append((step, float(value)))
+    return curves
+
+
+@dataclass
+class LineageNode:
+    version: ModelVersion
+    run: TrainingRun | None
+    inputs: list["LineageNode"]
+    data_runs: list[TrainingRun]  # the sample runs whose completions its rankings ordered
+
+
+SAMPLE_BATCH_PREFIX = "training-run-"  # training.jobs.sample.batch_key
+
+
+def sample_runs_for(*, run: TrainingRun) -> list[TrainingRun]:
+    """The sample runs that pushed the ranking tasks a run's rankings answer."""
+    keys = (
+        RankingTask.objects.filter(rankings__in=run.rankings.all(),
+                                   batch_key__startswith=SAMPLE_BATCH_PREFIX)
+        .values_list("batch_key", flat=True).distinct()
+    )  # fmt: skip
+    ids = {
+        int(k[len(SAMPLE_BATCH_PREFIX) :]) for k in keys if k[len(SAMPLE_BATCH_PREFIX) :].isdigit()
+    }
+    return list(TrainingRun.objects.filter(pk__in=ids, kind="sample").order_by("id"))
+
+
+def lineage(*, version: ModelVersion, _seen=None) -> LineageNode:
+    """The tree a model version comes from: its run, and the versions that run started from
+    (the parent, the reward model), each with theirs, down to a base model."""
+    seen = _seen if _seen is not None else set()
+    seen.add(version.pk)
+    run = version.run
+    inputs = []
+    if run is not None:
+        for source in (run.input_model, run.reward_model):
+            if source is not None and source.pk not in seen:
+                inputs.append(lineage(version=source, _seen=seen))
+    elif version.parent is not None and version.parent.pk not in seen:
+        inputs.append(lineage(version=version.parent, _seen=seen))
+    data_runs = sample_runs_for(run=run) if run is not None and run.kind == "reward" else []
+    return LineageNode(version, run, inputs, data_runs)
+
+
+def lineage_runs(node: LineageNode) -> list[TrainingRun]:
+    """Every run in a lineage tree, newest first."""
+    runs = [node.run] if node.run else []
+    runs += [r for r in node.data_runs if r not in runs]
+    for child in node.inputs:
+        runs += [r for r in lineage_runs(child) if r not in runs]
+    return runs
+
+
+def version_counts(*, project) -> dict[str, int]:
+    rows = ModelVersion.objects.filter(project=project).values("kind").annotate(n=Count("id"))
+    return {row["kind"]: row["n"] for row in rows}

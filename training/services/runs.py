@@ -1,0 +1,241 @@
+"""Training runs, the person's side: create (with its dataset snapshot), cancel, resume, and
+mark the runs whose worker vanished. The worker's side is `training.services.lifecycle`.
+
+A run is handed to a worker after its transaction commits (`webapp.queueing.enqueue`), with its
+id and key; the task re-reads it and does nothing when it is not queued, so a double enqueue
+never trains twice.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from training import presets
+from training.errors import Conflict, Invalid, NotFound
+from training.models import ModelVersion, TrainingRun
+from training.services.snapshots import snapshot_take
+from training.services.status import append_log, transition
+from webapp.queueing import QueueUnavailable, enqueue
+
+S = TrainingRun.Status
+K = ModelVersion.Kind
+# Which model versions a run of each kind may start from.
+INPUT_KINDS = {
+    "pretrain": (),
+    "sft": (K.BASE, K.SFT),
+    "reward": (K.BASE, K.SFT, K.POLICY),
+    "ppo": (K.SFT, K.POLICY),
+    "sample": (K.BASE, K.SFT, K.POLICY),
+}
+
+
+def queue_for(kind: str) -> str:
+    return "sampling" if kind == "sample" else "training"
+
+
+def run_create(
+    *,
+    kind: str,
+    project=None,
+    config: dict | None = None,
+    preset: str = "tiny",
+    input_model: ModelVersion | None = None,
+    reward_model: ModelVersion | None = None,
+    created_by=None,
+    request_token: str | None = None,
+    enqueue_it: bool = True,
+) -> TrainingRun:
+    """Check the inputs and that there is enough data, record the run with its dataset
+    snapshot, and hand it to a worker. The same `request_token` (a double-clicked form) returns
+    the first run instead of creating a second. `enqueue_it=False` leaves it queued for the
+    caller to execute in its own process (`training.jobs.runner.execute`: the headless demo)."""
+    if request_token and (
+        existing := TrainingRun.objects.filter(request_token=request_token).first()
+    ):
+        return existing
+    config = presets.clean_config(kind, config, preset=preset)
+    if kind != "pretrain" and project is None:
+        raise Invalid(f"A {kind} run belongs to a project.")
+    _check_inputs(kind, input_model, reward_model)
+    try:
+        with transaction.atomic():
+            run = _create(
+                kind=kind,
+                project=project,
+                config=config,
+                input_model=input_model,
+                reward_model=reward_model,
+                created_by=created_by,
+                request_token=request_token,
+            )
+    except IntegrityError:
+        if request_token and (
+            existing := TrainingRun.objects.filter(request_token=request_token).first()
+        ):
+            return existing
+        raise
+    if enqueue_it:
+        _enqueue(run)
+    return run
+
+
+def _check_inputs(kind, input_model, reward_model) -> None:
+    allowed = INPUT_KINDS[kind]
+    if allowed and input_model is None:
+        raise Invalid(
+            f"A {kind} run starts from a model: train one of kind {', '.join(allowed)} first."
+        )
+    if input_model is not None and input_model.kind not in allowed:
+        raise Invalid(f"A {kind} run cannot start from {input_model.name} ({input_model.kind}).")
+    if kind == "ppo" and (reward_model is None or reward_model.kind != K.REWARD):
+        raise Invalid("PPO needs a reward model: train one first.")
+
+
+def _create(*, kind, project, config, input_model, reward_model, created_by, request_token):
+    now = timezone.now()
+    snap = (
+        snapshot_take(project=project, kind=kind, config=config, as_of=now, input_model=input_model)
+        if project
+        else None
+    )
+    run = TrainingRun(
+        kind=kind,
+        project=project,
+        config=config,
+        input_model=input_model,
+        reward_model=reward_model if kind == "ppo" else None,
+        created_by=created_by,
+        request_token=request_token or None,
+        created_at=now,
+        snapshot_id=snap.snapshot_id if snap else "",
+    )
+    who = created_by.get_username() if created_by else "a command"
+    sizes = ", ".join(
+        f"{len(getattr(snap, n))} {n}"
+        for n in ("demonstrations", "rankings", "prompts")
+        if snap and getattr(snap, n)
+    )
+    append_log(
+        run, f"created by {who}" + (f" on snapshot {snap.snapshot_id}: {sizes}" if snap else "")
+    )
+    run.full_clean(exclude=["project", "input_model", "reward_model", "created_by", "key"])
+    run.save()
+    if snap:
+        for name in ("demonstrations", "rankings", "prompts"):
+            through = getattr(TrainingRun, name).through
+            column = f"{through._meta.get_field(name[:-1]).attname}"
+            through.objects.bulk_create(
+                [through(trainingrun_id=run.pk, **{column: pk}) for pk in getattr(snap, name)],
+                batch_size=500,
+            )
+    return run
+
+
+def _enqueue(run: TrainingRun) -> None:
+    from training import tasks
+
+    try:
+        enqueue(tasks.TASKS[run.kind], args=(run.pk, str(run.key)), queue=queue_for(run.kind))
+    except QueueUnavailable as exc:
+        # Not left "queued" with nothing in the queue: failed, and resumable once Redis is back.
+        with transaction.atomic():
+            locked = TrainingRun.objects.select_for_update().get(pk=run.pk)
+            if locked.status == S.QUEUED:
+                transition(
+                    locked,
+                    S.FAILED,
+                    error=str(exc),
+                    log="could not be queued: Redis is unreachable",
+                )
+        raise
+
+
+@transaction.atomic
+def run_cancel(*, run_id: int, by=None) -> TrainingRun:
+    """A queued run is cancelled at once; a running one at its next step (its worker stops after
+    saving a checkpoint, so it can be resumed)."""
+    run = _locked(run_id)
+    who = by.get_username() if by else "a command"
+    if run.status == S.QUEUED:
+        return transition(run, S.CANCELLED, log=f"cancelled by {who} before it started")
+    if run.status == S.RUNNING:
+        if not run.cancel_requested:
+            run.cancel_requested = True
+            append_log(run, f"cancel requested by {who}; stopping at the next step")
+            run.save(update_fields=["cancel_requested", "log_tail"])
+        return run
+    raise Conflict(f"Run #{run.pk} already finished ({run.status}); there is nothing to cancel.")
+
+
+def run_resume(*, run_id: int, by=None) -> TrainingRun:
+    """Queue a failed or cancelled run again; its job continues from its last checkpoint.
+    A queued or running run is refused: starting it twice would train twice."""
+    with transaction.atomic():
+        run = _locked(run_id)
+        if run.status in (S.QUEUED, S.RUNNING):
+            raise Conflict(f"Run #{run.pk} is already {run.status}; it is not started twice.")
+        if run.status == S.SUCCEEDED:
+            raise Conflict(f"Run #{run.pk} already succeeded; start a new run to train again.")
+        who = by.get_username() if by else "a command"
+        transition(
+            run, S.QUEUED, error="", log=f"resumed by {who}; continues from its last checkpoint"
+        )
+    _enqueue(run)
+    return run
+
+
+def heartbeat_timeout() -> timedelta:
+    return timedelta(seconds=settings.TRAINING_HEARTBEAT_TIMEOUT)
+
+
+@transaction.atomic
+def runs_mark_stale(*, timeout: timedelta | None = None, now=None) -> list[int]:
+    """Running runs whose worker stopped sending heartbeats: failed, with the reason, and
+    resumable from their last checkpoint. Never "running" forever."""
+    timeout = timeout if timeout is not None else heartbeat_timeout()
+    now = now or timezone.now()
+    stale = TrainingRun.objects.select_for_update().filter(
+        status=S.RUNNING, heartbeat_at__lt=now - timeout
+    )
+    marked = []
+    for run in stale:
+        last = timezone.localtime(run.heartbeat_at).strftime("%Y-%m-%d %H:%M:%S")
+        error = (
+            f"The worker {run.worker or '(unknown)'} vanished: no heartbeat since {last} "
+            f"(timeout {int(timeout.total_seconds())} s), last at step {run.step} of {run.total}. "
+            "Resume the run to continue from its last checkpoint."
+        )
+        transition(run, S.FAILED, error=error, log="marked failed: its worker vanished")
+        marked.append(run.pk)
+    return marked
+
+
+def runs_recover_for_worker(*, worker: str) -> list[int]:
+    """Called when a worker (re)starts: runs still "running" under its name were left by its
+    previous life (killed, crashed). They are marked so and resumed."""
+    with transaction.atomic():
+        runs = list(TrainingRun.objects.select_for_update().filter(status=S.RUNNING, worker=worker))
+        for run in runs:
+            transition(
+                run,
+                S.FAILED,
+                error=f"The worker {worker} restarted during this run.",
+                log=f"worker {worker} restarted while running it",
+            )
+    resumed = []
+    for run in runs:
+        try:
+            run_resume(run_id=run.pk)
+            resumed.append(run.pk)
+        except QueueUnavailable:
+            pass  # stays failed, resumable by hand
+    return resumed
+
+
+def _locked(run_id) -> TrainingRun:
+    try:
+        return TrainingRun.objects.select_for_update().get(pk=run_id)
+    except (TrainingRun.DoesNotExist, ValueError, TypeError):
+        raise NotFound(f"There is no training run #{run_id}.") from None

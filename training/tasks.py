@@ -1,0 +1,63 @@
+"""Celery tasks: thin. Each takes a run id and key and hands them to `training.jobs.runner`,
+which re-reads the run and returns at once when it is not queued for this worker (so a task
+delivered twice trains once). Long work: acks late, so a worker killed mid-run gives the message
+back; no automatic retries (a failed run is resumed by a person, from its checkpoint).
+
+Queues: `training` for pretrain / SFT / reward / PPO, `sampling` for samples (see
+`training.services.runs.queue_for`).
+"""
+
+import logging
+
+from celery import shared_task
+from celery.signals import worker_ready
+
+from training.jobs import runner
+
+logger = logging.getLogger(__name__)
+
+
+def _execute(task, run_id: int, key: str) -> str:
+    return runner.execute(run_id=run_id, key=key, worker=task.request.hostname or "")
+
+
+@shared_task(bind=True, name="training.pretrain", acks_late=True)
+def pretrain(self, run_id: int, key: str) -> str:
+    return _execute(self, run_id, key)
+
+
+@shared_task(bind=True, name="training.sft", acks_late=True)
+def sft(self, run_id: int, key: str) -> str:
+    return _execute(self, run_id, key)
+
+
+@shared_task(bind=True, name="training.reward", acks_late=True)
+def reward(self, run_id: int, key: str) -> str:
+    return _execute(self, run_id, key)
+
+
+@shared_task(bind=True, name="training.ppo", acks_late=True)
+def ppo(self, run_id: int, key: str) -> str:
+    return _execute(self, run_id, key)
+
+
+@shared_task(bind=True, name="training.sample", acks_late=True)
+def sample(self, run_id: int, key: str) -> str:
+    return _execute(self, run_id, key)
+
+
+TASKS = {"pretrain": pretrain, "sft": sft, "reward": reward, "ppo": ppo, "sample": sample}
+
+
+@worker_ready.connect
+def recover_runs(sender=None, **kwargs):
+    """A worker that starts again under its old name resumes the runs its previous life left
+    "running" (killed, crashed): they continue from their last checkpoint."""
+    from training.services.runs import runs_recover_for_worker
+
+    hostname = getattr(sender, "hostname", "")
+    try:
+        if resumed := runs_recover_for_worker(worker=hostname):
+            logger.warning("resumed runs %s left by an earlier %s", resumed, hostname)
+    except Exception:  # never keep a worker from starting
+        logger.exception("could not recover the runs of %s", hostname)

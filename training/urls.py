@@ -1,0 +1,19 @@
+"""Staff pages of training, mounted at /training/:
+`path("training/", include("training.urls"))` in webapp/urls.py."""
+
+from django.urls import path
+
+from training import views
+
+app_name = "training"
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("projects/<slug:slug>/", views.project, name="project"),
+    path("projects/<slug:slug>/start/<slug:kind>/", views.start, name="start"),
+    path("runs/<int:run_id>/", views.run, name="run"),
+    path("runs/<int:run_id>/live/", views.run_live, name="run-live"),
+    path("runs/<int:run_id>/cancel/", views.cancel, name="cancel"),
+    path("runs/<int:run_id>/resume/", views.resume, name="resume"),
+    path("versions/<int:version_id>/", views.version, name="version"),
+]

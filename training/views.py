@@ -1,0 +1,150 @@
+"""The staff pages of training, mounted at /training/: a project's training page (the round's
+counts, its model versions, start forms for each kind of run), a run page (progress bar, curves
+and log tail refreshed by htmx every 2 s, cancel and resume), and a model version's lineage.
+
+Staff only: anyone else gets 403 and nothing is created. Views are thin: a selector reads, one
+service writes; a service's refusal is shown as its message (never a traceback page).
+"""
+
+from functools import wraps
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from labeling.errors import LabelingError
+from labeling.models import Project
+from labeling.selectors import project_by_slug
+from training import selectors
+from training.charts import run_charts
+from training.errors import TrainingError
+from training.forms import NEEDS, parse_start, start_form
+from training.services.runs import run_cancel, run_create, run_resume
+from training.services.snapshots import minimum
+from webapp.queueing import QueueUnavailable
+
+START_KINDS = ("sft", "reward", "ppo", "sample", "pretrain")
+
+
+def staff_only(view):
+    """403 for a signed-in non-staff user (LoginRequiredMiddleware sends the others to log in);
+    a service refusal becomes a page with its message and status."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Training is for staff.")
+        try:
+            return view(request, *args, **kwargs)
+        except (TrainingError, LabelingError) as exc:
+            template = "training/_error.html" if request.htmx else "training/error.html"
+            return render(request, template, {"message": exc.message}, status=exc.status)
+
+    return wrapper
+
+
+@require_GET
+@staff_only
+def index(request):
+    return render(request, "training/index.html", {
+        "projects": Project.objects.order_by("name"),
+        "runs": selectors.runs_recent(limit=20),
+    })  # fmt: skip
+
+
+def _project_page(request, project, *, forms=None, status=200):
+    preset = request.GET.get("preset", "tiny")
+    forms = forms or {}
+    counts = selectors.round_counts(project=project)
+    start_forms = [forms.get(kind) or start_form(kind, project=project, preset=preset)
+                   for kind in START_KINDS]  # fmt: skip
+    needs = {kind: minimum(what) for kind, what in NEEDS.items()}
+    return render(request, "training/project.html", {
+        "project": project, "counts": counts, "forms": start_forms, "needs": needs,
+        "preset": preset, "versions": selectors.versions_for_project(project=project)[:50],
+        "runs": selectors.runs_for_project(project=project),
+    }, status=status)  # fmt: skip
+
+
+@require_GET
+@staff_only
+def project(request, slug):
+    return _project_page(request, project_by_slug(slug=slug))
+
+
+@require_POST
+@staff_only
+def start(request, slug, kind):
+    project = project_by_slug(slug=slug)
+    if kind not in START_KINDS:
+        raise PermissionDenied("Unknown kind of run.")
+    data = parse_start(request.POST)
+    try:
+        run = run_create(
+            kind=kind, project=project, config=data["config"], preset=data["preset"],
+            input_model=selectors.version_or_none(version_id=data["input_model_id"]),
+            reward_model=selectors.version_or_none(version_id=data["reward_model_id"]),
+            created_by=request.user, request_token=data["request_token"],
+        )  # fmt: skip
+    except TrainingError as exc:
+        form = start_form(kind, project=project, preset=data["preset"], posted=request.POST,
+                          error=exc.message)  # fmt: skip
+        return _project_page(request, project, forms={kind: form}, status=exc.status)
+    except QueueUnavailable as exc:
+        messages.error(request, f"The run was recorded but not started: {exc}")
+        return redirect("training:project", slug=project.slug)
+    messages.success(request, f"Run #{run.pk} ({run.get_kind_display()}) is queued.")
+    return redirect("training:run", run_id=run.pk)
+
+
+def _run_context(run):
+    curves = selectors.metric_points(run=run)
+    return {"run": run, "charts": run_charts(run.kind, curves),
+            "snapshot": selectors.snapshot_counts(run=run)}  # fmt: skip
+
+
+@require_GET
+@staff_only
+def run(request, run_id):
+    return render(request, "training/run.html", _run_context(selectors.run_get(run_id=run_id)))
+
+
+@require_GET
+@staff_only
+def run_live(request, run_id):
+    """The part of the run page that changes while it runs (htmx polls it every 2 s; a finished
+    run's fragment stops the polling)."""
+    return render(
+        request, "training/_run_live.html", _run_context(selectors.run_get(run_id=run_id))
+    )
+
+
+@require_POST
+@staff_only
+def cancel(request, run_id):
+    run = run_cancel(run_id=run_id, by=request.user)
+    messages.info(request, "Cancelled." if run.is_finished else "Asked to stop at the next step.")
+    return redirect("training:run", run_id=run.pk)
+
+
+@require_POST
+@staff_only
+def resume(request, run_id):
+    try:
+        run_resume(run_id=run_id, by=request.user)
+    except QueueUnavailable as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Resumed: it continues from its last checkpoint.")
+    return redirect("training:run", run_id=run_id)
+
+
+@require_GET
+@staff_only
+def version(request, version_id):
+    version = selectors.version_get(version_id=version_id)
+    tree = selectors.lineage(version=version)
+    return render(request, "training/version.html", {
+        "version": version, "tree": tree, "runs": selectors.lineage_runs(tree),
+    })  # fmt: skip
