@@ -303,8 +303,8 @@ def claim_query_ms(token) -> float:
     user = Token.objects.select_related("user").get(key=token).user
     qs = selectors.ranking_tasks_claimable(labeler=user, now=timezone.now())
     qs = qs.select_related("project", "prompt").select_for_update(skip_locked=True, of=("self",))
-    sql, params = qs[:1].query.sql_with_params()
     with transaction.atomic(), connection.cursor() as cur:
+        sql, params = qs[:1].query.sql_with_params()
         cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params)
         plan = cur.fetchone()[0]
     plan = plan[0] if isinstance(plan, list) else plan

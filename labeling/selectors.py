@@ -148,6 +148,24 @@ def project_by_slug(*, slug: str) -> Project:
     return project
 
 
+def dialogue_suggestion(
+    *, project: Project, labeler, completion_id: int | None = None
+) -> Completion | None:
+    """A model reply a labeler may start a dialogue from.
+
+    With an id: that completion, if it answers a prompt of `project`. Without: the newest
+    completion in the project to a prompt the labeler did not write, or None before any model
+    has sampled.
+    """
+    completions = Completion.objects.filter(prompt__project=project).select_related("prompt")
+    if completion_id is not None:
+        completion = completions.filter(pk=completion_id).first()
+        if completion is None:
+            raise NotFound("No such model suggestion in this project.")
+        return completion
+    return completions.exclude(prompt__author=labeler).order_by("-created_at", "-pk").first()
+
+
 @dataclass
 class LabelerStats:
     labeler_id: int

@@ -213,14 +213,13 @@ def demonstration_post(request, assignment_id):
 
 
 def _suggestion(project, labeler, completion_id):
-    """A model suggestion to start from, if the selector offers one (see the contract)."""
-    find = getattr(selectors, "dialogue_suggestion", None)
-    if find is None:
-        return None
+    """A model suggestion to start from: the one asked for, or one the selector offers."""
     if completion_id is not None and not str(completion_id).isdigit():
         return None
-    return find(project=project, labeler=labeler,
-                completion_id=int(completion_id) if completion_id else None)
+    return selectors.dialogue_suggestion(
+        project=project, labeler=labeler,
+        completion_id=int(completion_id) if completion_id else None,
+    )
 
 
 def _dialogue_page(request, project, form, *, texts=None, status=200, error=None, offer=None):

@@ -5,7 +5,8 @@ read-only here."""
 from django.contrib import admin, messages
 
 from training.errors import TrainingError
-from training.models import ModelVersion, RunMetric, TrainingRun
+from training.models import ModelVersion, Round, RunMetric, TrainingRun
+from training.services.rounds import round_advance
 from training.services.runs import run_cancel, run_resume, runs_mark_stale
 from webapp.queueing import QueueUnavailable
 
@@ -95,3 +96,22 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def mark_stale(self, request, queryset):
         marked = runs_mark_stale()
         self.message_user(request, f"Marked {len(marked)} run(s) failed: {marked or 'none'}.")
+
+
+@admin.register(Round)
+class RoundAdmin(admin.ModelAdmin):
+    list_display = ("project", "number", "stage", "policy", "sample_run", "reward_run", "ppo_run")
+    list_filter = ("stage", "project")
+    actions = ("continue_rounds",)
+    readonly_fields = [f.name for f in Round._meta.concrete_fields]
+
+    def has_add_permission(self, request):
+        return False  # "continue round" on the project's training page opens one
+
+    @admin.action(description="Continue the selected rounds (resume a failed run)")
+    def continue_rounds(self, request, queryset):
+        for round_ in queryset:
+            try:
+                round_advance(round_id=round_.pk, resume=True, by=request.user)
+            except (TrainingError, QueueUnavailable) as exc:
+                self.message_user(request, f"Round {round_.number}: {exc}", messages.WARNING)

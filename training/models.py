@@ -159,3 +159,63 @@ class RunMetric(models.Model):
 
     def __str__(self):
         return f"run {self.run_id} step {self.step}"
+
+
+class Round(models.Model):
+    """One pass of the loop in a project: the policy samples K replies per prompt (pushed as
+    ranking tasks) -> people rank them -> a reward model -> PPO -> a new policy, which the next
+    round samples from. `training.services.rounds` moves it on when a run finishes or enough
+    rankings are in; `stage` is where it waits."""
+
+    class Stage(models.TextChoices):
+        SAMPLING = "sampling", "Sampling"
+        RANKING = "ranking", "Waiting for rankings"
+        REWARD = "reward", "Training the reward model"
+        PPO = "ppo", "Running PPO"
+        DONE = "done", "Done"
+
+    project = models.ForeignKey("labeling.Project", on_delete=models.PROTECT, related_name="rounds")
+    number = models.PositiveIntegerField()
+    stage = models.CharField(max_length=16, choices=Stage.choices, default=Stage.SAMPLING)
+    policy = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="rounds_sampled",
+        help_text="The model this round samples from and PPO starts from.",
+    )  # fmt: skip
+    sample_run = models.ForeignKey(
+        TrainingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reward_run = models.ForeignKey(
+        TrainingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    ppo_run = models.ForeignKey(
+        TrainingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    # {"sample": {...}, "reward": {...}, "ppo": {...}, "preset": "tiny", "chain": true}
+    config = models.JSONField(default=dict, blank=True)
+    rankings_needed = models.PositiveIntegerField(
+        default=0, help_text="Ranked tasks of this round before the reward model (0: all)."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="round_number_per_project"),
+            # One open round per project: "continue" never starts two chains.
+            models.UniqueConstraint(
+                fields=["project"], condition=~Q(stage="done"), name="round_one_open_per_project"
+            ),
+        ]
+
+    def __str__(self):
+        return f"round {self.number} of {self.project_id} ({self.stage})"
+
+    @property
+    def current_run(self) -> TrainingRun | None:
+        return {"sampling": self.sample_run, "reward": self.reward_run, "ppo": self.ppo_run}.get(
+            self.stage
+        )

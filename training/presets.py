@@ -64,6 +64,8 @@ FIELDS: dict[str, dict[str, Field]] = {
         "lr": _f(float, 1e-4, minimum=0),
         "warmup_steps": _f(int, 5, minimum=0),
         "val_fraction": _f(float, 0.2, "held-out share of prompts", minimum=0, maximum=0.9),
+        "eval_every": _f(int, 0, "steps between held-out evaluations (0: at the end)", minimum=0),
+        "keep_best": _f(bool, False, "early stopping: keep the best held-out accuracy's weights"),
         "checkpoint_every": _f(int, 50, **POSITIVE),
         "skip_invalid": _f(bool, True, "skip rankings that are not a full ordering"),
         "seed": _f(int, 0),

@@ -6,7 +6,7 @@ from django.db.models import Count, Q
 
 from labeling.models import Demonstration, Prompt, Ranking, RankingTask
 from training.errors import NotFound
-from training.models import ModelVersion, RunMetric, TrainingRun
+from training.models import ModelVersion, Round, RunMetric, TrainingRun
 
 K = ModelVersion.Kind
 
@@ -58,6 +58,14 @@ def latest_version(*, kinds, project=None) -> ModelVersion | None:
     qs = ModelVersion.objects.filter(kind__in=kinds)
     qs = qs.filter(Q(project=project) | Q(project__isnull=True)) if project else qs
     return qs.order_by("-created_at", "-id").first()
+
+
+def sft_ancestor(version: ModelVersion) -> ModelVersion | None:
+    """The SFT model a policy descends from: PPO's KL penalty keeps it close to that one, and a
+    round's reward model starts from it."""
+    while version is not None and version.kind != ModelVersion.Kind.SFT:
+        version = version.parent
+    return version
 
 
 def versions_for_project(*, project, kinds=None):
@@ -162,3 +170,47 @@ def lineage_runs(node: LineageNode) -> list[TrainingRun]:
 def version_counts(*, project) -> dict[str, int]:
     rows = ModelVersion.objects.filter(project=project).values("kind").annotate(n=Count("id"))
     return {row["kind"]: row["n"] for row in rows}
+
+
+@dataclass
+class RoundRow:
+    """A round as the project page shows it, beside the others: its models and their numbers."""
+
+    round: Round
+    ranked: int
+    needed: int
+    tasks: int
+    reward: ModelVersion | None
+    policy_out: ModelVersion | None
+
+
+def rounds_for_project(*, project, limit: int = 10, only: int | None = None) -> list[RoundRow]:
+    """The project's last `limit` rounds (or the round `only`), oldest first, with how many of
+    the tasks each pushed are ranked and how many it needs before its reward model."""
+    rounds = (
+        Round.objects.filter(project=project, **({"pk": only} if only else {}))
+        .select_related("policy", "sample_run", "reward_run__output_model",
+                        "ppo_run__output_model")
+        .order_by("-number")[:limit]
+    )  # fmt: skip
+    batches = [f"{SAMPLE_BATCH_PREFIX}{r.sample_run_id}" for r in rounds if r.sample_run_id]
+    counts = {
+        row["batch_key"]: row
+        for row in RankingTask.objects.filter(project=project, batch_key__in=batches)
+        .values("batch_key")
+        .annotate(tasks=Count("id"), ranked=Count("id", filter=Q(rankings_count__gt=0)))
+    }
+    rows = []
+    for r in reversed(rounds):  # oldest first: the columns read left to right
+        c = counts.get(f"{SAMPLE_BATCH_PREFIX}{r.sample_run_id}", {"tasks": 0, "ranked": 0})
+        needed = min(r.rankings_needed, c["tasks"]) if r.rankings_needed else c["tasks"]
+        rows.append(RoundRow(
+            round=r, ranked=c["ranked"], needed=needed, tasks=c["tasks"],
+            reward=r.reward_run.output_model if r.reward_run else None,
+            policy_out=r.ppo_run.output_model if r.ppo_run else None,
+        ))  # fmt: skip
+    return rows
+
+
+def round_open(*, project) -> Round | None:
+    return Round.objects.filter(project=project).exclude(stage=Round.Stage.DONE).first()

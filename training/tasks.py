@@ -4,7 +4,8 @@ delivered twice trains once). Long work: acks late, so a worker killed mid-run g
 back; no automatic retries (a failed run is resumed by a person, from its checkpoint).
 
 Queues: `training` for pretrain / SFT / reward / PPO, `sampling` for samples (see
-`training.services.runs.queue_for`).
+`training.services.runs.queue_for`). A run that succeeds moves its round on
+(`training.services.rounds`): the next stage's run is queued.
 """
 
 import logging
@@ -18,7 +19,21 @@ logger = logging.getLogger(__name__)
 
 
 def _execute(task, run_id: int, key: str) -> str:
-    return runner.execute(run_id=run_id, key=key, worker=task.request.hostname or "")
+    outcome = runner.execute(run_id=run_id, key=key, worker=task.request.hostname or "")
+    if outcome == "succeeded":
+        _advance_round(run_id)
+    return outcome
+
+
+def _advance_round(run_id: int) -> None:
+    """A finished run moves its round on (the next stage's run is queued). Never fails the
+    task: the round can be moved on by hand ("continue round")."""
+    from training.services.rounds import rounds_after_run
+
+    try:
+        rounds_after_run(run_id=run_id)
+    except Exception:
+        logger.exception("could not move on the round of run %s", run_id)
 
 
 @shared_task(bind=True, name="training.pretrain", acks_late=True)

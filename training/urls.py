@@ -11,6 +11,7 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("projects/<slug:slug>/", views.project, name="project"),
     path("projects/<slug:slug>/start/<slug:kind>/", views.start, name="start"),
+    path("projects/<slug:slug>/rounds/continue/", views.continue_round, name="continue-round"),
     path("runs/<int:run_id>/", views.run, name="run"),
     path("runs/<int:run_id>/live/", views.run_live, name="run-live"),
     path("runs/<int:run_id>/cancel/", views.cancel, name="cancel"),

@@ -1,5 +1,6 @@
 """The staff pages of training, mounted at /training/: a project's training page (the round's
-counts, its model versions, start forms for each kind of run), a run page (progress bar, curves
+counts, its rounds side by side with a "continue round" button, its model versions, start forms
+for each kind of run), a run page (progress bar, curves
 and log tail refreshed by htmx every 2 s, cancel and resume), and a model version's lineage.
 
 Staff only: anyone else gets 403 and nothing is created. Views are thin: a selector reads, one
@@ -20,6 +21,7 @@ from training import selectors
 from training.charts import run_charts
 from training.errors import TrainingError
 from training.forms import NEEDS, parse_start, start_form
+from training.services.rounds import round_continue
 from training.services.runs import run_cancel, run_create, run_resume
 from training.services.snapshots import minimum
 from webapp.queueing import QueueUnavailable
@@ -64,6 +66,8 @@ def _project_page(request, project, *, forms=None, status=200):
         "project": project, "counts": counts, "forms": start_forms, "needs": needs,
         "preset": preset, "versions": selectors.versions_for_project(project=project)[:50],
         "runs": selectors.runs_for_project(project=project),
+        "rounds": selectors.rounds_for_project(project=project),
+        "open_round": selectors.round_open(project=project),
     }, status=status)  # fmt: skip
 
 
@@ -96,6 +100,20 @@ def start(request, slug, kind):
         return redirect("training:project", slug=project.slug)
     messages.success(request, f"Run #{run.pk} ({run.get_kind_display()}) is queued.")
     return redirect("training:run", run_id=run.pk)
+
+
+@require_POST
+@staff_only
+def continue_round(request, slug):
+    """Move the open round on (resuming its failed run), or open the next round."""
+    project = project_by_slug(slug=slug)
+    try:
+        round_ = round_continue(project=project, by=request.user)
+    except QueueUnavailable as exc:
+        messages.error(request, f"The round's run was recorded but not started: {exc}")
+    else:
+        messages.success(request, f"Round {round_.number}: {round_.get_stage_display().lower()}.")
+    return redirect("training:project", slug=project.slug)
 
 
 def _run_context(run):

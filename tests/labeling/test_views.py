@@ -428,31 +428,27 @@ def test_stats_are_for_staff_and_show_agreement(client, labeler):
 # ------------------------------------------------------------------ dialogue suggestions
 
 
-def test_a_dialogue_can_start_from_a_model_suggestion(lena_client, labeler, project, task,
-                                                      monkeypatch):
-    from labeling import selectors
+def test_a_dialogue_can_start_from_a_model_suggestion(lena_client, labeler, project, task):
     from labeling.models import Completion
 
-    suggestion = Completion.objects.filter(prompt=task.prompt).first()
-    calls = []
-
-    def dialogue_suggestion(*, project, labeler, completion_id=None):
-        calls.append(completion_id)
-        return suggestion
-
-    # The selector is the backend's (requested in the contract); its stand-in here returns
-    # one completion, so this test is about the page, not about which one is offered.
-    monkeypatch.setattr(selectors, "dialogue_suggestion", dialogue_suggestion, raising=False)
+    # The newest model reply in the project is offered.
+    suggestion = Completion.objects.filter(prompt__project=project).latest("created_at", "pk")
     page = lena_client.get("/label/dialogue/help/").content.decode()
     assert f'?suggestion={suggestion.pk}"' in page and "Start from a model suggestion" in page
     page = lena_client.get(f"/label/dialogue/help/?suggestion={suggestion.pk}").content.decode()
-    assert calls == [None, suggestion.pk]
     assert "model suggestion" in page and suggestion.text in page
     token = re.search(r'name="client_token" value="([0-9a-f]+)"', page).group(1)
-    turns = [task.prompt.turns[0]["content"], "My better answer."]
+    turns = [suggestion.prompt.turns[0]["content"], "My better answer."]
     response = lena_client.post("/label/dialogue/help/submit/", {
         "client_token": token, "turn": turns, "suggestion": str(suggestion.pk),
         "action": "submit",
     })
     assert response.status_code == 302
     assert Demonstration.objects.get().suggestion == suggestion
+
+
+def test_a_suggestion_from_another_project_is_not_found(lena_client, project, task):
+    other = make_project(name="Elsewhere", slug="elsewhere", k=4)
+    foreign = make_tasks(other, 1)[0].completions.first()
+    response = lena_client.get(f"/label/dialogue/help/?suggestion={foreign.pk}")
+    assert response.status_code == 404

@@ -20,11 +20,13 @@ from training.ml.records import BadRecord, Demonstration, RankingRecord, ranking
 from training.ml.reward import (
     RewardConfig,
     RewardModelScorer,
+    evaluate_rankings,
     pairwise_loss,
     ranking_examples,
     reward_batch,
     score_sequences,
     sequence_scores,
+    split_by_prompt,
     train_reward_model,
 )
 from training.ml.tokenizer import train_tokenizer
@@ -264,3 +266,25 @@ def test_stop_and_resume_reach_the_uninterrupted_model(tmp_path):
     for a, b in itertools.zip_longest(straight.model.parameters(), resumed.model.parameters()):
         assert torch.equal(a, b)
     assert resumed.metrics["reward_offset"] == straight.metrics["reward_offset"]
+
+
+def test_keep_best_ends_on_the_weights_of_the_best_held_out_accuracy():
+    """Early stopping: with `keep_best`, a run whose later steps do worse on the held-out prompts
+    (here a learning rate far too high for the last steps) ends on its best evaluation's weights,
+    and its metrics are that evaluation's."""
+    tok = tokenizer()
+    records = hidden_rule_data(60)
+    seen = []
+    config = RewardConfig(epochs=4, batch_size=8, lr=3e-3, val_fraction=0.2, eval_every=3,
+                          keep_best=True)  # fmt: skip
+    result = train_reward_model(tiny_rm(), tok, records, config,
+                                on_step=lambda p: seen.append(dict(p.metrics)))  # fmt: skip
+    m = result.metrics
+    evaluated = {s["val_accuracy"] for s in seen if "val_accuracy" in s}
+    assert len(evaluated) > 1 and m["val_accuracy"] == pytest.approx(max(evaluated))
+    assert 0 < m["best_step"] <= result.total_steps
+    model = result.model
+    examples, _ = ranking_examples(tok, records, block_size=model.config.block_size)
+    _, val_idx = split_by_prompt([e.key for e in examples], 0.2, seed=0)
+    figures = evaluate_rankings(model, [examples[i] for i in val_idx], pad_id=tok.pad_id, batch_size=8)
+    assert figures["accuracy"] == pytest.approx(m["val_accuracy"])  # the kept weights' figure

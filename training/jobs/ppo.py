@@ -13,17 +13,10 @@ from training.jobs.runner import Outcome
 from training.ml.checkpoint import save_model
 from training.ml.ppo import PPOConfig, train_ppo
 from training.ml.sft import dialogue_examples
-from training.models import ModelVersion
+from training.selectors import sft_ancestor
 from training.services.lifecycle import json_safe
 
 STOPPED_BY_CALLER = "stopped by the caller"
-
-
-def sft_ancestor(version: ModelVersion) -> ModelVersion | None:
-    """The SFT model a policy descends from: PPO's KL penalty keeps it close to that one."""
-    while version is not None and version.kind != ModelVersion.Kind.SFT:
-        version = version.parent
-    return version
 
 
 def run(context) -> Outcome:

@@ -58,6 +58,7 @@ class RewardConfig:
     grad_clip: float = 1.0
     val_fraction: float = 0.1
     eval_every: int = 0  # steps; 0 = only at the end
+    keep_best: bool = False  # early stopping: end on the evaluated weights of best val accuracy
     checkpoint_every: int = 100
     skip_invalid: bool = False  # rankings that are not an ordering: skip and count, not raise
     seed: int = 0
@@ -375,12 +376,18 @@ def train_reward_model(
                 meta={"stage": "reward"},
             )
 
+    best: dict = {}  # keep_best: the weights of the best held-out accuracy so far (not resumed)
+
     def evaluate():
         if val:
             figures = evaluate_rankings(
                 model, val, pad_id=tokenizer.pad_id, batch_size=config.batch_size
             )
             metrics.update({f"val_{name}": value for name, value in figures.items()})
+            if config.keep_best and figures["accuracy"] > best.get("accuracy", -1.0):
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best.update(accuracy=figures["accuracy"], step=step, state=state,
+                            metrics={f"val_{n}": v for n, v in figures.items()})  # fmt: skip
 
     stopped = False
     model.train()
@@ -424,6 +431,11 @@ def train_reward_model(
         )
         if step == total:
             evaluate()
+            if best and best["step"] < step:  # an earlier evaluation was better: back to it
+                model.load_state_dict(best["state"])
+                metrics.update(best["metrics"])
+            if best:
+                metrics["best_step"] = best["step"]
             if not centered:
                 # Centre on the demonstrations (else on the training completions).
                 metrics["reward_offset"] = _center(model, tokenizer, demonstrations, train, config)

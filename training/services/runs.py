@@ -77,7 +77,7 @@ def run_create(
             return existing
         raise
     if enqueue_it:
-        _enqueue(run)
+        run_enqueue(run)
     return run
 
 
@@ -133,7 +133,9 @@ def _create(*, kind, project, config, input_model, reward_model, created_by, req
     return run
 
 
-def _enqueue(run: TrainingRun) -> None:
+def run_enqueue(run: TrainingRun) -> None:
+    """Hand a queued run to a worker (after the caller's transaction committed); a run that
+    cannot be queued becomes failed, resumable, and `QueueUnavailable` is raised."""
     from training import tasks
 
     try:
@@ -182,7 +184,7 @@ def run_resume(*, run_id: int, by=None) -> TrainingRun:
         transition(
             run, S.QUEUED, error="", log=f"resumed by {who}; continues from its last checkpoint"
         )
-    _enqueue(run)
+    run_enqueue(run)
     return run
 
 

@@ -15,6 +15,7 @@ from labeling import exports
 from labeling.models import Completion, Demonstration, Prompt, Ranking
 from training.errors import Invalid
 
+
 def minimum(what: str) -> int:
     """settings.TRAINING_MIN_DEMONSTRATIONS, _RANKED_TASKS or _PROMPTS."""
     return getattr(settings, f"TRAINING_MIN_{what.upper()}")

@@ -20,9 +20,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.models import Project
+from labeling.services.projects import project_update
 from training.jobs import runner
-from training.models import TrainingRun
-from training.selectors import latest_version
+from training.models import Round, TrainingRun
+from training.selectors import latest_version, round_open
+from training.services.model_versions import model_version_register
+from training.services.rounds import round_advance, round_start
 from training.services.runs import run_create
 
 DEMO_SLUG = "python-stdlib"
@@ -46,6 +49,15 @@ class Command(BaseCommand):
         parser.add_argument("--ppo-iterations", type=int, default=40)
         parser.add_argument("--ppo-lr", type=float, default=5e-5)
         parser.add_argument(
+            "--set", action="append", default=[], metavar="KIND.FIELD=VALUE",
+            help="any other setting of a stage's run, e.g. --set ppo.kl_coef=0.02 (repeatable)",
+        )  # fmt: skip
+        parser.add_argument("--eval-prompts", type=int, default=320,
+                            help="prompts the policy and SFT answer for the win rate")  # fmt: skip
+        parser.add_argument("--k", type=int, default=None,
+                            help="replies per ranking task (default: the project's)")  # fmt: skip
+        parser.add_argument("--base", help="a model directory to use as base (no pretraining)")
+        parser.add_argument(
             "--workers",
             action="store_true",
             help="hand runs to the Celery workers and wait (default: run here)",
@@ -59,7 +71,12 @@ class Command(BaseCommand):
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
         call_command("load_demo_project", slug=options["project"], stdout=self.stdout)
         project = Project.objects.get(slug=options["project"])
+        if options["k"] and options["k"] != project.k:
+            project = project_update(project=project, k=options["k"])
+        self.overrides = overrides(options["set"])
         base = None if options["fresh_base"] else latest_version(kinds=["base"], project=project)
+        if options["base"]:
+            base = model_version_register(checkpoint_dir=options["base"], name="demo-base")
         if base is None:
             base = self.stage(
                 "pretrain", "pretrain", project=project, config={"steps": options["pretrain_steps"]}
@@ -76,15 +93,12 @@ class Command(BaseCommand):
                 "lr": options["sft_lr"],
                 "eval_every": 0,
                 "checkpoint_every": 200,
+                **self.overrides.get("sft", {}),
             },
         ).output_model
-        sample = self.stage(
-            "sample",
-            "sample",
-            project=project,
-            input_model=sft,
-            config={"num_prompts": options["sample_prompts"]},
-        )
+        round_ = self.open_round(project, sft, options)
+        sample = self.finish("sample", round_.sample_run)
+        round_ = self.advance(round_)
 
         started = time.monotonic()
         users = get_user_model().objects
@@ -95,35 +109,62 @@ class Command(BaseCommand):
         self.timings["ranking (simulated)"] = time.monotonic() - started
         self.stdout.write(f"simulated labelers submitted {ranked} rankings")
 
-        rm = self.stage(
-            "reward",
-            "reward",
-            project=project,
-            input_model=sft,
-            config={"epochs": options["rm_epochs"], "lr": options["rm_lr"]},
-        ).output_model
-        ppo = self.stage(
-            "ppo",
-            "ppo",
-            project=project,
-            input_model=sft,
-            reward_model=rm,
-            config={"iterations": options["ppo_iterations"]},
-        )
+        round_ = self.advance(round_)  # the round's tasks are ranked: its reward model starts
+        rm = self.finish("reward", round_.reward_run).output_model
+        round_ = self.advance(round_)
+        ppo = self.finish("ppo", round_.ppo_run)
+        round_ = self.advance(round_)
         policy = ppo.output_model
 
         started = time.monotonic()
         prompts = list(project.prompts.filter(duplicate_of__isnull=True).order_by("id")
-                       .values_list("id", "turns")[:64])  # fmt: skip
+                       .values_list("id", "turns")[: options["eval_prompts"]])  # fmt: skip
         result = demo.evaluate(
             sft=sft, policy=policy, reward_model=rm, prompts=prompts, names=names
         )
         self.timings["evaluation"] = time.monotonic() - started
         self.report(sample, rm, ppo, result)
 
+    def open_round(self, project, sft, options) -> Round:
+        """A round of the project from the new SFT model, not chained to a next one."""
+        if (open_round := round_open(project=project)) is not None:
+            raise CommandError(
+                f"Round {open_round.number} of {project.slug} is still open ({open_round.stage}): "
+                f"finish it with `manage.py continue_round --project {project.slug}`."
+            )
+        config = {
+            "chain": False,
+            "sample": {"num_prompts": options["sample_prompts"]},
+            "reward": {"epochs": options["rm_epochs"], "lr": options["rm_lr"]},
+            "ppo": {"iterations": options["ppo_iterations"], "lr": options["ppo_lr"]},
+        }
+        for kind, values in self.overrides.items():
+            if kind in config:
+                config[kind].update(values)
+        round_ = round_start(project=project, policy=sft, config=config,
+                             enqueue_it=self.options["workers"])  # fmt: skip
+        self.stdout.write(f"round {round_.number} from {sft.name}")
+        return round_
+
+    def advance(self, round_) -> Round:
+        """Move the round on (with workers, a finished run has done so already)."""
+        run = round_.current_run
+        if self.options["workers"] and run is not None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:  # the worker moves it on after the run
+                round_.refresh_from_db()
+                if round_.current_run != run:
+                    break
+                time.sleep(0.5)
+        return round_advance(round_id=round_.pk, enqueue_it=self.options["workers"])
+
     def stage(self, label, kind, **kwargs) -> TrainingRun:
-        started = time.monotonic()
         run = run_create(kind=kind, enqueue_it=self.options["workers"], **kwargs)
+        return self.finish(label, run)
+
+    def finish(self, label, run) -> TrainingRun:
+        """Run `run` here, or wait for a worker to; stop the demo if it did not succeed."""
+        started = time.monotonic()
         self.stdout.write(f"{label}: run #{run.pk} ({run.snapshot_id or 'no dataset'})")
         if self.options["workers"]:
             deadline = time.monotonic() + self.options["timeout"]
@@ -168,6 +209,19 @@ class Command(BaseCommand):
             f"{ppo.input_model.name} <- {ppo.input_model.parent.name}",
         ]
         self.stdout.write("\n".join(lines))
+
+
+def overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
+    """["ppo.kl_coef=0.02", ...] -> {"ppo": {"kl_coef": "0.02"}} (typed by the run's presets)."""
+    out: dict[str, dict[str, str]] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        kind, dot, field = name.partition(".")
+        if not (sep and dot and kind in ("sft", "sample", "reward", "ppo")):
+            raise CommandError(f"--set takes KIND.FIELD=VALUE (KIND sft, sample, reward or ppo); "
+                               f"got {pair!r}")  # fmt: skip
+        out.setdefault(kind, {})[field] = value
+    return out
 
 
 SHOWN = {"loss", "val_loss", "val_accuracy", "score", "kl", "completions_per_second"}

@@ -1,0 +1,160 @@
+"""Rounds: the loop chained. The state machine in this process (a stage waits for its run and
+for the rankings; each stage's run is made once; one open round per project), the "continue
+round" button and command, and a whole round through a real worker: a finished run moves the
+round on by itself, and the next round samples from the new policy."""
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from test_worker_loop import finish, rank_everything
+
+from labeling.services.tasks import ranking_tasks_create
+from training.errors import Conflict, Invalid
+from training.models import Round, TrainingRun
+from training.services import lifecycle
+from training.services.model_versions import model_version_register
+from training.services.rounds import round_advance, round_continue, round_start
+
+St, S = Round.Stage, TrainingRun.Status
+TINY_ROUND = {
+    "sample": {"num_prompts": 6, "max_new_tokens": 10},
+    "reward": {"max_steps": 3, "batch_size": 4, "val_fraction": 0.25},
+    "ppo": {"iterations": 1, "prompts_per_iteration": 4, "max_new_tokens": 10, "ppo_epochs": 1,
+            "minibatch_size": 4},
+}  # fmt: skip
+
+
+@pytest.fixture
+def sft_version(project_with_demos, tiny_base_dir):
+    """The tiny base registered as the project's SFT model (a round needs one to sample from)."""
+    return model_version_register(checkpoint_dir=str(tiny_base_dir), kind="sft",
+                                  name="tiny-sft", project=project_with_demos)  # fmt: skip
+
+
+def succeed(run, tiny_base_dir, output_kind=None):
+    """What a worker does, without the ML: take the run and finish it (a sample run pushes one
+    ranking task of K placeholder replies per prompt; a training run records a model)."""
+    run = lifecycle.run_start(run_id=run.pk, key=str(run.key), worker="test")
+    if run.kind == "sample":
+        replies = [{"text": f"reply {i}", "model_version_id": run.input_model_id}
+                   for i in range(run.project.k)]  # fmt: skip
+        prompts = run.prompts.values_list("pk", flat=True)
+        ranking_tasks_create(project=run.project, batch_key=f"training-run-{run.pk}",
+                             prompt_completions=[(p, replies) for p in prompts])  # fmt: skip
+    output = output_kind and {
+        "kind": output_kind, "checkpoint_dir": str(tiny_base_dir), "parent": run.input_model,
+        "tokenizer_path": str(tiny_base_dir.parent / "tokenizer.json"),
+    }  # fmt: skip
+    lifecycle.run_succeed(run_id=run.pk, attempt=run.attempt, output=output or None)
+
+
+def test_a_round_waits_for_its_run_and_rankings_and_makes_each_run_once(
+    project_with_demos, sft_version, tiny_base_dir, settings, django_capture_on_commit_callbacks
+):
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    round_ = round_start(project=project, config=TINY_ROUND, enqueue_it=False)
+    assert (round_.number, round_.stage, round_.policy) == (1, St.SAMPLING, sft_version)
+    with pytest.raises(Conflict):
+        round_start(project=project, enqueue_it=False)  # one open round per project
+
+    assert round_advance(round_id=round_.pk, enqueue_it=False).stage == St.SAMPLING  # queued
+    succeed(round_.sample_run, tiny_base_dir)
+    round_ = round_advance(round_id=round_.pk, enqueue_it=False)
+    assert round_.stage == St.RANKING and round_.reward_run is None  # nobody ranked yet
+
+    labeler = get_user_model().objects.create_user("ranker")
+    assert rank_everything(project, labeler) == 6
+    round_ = round_advance(round_id=round_.pk, enqueue_it=False)
+    assert round_.stage == St.REWARD
+    reward = round_.reward_run
+    assert (reward.kind, reward.input_model) == ("reward", sft_version)
+    assert reward.rankings.count() == 6
+    assert round_advance(round_id=round_.pk, enqueue_it=False).reward_run == reward  # not twice
+    assert TrainingRun.objects.filter(kind="reward").count() == 1
+
+    succeed(reward, tiny_base_dir, "reward")
+    round_ = round_advance(round_id=round_.pk, enqueue_it=False)
+    ppo = round_.ppo_run
+    assert (round_.stage, ppo.input_model, ppo.reward_model) == (
+        St.PPO, sft_version, round_.reward_run.output_model)  # fmt: skip
+    succeed(ppo, tiny_base_dir, "policy")
+    ppo.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):  # the next round opens after commit
+        round_ = round_advance(round_id=round_.pk, enqueue_it=False)
+    assert round_.stage == St.DONE and round_.finished_at
+    second = Round.objects.get(project=project, number=2)  # chained: the next round samples
+    assert second.policy == ppo.output_model and second.stage == St.SAMPLING
+    assert second.sample_run.input_model == ppo.output_model
+    assert second.config == round_.config
+
+
+def test_a_round_needs_a_policy_and_checks_its_settings_at_once(project_with_demos, base_version):
+    with pytest.raises(Invalid, match="SFT"):
+        round_start(project=project_with_demos, enqueue_it=False)
+    with pytest.raises(Invalid, match="iterations"):
+        round_start(project=project_with_demos, config={"ppo": {"iterations": 0}},
+                    enqueue_it=False)  # fmt: skip
+    with pytest.raises(Invalid, match="SFT"):
+        round_start(project=project_with_demos, policy=base_version, enqueue_it=False)
+
+
+def test_continue_resumes_the_failed_run_of_the_round(
+    project_with_demos, sft_version, monkeypatch, django_capture_on_commit_callbacks
+):
+    from training.services import runs
+
+    monkeypatch.setattr(runs, "run_enqueue", lambda run: None)  # no worker in this test
+    round_ = round_start(project=project_with_demos, config=TINY_ROUND, enqueue_it=False)
+    run = round_.sample_run
+    TrainingRun.objects.filter(pk=run.pk).update(status=S.FAILED, error="worker vanished")
+    with django_capture_on_commit_callbacks(execute=True):
+        round_continue(project=project_with_demos, enqueue_it=False)
+    run.refresh_from_db()
+    assert run.status == S.QUEUED and run.error == ""
+
+
+@pytest.mark.urls("training_urls")
+def test_continue_round_button_is_for_staff(client, staff, labeler, project_with_demos,
+                                            sft_version, monkeypatch):  # fmt: skip
+    from training.services import rounds
+
+    monkeypatch.setattr(rounds, "run_enqueue", lambda run: None)  # no worker in this test
+    url = f"/training/projects/{project_with_demos.slug}/rounds/continue/"
+    client.force_login(labeler)
+    assert client.post(url).status_code == 403 and not Round.objects.exists()
+    client.force_login(staff)
+    assert client.post(url).status_code == 302
+    page = client.get(f"/training/projects/{project_with_demos.slug}/").content.decode()
+    assert "Round 1" in page and "Continue round 1" in page and "tiny-sft" in page
+
+
+@pytest.mark.worker
+def test_a_round_runs_itself_through_a_real_worker(
+    training_worker, project_with_demos, sft_version, settings
+):
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    worker = training_worker()
+    round_ = round_start(project=project, config=TINY_ROUND)
+    finish(round_.sample_run, worker)
+
+    def stage_is(*stages):
+        def check():
+            round_.refresh_from_db()
+            return round_.stage in stages
+
+        return check
+
+    from training_helpers import wait_for
+
+    assert wait_for(stage_is(St.RANKING), timeout=30), worker.output()[-2000:]
+    rank_everything(project, get_user_model().objects.create_user("ranker"))
+    call_command("continue_round", "--waiting")  # the rankings are in: the reward model starts
+    # From here the worker chains by itself: reward model -> PPO -> round done -> next round.
+    assert wait_for(stage_is(St.DONE), timeout=120), worker.output()[-3000:]
+    reward, ppo = finish(round_.reward_run, worker), finish(round_.ppo_run, worker)
+    assert (ppo.input_model, ppo.reward_model) == (sft_version, reward.output_model)
+    second = wait_for(lambda: Round.objects.filter(project=project, number=2).first(), 30)
+    assert second.policy == round_.ppo_run.output_model
+    finish(second.sample_run, worker)  # the next round samples from the new policy

@@ -1,0 +1,171 @@
+"""Rounds: the loop chained. A round samples from its policy (ranking tasks pushed to people),
+waits until enough of those tasks are ranked, trains a reward model on every ranking of the
+project, runs PPO from its policy against it, and (unless told not to) starts the next round
+from the new policy.
+
+    round_start(project=p, policy=sft)      # round 1: its sample run is queued
+    round_advance(round_id=r.pk)            # one call moves it as far as it can go now
+
+`round_advance` is idempotent: it is called when a run of the round finishes (the Celery task,
+`rounds_after_run`), by the "continue round" button and by `manage.py continue_round` (e.g. from
+cron, for rankings that came in since). Each stage's run is made with a request token naming
+the round and the stage, so two callers at once never make two runs, and it is handed to a
+worker only after the round's row is committed.
+"""
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from training import presets
+from training.errors import Conflict, Invalid
+from training.models import ModelVersion, Round, TrainingRun
+from training.selectors import latest_version, rounds_for_project, sft_ancestor
+from training.services.runs import run_create, run_enqueue, run_resume
+
+S, St = TrainingRun.Status, Round.Stage
+STAGE_KINDS = ("sample", "reward", "ppo")
+
+
+def round_start(
+    *, project, policy: ModelVersion | None = None, config: dict | None = None,
+    rankings_needed: int = 0, created_by=None, enqueue_it: bool = True,
+) -> Round:  # fmt: skip
+    """Open the project's next round from `policy` (default: its newest policy or SFT model)
+    and queue its sample run. Refused while another round of the project is open."""
+    config = _clean(config or {})
+    policy = policy or latest_version(kinds=["policy", "sft"], project=project)
+    if policy is None or policy.kind not in ("sft", "policy"):
+        raise Invalid("A round samples from an SFT model or a policy: run SFT first.")
+    try:
+        with transaction.atomic():
+            if Round.objects.filter(project=project).exclude(stage=St.DONE).exists():
+                raise Conflict("This project already has an open round: continue that one.")
+            number = Round.objects.filter(project=project).aggregate(n=Max("number"))["n"] or 0
+            round_ = Round.objects.create(
+                project=project, number=number + 1, policy=policy, config=config,
+                rankings_needed=rankings_needed, created_by=created_by,
+            )  # fmt: skip
+            _make_run(round_, "sample", input_model=policy, enqueue_it=enqueue_it)
+    except IntegrityError:
+        raise Conflict("This project already has an open round: continue that one.") from None
+    return round_
+
+
+def round_advance(
+    *, round_id: int, resume: bool = False, by=None, enqueue_it: bool = True
+) -> Round:
+    """Move the round on as far as its runs and rankings allow. With `resume`, a failed or
+    cancelled run of the current stage is queued again (from its last checkpoint)."""
+    with transaction.atomic():
+        round_ = (
+            Round.objects.select_for_update().select_related("project", "policy").get(pk=round_id)
+        )
+        run = round_.current_run
+        if resume and run is not None and run.status in (S.FAILED, S.CANCELLED):
+            transaction.on_commit(lambda: run_resume(run_id=run.pk, by=by))
+            return round_
+        while _step(round_, by=by, enqueue_it=enqueue_it):
+            pass
+    return round_
+
+
+def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
+    """One move, or False when the round has to wait (a run going, too few rankings, done)."""
+    stage = round_.stage
+    run = round_.current_run
+    if stage in (St.SAMPLING, St.REWARD, St.PPO) and (run is None or run.status != S.SUCCEEDED):
+        return False
+    if stage == St.SAMPLING:
+        return _move(round_, St.RANKING)
+    if stage == St.RANKING:
+        ranked, needed = round_rankings(round_)
+        if ranked < needed:
+            return False
+        source = sft_ancestor(round_.policy) or round_.policy
+        _make_run(round_, "reward", input_model=source, by=by, enqueue_it=enqueue_it)
+        return _move(round_, St.REWARD)
+    if stage == St.REWARD:
+        _make_run(round_, "ppo", input_model=round_.policy, reward_model=run.output_model, by=by,
+                  enqueue_it=enqueue_it)  # fmt: skip
+        return _move(round_, St.PPO)
+    if stage == St.PPO:
+        _move(round_, St.DONE, finished_at=timezone.now())
+        if round_.config.get("chain", True):
+            transaction.on_commit(lambda: _start_next(round_, by=by, enqueue_it=enqueue_it))
+    return False
+
+
+def _start_next(round_: Round, *, by, enqueue_it: bool) -> None:
+    try:
+        round_start(project=round_.project, policy=round_.ppo_run.output_model,
+                    config=round_.config, rankings_needed=round_.rankings_needed, created_by=by,
+                    enqueue_it=enqueue_it)  # fmt: skip
+    except Conflict:
+        pass  # someone opened it already
+
+
+def _move(round_: Round, stage: str, **fields) -> bool:
+    round_.stage = stage
+    for name, value in fields.items():
+        setattr(round_, name, value)
+    round_.save(update_fields=["stage", *fields])
+    return True
+
+
+def _make_run(round_: Round, kind: str, *, by=None, enqueue_it: bool, **models) -> TrainingRun:
+    """The stage's run, made once (its request token names the round and stage) and handed to a
+    worker after the round's transaction commits."""
+    run = run_create(
+        kind=kind, project=round_.project, config=round_.config.get(kind, {}),
+        preset=round_.config.get("preset", "tiny"), created_by=by or round_.created_by,
+        request_token=f"round-{round_.pk}-{kind}", enqueue_it=False, **models,
+    )  # fmt: skip
+    setattr(round_, f"{kind}_run", run)
+    round_.save(update_fields=[f"{kind}_run"])
+    if enqueue_it and run.status == S.QUEUED:
+        transaction.on_commit(lambda: run_enqueue(run))
+    return run
+
+
+def round_rankings(round_: Round) -> tuple[int, int]:
+    """(ranked tasks, needed) of the tasks the round's sample run pushed."""
+    [row] = rounds_for_project(project=round_.project, only=round_.pk)
+    return row.ranked, max(row.needed, 1)
+
+
+def rounds_after_run(*, run_id: int) -> Round | None:
+    """Called when a run finishes: the open round it belongs to is moved on."""
+    for kind in STAGE_KINDS:
+        round_ = Round.objects.exclude(stage=St.DONE).filter(**{f"{kind}_run_id": run_id}).first()
+        if round_ is not None:
+            return round_advance(round_id=round_.pk)
+    return None
+
+
+def round_continue(*, project, by=None, enqueue_it: bool = True) -> Round:
+    """The "continue round" button: the open round moved on (its failed run resumed), or, with
+    none open, a new round from the newest policy with the last round's settings."""
+    open_round = Round.objects.filter(project=project).exclude(stage=St.DONE).first()
+    if open_round is not None:
+        run = open_round.current_run
+        resume = run is not None and run.status in (S.FAILED, S.CANCELLED)
+        return round_advance(round_id=open_round.pk, resume=resume, by=by, enqueue_it=enqueue_it)
+    last = Round.objects.filter(project=project).order_by("-number").first()
+    return round_start(
+        project=project,
+        policy=last.ppo_run.output_model if last and last.ppo_run else None,
+        config=last.config if last else None,
+        rankings_needed=last.rankings_needed if last else 0,
+        created_by=by,
+        enqueue_it=enqueue_it,
+    )
+
+
+def _clean(config: dict) -> dict:
+    """Each stage's settings checked now (not when the stage comes, hours later)."""
+    preset = config.get("preset", "tiny")
+    out = {"preset": preset, "chain": bool(config.get("chain", True))}
+    for kind in STAGE_KINDS:
+        out[kind] = presets.clean_config(kind, config.get(kind) or {}, preset=preset)
+    return out
