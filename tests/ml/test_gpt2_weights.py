@@ -43,7 +43,9 @@ def test_import_maps_every_weight_and_export_gives_it_back(tmp_path, prefix):
     model = load_gpt2(write(tmp_path / "in", tensors))
     assert (model.config.n_layer, model.config.n_head, model.config.block_size) == (L, H, T)
     exported = to_gpt2_state_dict(model)
-    originals = {k.removeprefix(prefix): v for k, v in tensors.items() if not k.endswith(".attn.bias")}
+    originals = {
+        k.removeprefix(prefix): v for k, v in tensors.items() if not k.endswith(".attn.bias")
+    }
     assert {k.removeprefix("transformer.") for k in exported} == originals.keys()
     for name, t in exported.items():
         assert torch.equal(t, originals[name.removeprefix("transformer.")]), name
