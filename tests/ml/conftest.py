@@ -1,26 +1,29 @@
 """Fixtures for the model-core tests: a tokenizer trained in a second on a few KB of the
 standard library's docstrings, and tiny seeded GPTs that run in milliseconds on a CPU."""
 
-import argparse
-import collections
-import functools
-import json
-import re
-import textwrap
 
 import pytest
 import torch
+from tiny_text import docs_tokenizer
 
 from training.ml.gpt import GPT, GPTConfig
-from training.ml.tokenizer import train_tokenizer
 
 TINY = dict(block_size=64, n_layer=2, n_head=2, n_embd=32)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run as fast on one thread as on two, and many times faster than two when
+    other processes share the CPU (the threads' barriers then wait on each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_tokenizer():
-    texts = [m.__doc__ for m in (argparse, collections, functools, json, re, textwrap)]
-    return train_tokenizer(texts, vocab_size=512)
+    return docs_tokenizer()
 
 
 @pytest.fixture

@@ -3,17 +3,12 @@ rising under a KL budget, a large beta holding the policy near the reference, th
 skipped minibatches, cut-off penalties, PPO-ptx, EMA, reward models as rewards, stop and
 resume."""
 
-import argparse
-import collections
 import copy
-import functools
-import json
 import random
-import re
-import textwrap
 
 import pytest
 import torch
+from tiny_text import docs_tokenizer
 
 from training.ml import ppo_math as pm
 from training.ml.gpt import GPT, GPTConfig
@@ -27,23 +22,8 @@ from training.ml.ppo import (
 )
 from training.ml.records import Demonstration
 from training.ml.sft import SFTConfig, dialogue_examples, train_sft
-from training.ml.tokenizer import train_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread as on two, and many times faster than two when
-    other processes share the CPU (the threads' barriers then wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@functools.cache
-def tokenizer():
-    texts = [m.__doc__ for m in (argparse, collections, functools, json, re, textwrap)]
-    return train_tokenizer(texts, vocab_size=512)
+tokenizer = docs_tokenizer
 
 
 def tiny_gpt(seed=0):

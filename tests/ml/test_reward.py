@@ -2,18 +2,13 @@
 from rankings with ties, K-grouped batches, bad input, and learning a hidden rule to >= 0.9
 held-out accuracy with the bias then centred on the demonstrations."""
 
-import argparse
-import collections
-import functools
 import itertools
-import json
 import math
 import random
-import re
-import textwrap
 
 import pytest
 import torch
+from tiny_text import docs_tokenizer
 
 from training.ml.gpt import GPT, GPTConfig
 from training.ml.records import BadRecord, Demonstration, RankingRecord, ranking_pairs
@@ -29,23 +24,8 @@ from training.ml.reward import (
     split_by_prompt,
     train_reward_model,
 )
-from training.ml.tokenizer import train_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread as on two, and many times faster than two when
-    other processes share the CPU (the threads' barriers then wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@functools.cache
-def tokenizer():
-    texts = [m.__doc__ for m in (argparse, collections, functools, json, re, textwrap)]
-    return train_tokenizer(texts, vocab_size=512)
+tokenizer = docs_tokenizer
 
 
 def tiny_rm(seed=0):
@@ -286,5 +266,7 @@ def test_keep_best_ends_on_the_weights_of_the_best_held_out_accuracy():
     model = result.model
     examples, _ = ranking_examples(tok, records, block_size=model.config.block_size)
     _, val_idx = split_by_prompt([e.key for e in examples], 0.2, seed=0)
-    figures = evaluate_rankings(model, [examples[i] for i in val_idx], pad_id=tok.pad_id, batch_size=8)
+    figures = evaluate_rankings(
+        model, [examples[i] for i in val_idx], pad_id=tok.pad_id, batch_size=8
+    )
     assert figures["accuracy"] == pytest.approx(m["val_accuracy"])  # the kept weights' figure

@@ -1,16 +1,11 @@
 """SFT: the loss counts assistant tokens only, the loop learns, splits by prompt, stops when
 asked and resumes to the same weights, and refuses empty data and non-finite losses."""
 
-import argparse
-import collections
-import functools
-import json
-import re
-import textwrap
 
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_text import docs_tokenizer
 
 from training.ml.gpt import GPT, GPTConfig
 from training.ml.records import Demonstration, split_by_prompt
@@ -23,23 +18,8 @@ from training.ml.sft import (
     sft_loss,
     train_sft,
 )
-from training.ml.tokenizer import train_tokenizer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run as fast on one thread as on two, and many times faster than two when
-    other processes share the CPU (the threads' barriers then wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@functools.cache
-def tokenizer():
-    texts = [m.__doc__ for m in (argparse, collections, functools, json, re, textwrap)]
-    return train_tokenizer(texts, vocab_size=512)
+tokenizer = docs_tokenizer
 
 
 def tiny_gpt(seed=0, **overrides):
