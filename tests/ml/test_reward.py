@@ -11,7 +11,13 @@ import torch
 from tiny_text import docs_tokenizer
 
 from training.ml.gpt import GPT, GPTConfig
-from training.ml.records import BadRecord, Demonstration, RankingRecord, ranking_pairs
+from training.ml.records import (
+    BadRecord,
+    Demonstration,
+    RankingRecord,
+    ranking_pairs,
+    split_by_prompt,
+)
 from training.ml.reward import (
     RewardConfig,
     RewardModelScorer,
@@ -21,7 +27,6 @@ from training.ml.reward import (
     reward_batch,
     score_sequences,
     sequence_scores,
-    split_by_prompt,
     train_reward_model,
 )
 

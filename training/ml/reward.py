@@ -22,7 +22,6 @@ scores centred. One epoch by default: the reward model overfits quickly.
                                 demonstrations=demos, checkpoint_dir="artifacts/rm-run")
 """
 
-import math
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass
@@ -32,17 +31,16 @@ import torch.nn.functional as F
 
 from training.ml.device import autocast
 from training.ml.gpt import GPT
-from training.ml.optim import lr_at, make_optimizer, set_lr
+from training.ml.optim import lr_at, set_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import (
     BadRecord,
     Demonstration,
     RankingRecord,
     ranking_pairs,
-    split_by_prompt,
 )
-from training.ml.resume import load_checkpoint, save_checkpoint
-from training.ml.sft import batches_for_step
+from training.ml.resume import save_checkpoint
+from training.ml.sft import batches_for_step, start_loop
 from training.ml.tokenizer import ChatTokenizer
 
 
@@ -339,22 +337,7 @@ def train_reward_model(
         raise ValueError(
             f"no usable ranking record: got {len(records)} records, skipped {dict(skipped) or 0}"
         )
-    train_idx, val_idx = split_by_prompt(
-        [ex.key for ex in examples], config.val_fraction, seed=config.seed
-    )
-    train = [examples[i] for i in train_idx]
-    val = [examples[i] for i in val_idx]
-
-    per_epoch = math.ceil(len(train) / config.batch_size)
-    total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
-    optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
-    step, extra = 0, {}
-    if checkpoint_dir is not None:
-        resumed = load_checkpoint(
-            checkpoint_dir, models={"model": model}, optimizers={"model": optimizer}
-        )
-        if resumed is not None:
-            step, extra = resumed
+    train, val, total, optimizer, step, extra = start_loop(model, examples, config, checkpoint_dir)
     metrics: dict[str, float] = dict(extra.get("metrics", {}))
     metrics.update(
         train_prompts=len(train),

@@ -115,6 +115,29 @@ def sft_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     )
 
 
+def start_loop(model: GPT, examples: list, config, checkpoint_dir):
+    """What SFT and the reward model share before their first step: the split by prompt (no
+    prompt on both sides), the step budget, the optimizer, and the state of the last checkpoint
+    when there is one. `config` needs val_fraction, seed, batch_size, epochs, max_steps, lr and
+    weight_decay. Returns (train, val, total_steps, optimizer, step, extra)."""
+    train_idx, val_idx = split_by_prompt(
+        [ex.key for ex in examples], config.val_fraction, seed=config.seed
+    )
+    train = [examples[i] for i in train_idx]
+    val = [examples[i] for i in val_idx]
+    per_epoch = math.ceil(len(train) / config.batch_size)
+    total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
+    optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
+    step, extra = 0, {}
+    if checkpoint_dir is not None:
+        resumed = load_checkpoint(
+            checkpoint_dir, models={"model": model}, optimizers={"model": optimizer}
+        )
+        if resumed is not None:
+            step, extra = resumed
+    return train, val, total, optimizer, step, extra
+
+
 def batches_for_step(n: int, batch_size: int, step: int, *, seed: int) -> list[int]:
     """Example indices of 0-based `step`: epoch e is a permutation seeded by (seed, e), cut into
     batches; the same step always gets the same batch, so a resumed run continues the order."""
@@ -174,22 +197,7 @@ def train_sft(
             f"SFT needs at least one demonstration with an assistant reply: got "
             f"{len(demonstrations)} records, skipped {dict(skipped) or 0}"
         )
-    train_idx, val_idx = split_by_prompt(
-        [ex.key for ex in examples], config.val_fraction, seed=config.seed
-    )
-    train = [examples[i] for i in train_idx]
-    val = [examples[i] for i in val_idx]
-
-    per_epoch = math.ceil(len(train) / config.batch_size)
-    total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
-    optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
-    step, extra = 0, {}
-    if checkpoint_dir is not None:
-        resumed = load_checkpoint(
-            checkpoint_dir, models={"model": model}, optimizers={"model": optimizer}
-        )
-        if resumed is not None:
-            step, extra = resumed
+    train, val, total, optimizer, step, extra = start_loop(model, examples, config, checkpoint_dir)
     metrics: dict[str, float] = dict(extra.get("metrics", {}))
     metrics.update(
         train_examples=len(train),
