@@ -31,7 +31,6 @@ import torch.nn.functional as F
 
 from training.ml.device import autocast
 from training.ml.gpt import GPT
-from training.ml.optim import lr_at, set_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import (
     BadRecord,
@@ -40,7 +39,7 @@ from training.ml.records import (
     ranking_pairs,
 )
 from training.ml.resume import save_checkpoint
-from training.ml.sft import batches_for_step, start_loop
+from training.ml.sft import apply_update, batches_for_step, schedule_lr, start_loop
 from training.ml.tokenizer import ChatTokenizer
 
 
@@ -375,14 +374,7 @@ def train_reward_model(
     stopped = False
     model.train()
     while step < total:
-        lr = lr_at(
-            step,
-            max_lr=config.lr,
-            warmup_steps=config.warmup_steps,
-            total_steps=total,
-            min_lr_ratio=config.min_lr_ratio,
-        )
-        set_lr(optimizer, lr)
+        lr = schedule_lr(optimizer, step, total, config)
         chunk = [
             train[i]
             for i in batches_for_step(len(train), config.batch_size, step, seed=config.seed)
@@ -390,19 +382,10 @@ def train_reward_model(
         batch = reward_batch(chunk, pad_id=tokenizer.pad_id, device=device)
         rewards = sequence_scores(model, batch.idx, batch.last)  # (N,) each completion once
         loss = pairwise_loss(rewards, batch.winners, batch.losers, batch.groups, batch.num_groups)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"reward-model loss is {loss.item()} at step {step + 1} (lr {lr:.3g}); no update "
-                "was applied. Lower the learning rate or check the data."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(
-                f"reward-model gradient norm is {grad_norm.item()} at step {step + 1}"
-            )
-        optimizer.step()
+        grad_norm = apply_update(
+            model, optimizer, loss, grad_clip=config.grad_clip, what="reward-model", step=step,
+            lr=lr,
+        )  # fmt: skip
         step += 1
         margins = (rewards[batch.winners] - rewards[batch.losers]).detach()
         metrics.update(

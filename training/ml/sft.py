@@ -138,6 +138,37 @@ def start_loop(model: GPT, examples: list, config, checkpoint_dir):
     return train, val, total, optimizer, step, extra
 
 
+def schedule_lr(optimizer, step: int, total: int, config) -> float:
+    """Warmup then cosine (config: lr, warmup_steps, min_lr_ratio); sets and returns the lr."""
+    lr = lr_at(
+        step,
+        max_lr=config.lr,
+        warmup_steps=config.warmup_steps,
+        total_steps=total,
+        min_lr_ratio=config.min_lr_ratio,
+    )
+    set_lr(optimizer, lr)
+    return lr
+
+
+def apply_update(model, optimizer, loss, *, grad_clip: float, what: str, step: int, lr: float):
+    """Backward, clip and step, raising before the weights change when the loss or the gradient
+    is not finite, so the last checkpoint stays a good place to resume from. Returns the
+    gradient norm (before clipping)."""
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"{what} loss is {loss.item()} at step {step + 1} (lr {lr:.3g}); no update was "
+            "applied. Lower the learning rate or check the data; resume from the checkpoint."
+        )
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    if not torch.isfinite(grad_norm):
+        raise FloatingPointError(f"{what} gradient norm is {grad_norm.item()} at step {step + 1}")
+    optimizer.step()
+    return grad_norm
+
+
 def batches_for_step(n: int, batch_size: int, step: int, *, seed: int) -> list[int]:
     """Example indices of 0-based `step`: epoch e is a permutation seeded by (seed, e), cut into
     batches; the same step always gets the same batch, so a resumed run continues the order."""
@@ -221,14 +252,7 @@ def train_sft(
     stopped = False
     model.train()
     while step < total:
-        lr = lr_at(
-            step,
-            max_lr=config.lr,
-            warmup_steps=config.warmup_steps,
-            total_steps=total,
-            min_lr_ratio=config.min_lr_ratio,
-        )
-        set_lr(optimizer, lr)
+        lr = schedule_lr(optimizer, step, total, config)
         batch = [
             train[i]
             for i in batches_for_step(len(train), config.batch_size, step, seed=config.seed)
@@ -237,17 +261,9 @@ def train_sft(
         with autocast(device):
             logits, _ = model(idx)
         loss = sft_loss(logits, targets)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"SFT loss is {loss.item()} at step {step + 1} (lr {lr:.3g}); no update was "
-                "applied. Lower the learning rate or check the data; resume from the checkpoint."
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        if not torch.isfinite(grad_norm):
-            raise FloatingPointError(f"SFT gradient norm is {grad_norm.item()} at step {step + 1}")
-        optimizer.step()
+        grad_norm = apply_update(
+            model, optimizer, loss, grad_clip=config.grad_clip, what="SFT", step=step, lr=lr
+        )
         step += 1
         metrics.update(
             loss=loss.item(),
