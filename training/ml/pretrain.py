@@ -31,7 +31,7 @@ from training.ml.checkpoint import load_model, save_model
 from training.ml.corpus import TokenStream, corpus_id, load_corpus
 from training.ml.device import autocast, pick_device
 from training.ml.gpt import GPT, PRESETS, GPTConfig
-from training.ml.optim import lr_at, make_optimizer, set_lr
+from training.ml.optim import apply_update, make_optimizer, schedule_lr
 from training.ml.progress import OnStep, Progress, report, tqdm_reporter
 from training.ml.resume import load_checkpoint, save_checkpoint
 from training.ml.sampling import SampleConfig, generate
@@ -151,22 +151,15 @@ def pretrain(
     metrics: dict[str, float] = {}
     model.train()
     while step < config.steps:
-        lr = lr_at(
-            step,
-            max_lr=config.lr,
-            warmup_steps=config.warmup_steps,
-            total_steps=config.steps,
-            min_lr_ratio=config.min_lr_ratio,
-        )
-        set_lr(optimizer, lr)
+        lr = schedule_lr(optimizer, step, config.steps, config)
         batch_rng = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # resumable
         x, y = TokenStream.batch(stream.train, config.batch_size, block_size, batch_rng)
         with autocast(device):
             _, loss = forward(x.to(device), y.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        grad_norm = apply_update(
+            model, optimizer, loss, grad_clip=config.grad_clip, what="pretraining", step=step,
+            lr=lr,
+        )  # fmt: skip
         step += 1
 
         metrics = {"loss": loss.item(), "lr": lr, "grad_norm": grad_norm.item()}

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from training.ml.device import autocast
 from training.ml.gpt import GPT
+from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import (
     BadRecord,
@@ -39,7 +40,7 @@ from training.ml.records import (
     ranking_pairs,
 )
 from training.ml.resume import save_checkpoint
-from training.ml.sft import apply_update, batches_for_step, schedule_lr, start_loop
+from training.ml.sft import batches_for_step, start_loop
 from training.ml.tokenizer import ChatTokenizer
 
 

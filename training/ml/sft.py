@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from training.ml.device import autocast
 from training.ml.gpt import GPT
-from training.ml.optim import lr_at, make_optimizer, set_lr
+from training.ml.optim import apply_update, make_optimizer, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, split_by_prompt
 from training.ml.resume import load_checkpoint, save_checkpoint
@@ -136,37 +136,6 @@ def start_loop(model: GPT, examples: list, config, checkpoint_dir):
         if resumed is not None:
             step, extra = resumed
     return train, val, total, optimizer, step, extra
-
-
-def schedule_lr(optimizer, step: int, total: int, config) -> float:
-    """Warmup then cosine (config: lr, warmup_steps, min_lr_ratio); sets and returns the lr."""
-    lr = lr_at(
-        step,
-        max_lr=config.lr,
-        warmup_steps=config.warmup_steps,
-        total_steps=total,
-        min_lr_ratio=config.min_lr_ratio,
-    )
-    set_lr(optimizer, lr)
-    return lr
-
-
-def apply_update(model, optimizer, loss, *, grad_clip: float, what: str, step: int, lr: float):
-    """Backward, clip and step, raising before the weights change when the loss or the gradient
-    is not finite, so the last checkpoint stays a good place to resume from. Returns the
-    gradient norm (before clipping)."""
-    if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"{what} loss is {loss.item()} at step {step + 1} (lr {lr:.3g}); no update was "
-            "applied. Lower the learning rate or check the data; resume from the checkpoint."
-        )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    if not torch.isfinite(grad_norm):
-        raise FloatingPointError(f"{what} gradient norm is {grad_norm.item()} at step {step + 1}")
-    optimizer.step()
-    return grad_norm
 
 
 def batches_for_step(n: int, batch_size: int, step: int, *, seed: int) -> list[int]:
