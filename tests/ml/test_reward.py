@@ -218,6 +218,27 @@ def test_reward_model_learns_a_hidden_rule_to_90_percent_held_out():
     )
 
 
+def test_rewards_end_normalized_unit_spread_on_training_completions_and_zero_on_demos():
+    """Ziegler et al.'s normalization: whatever scale training leaves the head at, PPO sees
+    rewards whose spread over the policy's own samples is 1 and whose demonstrations mean 0."""
+    tok, records = tokenizer(), hidden_rule_data(40, seed=2)
+    demos = [
+        Demonstration(user(f"demo {i}") + [{"role": "assistant", "content": "no yes"}])
+        for i in range(6)
+    ]
+    config = RewardConfig(epochs=2, batch_size=8, lr=3e-3, val_fraction=0.0)
+    result = train_reward_model(tiny_rm(), tok, records, config, demonstrations=demos)
+    examples, _ = ranking_examples(tok, records, block_size=64)
+    sequences = [seq for ex in examples for seq in ex.sequences]
+    scores = score_sequences(result.model, sequences, pad_id=tok.pad_id)
+    assert float(scores.std()) == pytest.approx(1.0, rel=1e-3)
+    scorer = RewardModelScorer(result.model, pad_id=tok.pad_id)
+    prompts = [tok.render_prompt(d.turns[:1]) for d in demos]
+    replies = [tok.render_reply(d.turns[1]["content"]) for d in demos]
+    assert sum(scorer.score_batch(prompts, replies)) / len(demos) == pytest.approx(0.0, abs=1e-4)
+    assert result.metrics["reward_gain"] > 0
+
+
 def test_prompts_never_straddle_the_split_and_several_rankings_are_used():
     tok = tokenizer()
     records = [

@@ -14,8 +14,11 @@ is `batch_size` prompts; the loss is the mean of their per-prompt losses.
 
 Validation is split by prompt (no prompt on both sides) and reports pairwise accuracy next to a
 "longer reply wins" baseline on the same pairs, and the mean margin r_w - r_l. After training
-the scalar head's bias is shifted so the demonstrations' mean reward is 0, which keeps PPO's
-scores centred. One epoch by default: the reward model overfits quickly.
+the scalar head is normalized, as Ziegler et al. (2019) do: scaled so the rewards of the
+training completions (samples of the policy being improved) have standard deviation 1, and
+shifted so the demonstrations' mean reward is 0. PPO's KL coefficient, score clip and
+unfinished-reply penalty are then in the same units whatever scale training left the head at.
+One epoch by default: the reward model overfits quickly.
 
     model = GPT.with_scalar_head(sft_model)
     result = train_reward_model(model, tokenizer, rankings, RewardConfig(),
@@ -324,8 +327,9 @@ def train_reward_model(
 ) -> RewardResult:
     """Train `model` (a GPT with a scalar head, e.g. `GPT.with_scalar_head(sft_model)`) in place
     on the rankings; see the module docstring. The final metrics hold the held-out figures
-    (`val_accuracy`, `val_length_baseline_accuracy`, `val_mean_margin`, `val_loss`) and the
-    `reward_offset` subtracted to centre the demonstrations' rewards on 0."""
+    (`val_accuracy`, `val_length_baseline_accuracy`, `val_mean_margin`, `val_loss`), the
+    `reward_gain` that gave the training completions' rewards a standard deviation of 1 and the
+    `reward_offset` then subtracted to centre the demonstrations' rewards on 0."""
     config = config or RewardConfig()
     if model.score_head is None:
         raise ValueError("the reward model needs a scalar head: pass GPT.with_scalar_head(model)")
@@ -404,6 +408,8 @@ def train_reward_model(
             if best:
                 metrics["best_step"] = best["step"]
             if not centered:
+                metrics["reward_gain"] = _scale(model, train, pad_id=tokenizer.pad_id,
+                                                batch_size=config.batch_size)  # fmt: skip
                 # Centre on the demonstrations (else on the training completions).
                 metrics["reward_offset"] = _center(model, tokenizer, demonstrations, train, config)
                 centered = True
@@ -420,6 +426,18 @@ def train_reward_model(
             stopped = True
             break
     return RewardResult(model, step, total, stopped, metrics)
+
+
+def _scale(model: GPT, train: list[RankingExample], *, pad_id: int, batch_size: int) -> float:
+    """Scale the scalar head so the training completions' rewards have standard deviation 1;
+    returns the gain (1.0 when they all score alike, where no gain could help)."""
+    sequences = [seq for ex in train for seq in ex.sequences]
+    std = float(score_sequences(model, sequences, pad_id=pad_id, batch_size=batch_size).std())
+    gain = 1.0 / std if len(sequences) > 1 and std > 1e-6 else 1.0
+    with torch.no_grad():
+        model.score_head.weight *= gain
+        model.score_head.bias *= gain
+    return gain
 
 
 def _center(model, tokenizer, demonstrations, train, config) -> float:
