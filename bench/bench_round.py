@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", help="folder for the database and artifacts (default: temporary)")
-    parser.add_argument("--pretrain-steps", type=int, default=300)
-    parser.add_argument("--ppo-iterations", type=int, default=20)
+    parser.add_argument("--pretrain-steps", type=int, help="default: run_demo_round's")
+    parser.add_argument("--ppo-iterations", type=int, help="default: run_demo_round's")
     args = parser.parse_args()
 
     folder = Path(args.keep or tempfile.mkdtemp(prefix="bench-round-"))
@@ -43,8 +43,9 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     out = io.StringIO()
     started = time.monotonic()
-    call_command("run_demo_round", pretrain_steps=args.pretrain_steps,
-                 ppo_iterations=args.ppo_iterations, stdout=out)  # fmt: skip
+    given = {"pretrain_steps": args.pretrain_steps, "ppo_iterations": args.ppo_iterations}
+    call_command("run_demo_round", **{k: v for k, v in given.items() if v is not None},
+                 stdout=out)  # fmt: skip
     print(out.getvalue())
     print(f"whole round (with setup): {time.monotonic() - started:.1f} s")
     print(f"ranking -> usable by the next reward-model run: {ranking_delay() * 1000:.1f} ms")

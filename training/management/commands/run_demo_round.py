@@ -37,7 +37,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--project", default=DEMO_SLUG, help="project slug (default: the demo)")
-        parser.add_argument("--pretrain-steps", type=int, default=300)
+        parser.add_argument("--pretrain-steps", type=int, default=800)
         parser.add_argument(
             "--fresh-base", action="store_true", help="pretrain even if a base exists"
         )
