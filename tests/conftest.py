@@ -106,3 +106,18 @@ def worker_factory(transactional_db, tmp_path):
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def wait_for():
+    """`wait_for(predicate, timeout)`: poll until a worker's effect shows (True) or give up."""
+
+    def wait(predicate, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return True
+            time.sleep(0.2)
+        return False
+
+    return wait

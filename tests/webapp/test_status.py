@@ -1,5 +1,4 @@
 """The status page and `manage.py health` tell staff whether work can flow, with real workers."""
-import time
 
 import pytest
 from django.core.management import call_command
@@ -8,15 +7,6 @@ from django.core.management.base import CommandError
 from webapp.celery import app
 from webapp.models import WorkerHeartbeat
 from webapp.services import heartbeat_request
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_status_page_is_for_staff_only(client, labeler, staff):
@@ -28,7 +18,7 @@ def test_status_page_is_for_staff_only(client, labeler, staff):
 
 
 @pytest.mark.worker
-def test_a_real_worker_consumes_from_redis_and_writes_a_row(worker_factory):
+def test_a_real_worker_consumes_from_redis_and_writes_a_row(worker_factory, wait_for):
     worker = worker_factory()
     beats = heartbeat_request()
     assert {b.queue for b in beats} == {"default", "training", "sampling"}
