@@ -46,7 +46,7 @@ import django  # noqa: E402
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.db import connection, connections  # noqa: E402
+from django.db import close_old_connections, connection, connections  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
@@ -155,6 +155,17 @@ def load_completions(project, total: int, k: int):
 
 # --- one simulated labeler ---------------------------------------------------------------------
 
+def timed_post(client: Client, url: str, data) -> tuple:
+    """One request and its latency. Afterwards the connection is handled as Django's request
+    handler does (the test client skips it): closed unless CONN_MAX_AGE keeps it, so a
+    reconnection lands in the next request's time, as in production."""
+    t0 = time.perf_counter()
+    response = client.post(url, data, content_type="application/json")
+    seconds = time.perf_counter() - t0
+    close_old_connections()
+    return response, seconds
+
+
 def labeler_loop(token: str, rounds: int, think: float, out: list, stop_when_empty=True):
     """next -> (think) -> submit, `rounds` times; think is the mean time spent on a task. The
     first request comes after a random part of it, so labelers do not arrive in step."""
@@ -163,10 +174,8 @@ def labeler_loop(token: str, rounds: int, think: float, out: list, stop_when_emp
     time.sleep(think * rng.random())
     try:
         for _ in range(rounds):
-            t0 = time.perf_counter()
-            r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
-            t1 = time.perf_counter()
-            out.append(("next", t1 - t0, r.status_code, None))
+            r, seconds = timed_post(client, f"{API}/tasks/next/", {})
+            out.append(("next", seconds, r.status_code, None))
             if r.status_code != 200:
                 if r.status_code == 204 and not stop_when_empty:
                     continue
@@ -174,15 +183,12 @@ def labeler_loop(token: str, rounds: int, think: float, out: list, stop_when_emp
             task = r.json()
             order = [[c["id"]] for c in reversed(task["completions"])]
             time.sleep(think * rng.uniform(0.5, 1.5))
-            t2 = time.perf_counter()
-            s = client.post(f"{API}/assignments/{task['id']}/ranking/", {"order": order},
-                            content_type="application/json")
-            t3 = time.perf_counter()
+            url = f"{API}/assignments/{task['id']}/ranking/"
+            s, seconds = timed_post(client, url, {"order": order})
             ranking_id = s.json().get("id") if s.status_code == 201 else None
-            out.append(("submit", t3 - t2, s.status_code, ranking_id))
+            out.append(("submit", seconds, s.status_code, ranking_id))
             if s.status_code == 201 and os.environ.get("BENCH_DOUBLE_SUBMIT"):
-                again = client.post(f"{API}/assignments/{task['id']}/ranking/",
-                                    {"order": order}, content_type="application/json")
+                again, _ = timed_post(client, url, {"order": order})
                 out.append(("resubmit", 0.0, again.status_code, again.json().get("id")))
     finally:
         connections.close_all()
@@ -296,10 +302,8 @@ def next_latency_alone(tokens, n):
 
     samples = []
     for i in range(n):
-        client = api_client(tokens[i % len(tokens)])
-        t0 = time.perf_counter()
-        r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
-        samples.append(time.perf_counter() - t0)
+        r, seconds = timed_post(api_client(tokens[i % len(tokens)]), f"{API}/tasks/next/", {})
+        samples.append(seconds)
         if r.status_code == 200:
             assignments_release(assignment_ids=[r.json()["id"]])
     return samples
@@ -370,7 +374,7 @@ def main():
         print(f"database {name} on {connection.vendor}; {tasks_needed} open tasks of K={args.k},"
               f" overlap {args.overlap}, {args.labelers} labelers "
               f"({time.perf_counter() - t0:.1f} s to set up); {args.processes} processes, "
-              f"DEBUG {settings.DEBUG}")
+              f"DEBUG {settings.DEBUG}, CONN_MAX_AGE {connection.settings_dict['CONN_MAX_AGE']}")
         small = queries_per_request(tokens[0])
         ids, bad = phases(tokens, args, "small tables")
         large = None
