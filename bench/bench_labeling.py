@@ -112,9 +112,10 @@ def make_world(*, labelers: int, tasks: int, k: int, overlap: int):
 
 
 def analyze():
-    """Planner statistics, as autovacuum keeps them on a live database (within a minute of a
-    push of tasks: labeling migration 0002). A database that was never analyzed estimates
-    "2 open tasks" and plans each claim as sort-every-open-task-then-pick."""
+    """Planner statistics, as autovacuum keeps them on a live database (labeling migration
+    0002: after every 1000 changed rows of a queue table), done here by hand since a test
+    server may run without autovacuum. A database never analyzed estimates "2 open tasks" and
+    plans each claim as sort-every-open-task-then-pick."""
     with connection.cursor() as cur:
         cur.execute("ANALYZE")
 
