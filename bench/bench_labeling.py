@@ -1,22 +1,26 @@
 """Load test of the labeling queue: N concurrent simulated labelers doing next task -> submit.
 
-    DJANGO_DEBUG=1 DATABASE_URL=postgres://rlhf:rlhf@localhost:5432/rlhf \
-        python bench/bench_labeling.py --labelers 50 --rounds 20 --completions 1000000
+    DATABASE_URL=postgres://rlhf:rlhf@localhost:5432/rlhf \
+        python bench/bench_labeling.py --labelers 50 --think-s 30 --completions 1000000
 
 Each labeler is a thread with its own database connection and its own Django test client,
 authenticating with an API token; threads are spread over a few processes so the Python GIL
 does not serialize the whole app. Every request goes through the full stack (middleware,
-DRF, token auth, services, PostgreSQL) in process: no HTTP server, so network and a WSGI server
-are not measured. It runs in a throwaway database (created, migrated and dropped; --keep-db
-leaves it) and reports:
+DRF, token auth, services, PostgreSQL) in process, with production settings (DEBUG off, HTTPS):
+no HTTP server, so network and a WSGI server are not measured. It runs in a throwaway database
+(created, migrated, analyzed and dropped; --keep-db leaves it) and reports:
 
-1. throughput and p50/p95/p99 latency of "next task" and "submit" under N concurrent labelers,
-   with no think time (a stress test: real labelers spend ~30 s per task);
+1. throughput and p50/p95/p99 latency of "next task" and "submit" for N labelers in two loads:
+   a stress test with no think time (every labeler fires its next request at once: the most
+   this machine serves), and a realistic one where a labeler spends --think-s seconds on
+   average (30: reading a prompt and ordering K replies) between taking a task and submitting
+   it, then takes the next one at once;
 2. duplicate and lost submissions (target zero): every 201 answer must be one row, no task may
    hold more rankings than its overlap, counters must equal rows;
-3. SQL queries per request, on a small table and after loading --completions rows (constant);
+3. SQL queries per request and the CPU time a request costs this process (app and test client),
+   on a small table and after loading --completions rows (both constant);
 4. "next task" latency with --completions completions in the table (1 million by default),
-   alone and under the same concurrent load.
+   alone and under the same loads.
 """
 import argparse
 import multiprocessing as mp
@@ -31,18 +35,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
-os.environ.setdefault("DJANGO_DEBUG", "1")
+# Production settings: DEBUG off (no query log, no debug pages), HTTPS from a TLS proxy.
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("DJANGO_SECRET_KEY", "bench-only-" + os.urandom(24).hex())
+os.environ.setdefault("ALLOWED_HOSTS", "testserver")
+os.environ.setdefault("DJANGO_SECURE_PROXY_SSL_HEADER", "1")
 
 import django  # noqa: E402
 
 django.setup()
 
 from django.conf import settings  # noqa: E402
-from django.db import connection, connections  # noqa: E402
+from django.db import close_old_connections, connection, connections  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 API = "/api/labeling"
+
+
+def api_client(token: str) -> Client:
+    return Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_X_FORWARDED_PROTO="https")
 
 
 def percentile(values, q):
@@ -95,7 +107,17 @@ def make_world(*, labelers: int, tasks: int, k: int, overlap: int):
         [get_user_model()(username=f"bench{i}", password="!") for i in range(labelers)]
     )
     tokens = [Token.objects.create(user=u).key for u in users]
+    analyze()
     return project, tokens
+
+
+def analyze():
+    """Planner statistics, as autovacuum keeps them on a live database (labeling migration
+    0002: after every 1000 changed rows of a queue table), done here by hand since a test
+    server may run without autovacuum. A database never analyzed estimates "2 open tasks" and
+    plans each claim as sort-every-open-task-then-pick."""
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE")
 
 
 def load_completions(project, total: int, k: int):
@@ -127,40 +149,47 @@ def load_completions(project, total: int, k: int):
             SELECT t.id, c.id, row_number() OVER (PARTITION BY t.id ORDER BY c.id) - 1
             FROM labeling_rankingtask t JOIN labeling_completion c ON c.prompt_id = t.prompt_id
             WHERE t.batch_key = 'filler'""")
-        cur.execute("ANALYZE")
+        analyze()
         cur.execute("SELECT count(*) FROM labeling_completion")
         return cur.fetchone()[0]
 
 
 # --- one simulated labeler ---------------------------------------------------------------------
 
+def timed_post(client: Client, url: str, data) -> tuple:
+    """One request and its latency. Afterwards the connection is handled as Django's request
+    handler does (the test client skips it): closed unless CONN_MAX_AGE keeps it, so a
+    reconnection lands in the next request's time, as in production."""
+    t0 = time.perf_counter()
+    response = client.post(url, data, content_type="application/json")
+    seconds = time.perf_counter() - t0
+    close_old_connections()
+    return response, seconds
+
+
 def labeler_loop(token: str, rounds: int, think: float, out: list, stop_when_empty=True):
-    """next -> (think) -> submit -> (think), `rounds` times; think is a mean in seconds."""
-    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    """next -> (think) -> submit, `rounds` times; think is the mean time spent on a task. The
+    first request comes after a random part of it, so labelers do not arrive in step."""
+    client = api_client(token)
     rng = random.Random(token)
+    time.sleep(think * rng.random())
     try:
         for _ in range(rounds):
-            time.sleep(think * rng.uniform(0.5, 1.5))
-            t0 = time.perf_counter()
-            r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
-            t1 = time.perf_counter()
-            out.append(("next", t1 - t0, r.status_code, None))
-            if r.status_code == 204:
-                if stop_when_empty:
-                    return
-                continue
+            r, seconds = timed_post(client, f"{API}/tasks/next/", {})
+            out.append(("next", seconds, r.status_code, None))
+            if r.status_code != 200:
+                if r.status_code == 204 and not stop_when_empty:
+                    continue
+                return
             task = r.json()
             order = [[c["id"]] for c in reversed(task["completions"])]
             time.sleep(think * rng.uniform(0.5, 1.5))
-            t2 = time.perf_counter()
-            s = client.post(f"{API}/assignments/{task['id']}/ranking/", {"order": order},
-                            content_type="application/json")
-            t3 = time.perf_counter()
+            url = f"{API}/assignments/{task['id']}/ranking/"
+            s, seconds = timed_post(client, url, {"order": order})
             ranking_id = s.json().get("id") if s.status_code == 201 else None
-            out.append(("submit", t3 - t2, s.status_code, ranking_id))
+            out.append(("submit", seconds, s.status_code, ranking_id))
             if s.status_code == 201 and os.environ.get("BENCH_DOUBLE_SUBMIT"):
-                again = client.post(f"{API}/assignments/{task['id']}/ranking/",
-                                    {"order": order}, content_type="application/json")
+                again, _ = timed_post(client, url, {"order": order})
                 out.append(("resubmit", 0.0, again.status_code, again.json().get("id")))
     finally:
         connections.close_all()
@@ -168,6 +197,7 @@ def labeler_loop(token: str, rounds: int, think: float, out: list, stop_when_emp
 
 def process_main(tokens, rounds, think, queue):
     connections.close_all()  # never share the parent's sockets
+    cpu = time.process_time()
     results: list = []
     threads = [threading.Thread(target=labeler_loop, args=(t, rounds, think, results))
                for t in tokens]
@@ -175,7 +205,7 @@ def process_main(tokens, rounds, think, queue):
         t.start()
     for t in threads:
         t.join()
-    queue.put(results)
+    queue.put((results, time.process_time() - cpu))
 
 
 def run_load(tokens, rounds, processes, think=0.0):
@@ -189,15 +219,17 @@ def run_load(tokens, rounds, processes, think=0.0):
     start = time.perf_counter()
     for w in workers:
         w.start()
-    results = []
+    results, cpu = [], 0.0
     for _ in workers:
-        results += queue.get()
+        shard_results, shard_cpu = queue.get()
+        results += shard_results
+        cpu += shard_cpu
     for w in workers:
         w.join()
-    return results, time.perf_counter() - start
+    return results, time.perf_counter() - start, cpu
 
 
-def report_load(title, results, elapsed):
+def report_load(title, results, elapsed, cpu):
     nexts = [d for kind, d, code, _ in results if kind == "next" and code == 200]
     submits = [d for kind, d, code, _ in results if kind == "submit" and code == 201]
     errors = [(kind, code) for kind, _, code, _ in results
@@ -205,11 +237,13 @@ def report_load(title, results, elapsed):
     print(f"\n== {title}")
     print(f"wall {elapsed:.1f} s, {len(submits)} rankings stored, "
           f"throughput {len(submits) / elapsed:.1f} rankings/s "
-          f"({(len(nexts) + len(submits)) / elapsed:.1f} requests/s), errors: {len(errors)}")
+          f"({(len(nexts) + len(submits)) / elapsed:.1f} requests/s), errors: {len(errors)}, "
+          f"CPU {1000 * cpu / max(1, len(results)):.1f} ms per request in this process")
     print(summary("next task", nexts))
     print(summary("submit", submits))
     print(summary("next+submit (pair)", [a + b for a, b in zip(nexts, submits, strict=False)]))
-    return [rid for kind, _, code, rid in results if kind in ("submit", "resubmit") and rid]
+    ids = [rid for kind, _, code, rid in results if kind in ("submit", "resubmit") and rid]
+    return ids, len(errors)
 
 
 def check_integrity(ranking_ids):
@@ -247,7 +281,7 @@ def queries_per_request(token):
 
     from labeling import selectors
 
-    client = Client(HTTP_AUTHORIZATION=f"Token {token}")
+    client = api_client(token)
     with CaptureQueriesContext(connection) as next_q:
         r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
     if r.status_code != 200:
@@ -269,26 +303,25 @@ def next_latency_alone(tokens, n):
 
     samples = []
     for i in range(n):
-        client = Client(HTTP_AUTHORIZATION=f"Token {tokens[i % len(tokens)]}")
-        t0 = time.perf_counter()
-        r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
-        samples.append(time.perf_counter() - t0)
+        r, seconds = timed_post(api_client(tokens[i % len(tokens)]), f"{API}/tasks/next/", {})
+        samples.append(seconds)
         if r.status_code == 200:
             assignments_release(assignment_ids=[r.json()["id"]])
     return samples
 
 
 def phases(tokens, args, label):
-    """A stress phase (no think time: the most requests this machine serves) and a paced
-    phase (each labeler pauses --think-ms on average before each request)."""
-    results, elapsed = run_load(tokens, args.rounds, args.processes)
-    ids = report_load(f"{len(tokens)} labelers, no think time, {label}", results, elapsed)
-    bad = check_integrity(ids)
-    if args.think_ms:
-        results, elapsed = run_load(tokens, args.rounds, args.processes, args.think_ms / 1000)
-        ids += report_load(f"{len(tokens)} labelers, think {args.think_ms} ms, {label}",
-                           results, elapsed)
-        bad += check_integrity(ids)
+    """The stress phase (no think time) and the realistic phase (--think-s per task)."""
+    results, elapsed, cpu = run_load(tokens, args.rounds, args.processes)
+    ids, bad = report_load(f"{len(tokens)} labelers, no think time, {label}", results, elapsed,
+                           cpu)
+    bad += check_integrity(ids)
+    if args.think_s:
+        results, elapsed, cpu = run_load(tokens, args.paced_rounds, args.processes, args.think_s)
+        more, errors = report_load(f"{len(tokens)} labelers, {args.think_s:g} s per task, {label}",
+                                   results, elapsed, cpu)
+        ids += more
+        bad += errors + check_integrity(ids)
     return ids, bad
 
 
@@ -314,33 +347,35 @@ def claim_query_ms(token) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labelers", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=10, help="tasks per labeler per phase")
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="tasks per labeler in the stress phase")
+    parser.add_argument("--paced-rounds", type=int, default=4,
+                        help="tasks per labeler in the think-time phase")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--overlap", type=int, default=2)
     parser.add_argument("--completions", type=int, default=1_000_000,
                         help="rows to load before the second phase (0: skip)")
-    parser.add_argument("--think-ms", type=int, default=2000,
-                        help="mean pause before each request in the paced phase (0: skip it)")
+    parser.add_argument("--think-s", type=float, default=30.0,
+                        help="mean seconds a labeler spends on a task (0: skip that phase)")
     parser.add_argument("--processes", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
 
-    settings.DEBUG = False  # no query log in memory (CaptureQueriesContext still counts)
-    settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
     if connection.vendor != "postgresql":
         print("note: not PostgreSQL; the numbers say little about production", file=sys.stderr)
     name = f"bench_labeling_{os.getpid()}"
     old_name = connection.settings_dict["NAME"]
     create_database(name)
     try:
-        phases_run = 4 if args.think_ms else 2
-        tasks_needed = args.labelers * args.rounds * phases_run // args.overlap + args.labelers
+        per_phase = args.rounds + (args.paced_rounds if args.think_s else 0)
+        tasks_needed = args.labelers * per_phase * 2 // args.overlap + args.labelers
         t0 = time.perf_counter()
         project, tokens = make_world(labelers=args.labelers, tasks=tasks_needed, k=args.k,
                                      overlap=args.overlap)
         print(f"database {name} on {connection.vendor}; {tasks_needed} open tasks of K={args.k},"
               f" overlap {args.overlap}, {args.labelers} labelers "
-              f"({time.perf_counter() - t0:.1f} s to set up); {args.processes} processes")
+              f"({time.perf_counter() - t0:.1f} s to set up); {args.processes} processes, "
+              f"DEBUG {settings.DEBUG}, CONN_MAX_AGE {connection.settings_dict['CONN_MAX_AGE']}")
         small = queries_per_request(tokens[0])
         ids, bad = phases(tokens, args, "small tables")
         large = None
@@ -357,7 +392,7 @@ def main():
             bad += problems
         print(f"\nSQL queries per request (next, submit, home selector): small {small}, "
               f"large {large}")
-        print("RESULT:", "OK" if bad == 0 else f"{bad} integrity problems")
+        print("RESULT:", "OK" if bad == 0 else f"{bad} errors and integrity problems")
     finally:
         connections.close_all()
         if not args.keep_db:

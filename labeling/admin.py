@@ -4,13 +4,18 @@ import io
 import zipfile
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.text import Truncator
 
 from labeling import exports
 from labeling.errors import LabelingError
+from labeling.forms import PromptImportForm
+from labeling.importers import MAX_BYTES, MAX_LINES, format_for, prompts_import
 from labeling.models import (
     Assignment,
     Completion,
@@ -140,6 +145,45 @@ class PromptAdmin(admin.ModelAdmin):
     @admin.display(description="prompt")
     def summary(self, obj):
         return short(obj.text)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.import_view)  # staff login, CSRF, never cached
+        return [path("import/", view, name="labeling_prompt_import"), *super().get_urls()]
+
+    def import_view(self, request):
+        """Upload a JSONL/CSV file into a project: `prompts_import` checks every line and writes
+        all or nothing; a failed import lists each bad line on the page."""
+        if not request.user.has_perm("labeling.add_prompt"):
+            raise PermissionDenied
+        line_errors, status = [], 200
+        if request.method == "POST":
+            form = PromptImportForm(request.POST, request.FILES)
+            status = 400
+            if form.is_valid():
+                project, upload = form.cleaned_data["project"], form.cleaned_data["file"]
+                try:
+                    report = prompts_import(
+                        project=project, content=upload.read(MAX_BYTES + 1),
+                        format=format_for(upload.name), author=request.user,
+                        demonstrations_needed=form.cleaned_data["demonstrations_needed"],
+                    )
+                except LabelingError as exc:
+                    self.message_user(request, exc.message, messages.ERROR)
+                    line_errors = exc.details.get("errors", [])
+                else:
+                    self.message_user(request, f"{project.name}: {report.summary()}",
+                                      messages.SUCCESS)
+                    changelist = reverse("admin:labeling_prompt_changelist")
+                    return HttpResponseRedirect(f"{changelist}?project__id__exact={project.pk}")
+        else:
+            form = PromptImportForm(initial={"project": request.GET.get("project")})
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "Import prompts",
+            "form": form, "line_errors": line_errors, "max_mb": MAX_BYTES // 2**20,
+            "max_lines": f"{MAX_LINES:,}",
+        }
+        return TemplateResponse(request, "admin/labeling/prompt/import.html", context,
+                                status=status)
 
     def save_model(self, request, obj, form, change):
         prompt_update(

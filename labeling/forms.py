@@ -1,4 +1,5 @@
-"""Forms of the labeler UI: they parse what the browser posts into service arguments.
+"""Forms of the labeler UI (and the admin's import upload): they parse what the browser posts
+into service arguments.
 
 They check the shape of the post (every reply has a rank, numbers are numbers); the rules of
 labeling (an ordering of exactly the task's completions, text limits, leases) live in the
@@ -10,6 +11,7 @@ import uuid
 
 from django import forms
 
+from labeling.models import Project
 from labeling.services.rankings import FLAGS, MAX_TIME_SPENT_MS
 from labeling.validation import MAX_COMMENT_CHARS, MAX_REASON_CHARS, MAX_TEXT_CHARS, MAX_TURNS
 
@@ -160,4 +162,16 @@ class SkipForm(forms.Form):
     reason = forms.CharField(
         max_length=MAX_REASON_CHARS,
         error_messages={"required": "Say briefly why you skip this task."},
+    )
+
+
+class PromptImportForm(forms.Form):
+    """The admin's upload: which project, which file; `labeling.importers` checks the lines."""
+
+    project = forms.ModelChoiceField(queryset=Project.objects.order_by("name"))
+    file = forms.FileField(help_text="JSONL (one object a line) or CSV with a prompt column; "
+                                     "the format follows the file name (.csv or not).")
+    demonstrations_needed = forms.IntegerField(
+        min_value=0, max_value=20, initial=1,
+        help_text="For lines that do not say: how many people should write a demonstration.",
     )

@@ -8,7 +8,9 @@ JSONL, one object a line, any of:
 A "messages"/"turns" list that ends with an assistant turn is a prompt plus its demonstration.
 CSV: a header with `prompt` and optionally `response` and `demonstrations_needed`.
 
-Every line is checked before anything is written; one bad line fails the import with a report of
+A file is at most `MAX_BYTES`; callers holding an upload read `MAX_BYTES + 1` bytes of it, so an
+oversized file is refused here without reading it whole. Every line is checked before anything
+is written; one bad line fails the import with a report of
 every bad line (`ImportFailed.errors`). Importing the same file again creates nothing: a line
 whose turns are already a prompt of the project is counted as `already_present` (and its
 demonstration is added only if that exact one is missing). A line whose normalized text matches
@@ -28,6 +30,7 @@ from labeling.models import Demonstration, Project, Prompt
 from labeling.validation import clean_text, clean_turns, content_hash, render_turns
 
 MAX_LINES = 100_000
+MAX_BYTES = 50 * 1024 * 1024  # 100,000 lines of ~500 bytes, with room to spare
 MAX_ERRORS_REPORTED = 200
 FORMATS = ("jsonl", "csv")
 
@@ -41,6 +44,13 @@ class ImportReport:
     demonstrations: int = 0
     prompt_ids: list[int] = field(default_factory=list)
 
+    def summary(self) -> str:
+        return (
+            f"{self.lines} lines: {self.created} prompts created "
+            f"({self.flagged_duplicates} flagged as near-duplicates), "
+            f"{self.already_present} already present, {self.demonstrations} demonstrations."
+        )
+
 
 @dataclass
 class _Line:
@@ -49,6 +59,11 @@ class _Line:
     response: str | None
     needed: int
     digest: str = ""
+
+
+def format_for(filename: str) -> str:
+    """The format a file's name implies: CSV for .csv, JSONL otherwise."""
+    return "csv" if filename.lower().endswith(".csv") else "jsonl"
 
 
 def prompts_import(
@@ -63,6 +78,9 @@ def prompts_import(
     """Parse, check every line, then write everything in one transaction (or raise)."""
     if format not in FORMATS:
         raise Invalid(f"Import format is one of {', '.join(FORMATS)}.")
+    if len(content) > MAX_BYTES:
+        raise Invalid(f"The file is larger than {MAX_BYTES // 2**20} MB; split it into "
+                      "smaller imports.")
     rows = _rows_jsonl(content) if format == "jsonl" else _rows_csv(content)
     lines, errors = [], []
     for number, row in rows:

@@ -3,6 +3,10 @@
 `training` and `sampling` are served by GPU workers (`--concurrency 1`); `default` by any
 worker. Long tasks ack late with prefetch 1, so a worker that dies hands its task back instead
 of losing it, and one worker never hoards several multi-hour runs.
+
+Periodic work (`BEAT_SCHEDULE`) needs one `celery beat` process in the deployment, or
+`celery worker -B` for a single worker as in `make demo`; cron can run the matching management
+commands instead.
 """
 import os
 
@@ -12,6 +16,11 @@ from kombu import Queue
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
 
 QUEUES = ("default", "training", "sampling")
+
+BEAT_SCHEDULE = {
+    # Leases last minutes; a sweep a minute keeps the assignment table honest.
+    "expire-leases": {"task": "labeling.expire_leases", "schedule": 60.0},
+}
 
 app = Celery("webapp")
 app.config_from_object("django.conf:settings", namespace="CELERY")
@@ -25,5 +34,6 @@ app.conf.update(
     task_reject_on_worker_lost=True,
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
+    beat_schedule=BEAT_SCHEDULE,
 )
 app.autodiscover_tasks()

@@ -120,6 +120,10 @@ def _database():
         # one per test process, so two test runs on one machine never share it.
         config["TEST"] = {"NAME": str(DATA_DIR / f"test_db_{os.getpid()}.sqlite3")}
     else:
+        # A connection per thread kept for a minute instead of one per request: opening one
+        # costs PostgreSQL a process and an authentication (~10 ms here). Health checks drop a
+        # kept connection that died meanwhile.
+        config.setdefault("CONN_MAX_AGE", _read("DATABASE_CONN_MAX_AGE", env.int, default=60))
         config.setdefault("CONN_HEALTH_CHECKS", True)
     if test_name := env.str("TEST_DATABASE_NAME", default=""):
         config["TEST"] = {"NAME": test_name}

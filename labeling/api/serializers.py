@@ -2,6 +2,7 @@
 services (a serializer never repeats them)."""
 from rest_framework import serializers
 
+from labeling.importers import format_for
 from labeling.models import Assignment, Demonstration, ExportSnapshot, Project, Ranking, Skip
 from labeling.selectors import completions_for
 
@@ -104,8 +105,7 @@ class ImportIn(serializers.Serializer):
         if ("content" in attrs) == ("file" in attrs):
             raise serializers.ValidationError("Send either a file or a content field.")
         if "format" not in attrs:
-            name = getattr(attrs.get("file"), "name", "") or ""
-            attrs["format"] = "csv" if name.lower().endswith(".csv") else "jsonl"
+            attrs["format"] = format_for(getattr(attrs.get("file"), "name", "") or "")
         return attrs
 
 

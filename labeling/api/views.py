@@ -15,7 +15,7 @@ from rest_framework.response import Response
 from labeling import agreement, exports, selectors
 from labeling.api import serializers as s
 from labeling.errors import ImportFailed, Invalid, LabelingError
-from labeling.importers import prompts_import
+from labeling.importers import MAX_BYTES, prompts_import
 from labeling.models import Project
 from labeling.services import demonstrations, queue, rankings, tasks
 from labeling.services.exports import export_snapshot_create
@@ -127,7 +127,7 @@ def assignment_skip(request, assignment_id):
 @parser_classes([MultiPartParser, FormParser, JSONParser])
 def project_import(request, slug):
     data = parse(s.ImportIn, request.data)
-    content = data["file"].read() if "file" in data else data["content"]
+    content = data["file"].read(MAX_BYTES + 1) if "file" in data else data["content"]
     report = prompts_import(
         project=selectors.project_by_slug(slug=slug), content=content, format=data["format"],
         author=request.user, demonstrations_needed=data["demonstrations_needed"],

@@ -1,11 +1,15 @@
-"""The admin: every table listed, searched and filtered; actions go through the services."""
+"""The admin: every table listed, searched and filtered; actions and the import upload go
+through the services."""
 import io
 import json
 import zipfile
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
 from labeling_factories import make_project, make_prompt, make_tasks, make_user, order_of
 
+from labeling import importers
 from labeling.models import Assignment, ExportSnapshot, Project, Prompt, RankingTask
 from labeling.services.demonstrations import demonstration_submit
 from labeling.services.queue import assignment_skip, demonstration_claim_next, ranking_claim_next
@@ -128,3 +132,79 @@ def test_export_selected_projects_downloads_a_zip_with_a_snapshot(admin_client, 
 def test_labelers_cannot_reach_the_admin(client, world):
     client.force_login(make_user())
     assert client.get(f"{ADMIN}ranking/").status_code == 302
+
+
+IMPORT = f"{ADMIN}prompt/import/"
+
+
+def upload(name, text):
+    return SimpleUploadedFile(name, text.encode(), content_type="application/octet-stream")
+
+
+def test_staff_import_a_file_from_the_prompt_list(admin_client):
+    project = make_project(name="Imports")
+    changelist = admin_client.get(f"{ADMIN}prompt/?project__id__exact={project.pk}")
+    assert f'href="{IMPORT}?project={project.pk}"' in changelist.content.decode()
+    lines = ('{"prompt": "Who wrote Hamlet?", "response": "Shakespeare."}\n'
+             '{"turns": [{"role": "user", "content": "Name a prime"}]}\n')
+    response = admin_client.post(
+        IMPORT, {"project": project.pk, "demonstrations_needed": 2,
+                 "file": upload("prompts.jsonl", lines)}, follow=True)
+    assert response.redirect_chain[-1][0] == f"{ADMIN}prompt/?project__id__exact={project.pk}"
+    assert "Imports: 2 lines: 2 prompts created" in response.content.decode()
+    hamlet, prime = project.prompts.order_by("id")
+    assert (hamlet.text, hamlet.demonstrations.get().author.username) == (
+        "Who wrote Hamlet?", "root")
+    assert prime.demonstrations_needed == 2
+    admin_client.post(IMPORT, {"project": project.pk, "demonstrations_needed": 1,
+                               "file": upload("more.csv", "prompt\nFrom a CSV\n")})
+    assert project.prompts.filter(text="From a CSV").exists()
+
+
+def test_a_bad_file_lists_every_bad_line_and_imports_nothing(admin_client):
+    project = make_project()
+    lines = '{"prompt": "Fine"}\nnot json\n{"prompt": ""}\n'
+    response = admin_client.post(IMPORT, {"project": project.pk, "demonstrations_needed": 1,
+                                          "file": upload("bad.jsonl", lines)})
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "2 line(s) have errors; nothing was imported." in page
+    assert "<td>2</td><td>Not JSON" in page and "<td>3</td>" in page
+    assert not Prompt.objects.exists()
+
+
+def test_an_oversized_file_is_refused_with_its_limit(admin_client, monkeypatch):
+    monkeypatch.setattr(importers, "MAX_BYTES", 10)
+    response = admin_client.post(IMPORT, {"project": make_project().pk, "demonstrations_needed": 1,
+                                          "file": upload("big.jsonl", '{"prompt": "Too long"}')})
+    assert response.status_code == 400
+    assert "split it into smaller imports" in response.content.decode()
+    assert not Prompt.objects.exists()
+
+
+def test_only_staff_allowed_to_add_prompts_reach_the_import_page(client):
+    project = make_project()
+    post = {"project": project.pk, "demonstrations_needed": 1,
+            "file": upload("p.jsonl", '{"prompt": "Sneaky"}')}
+    client.force_login(make_user())
+    assert client.get(IMPORT).status_code == 302  # to the admin login
+    assert client.post(IMPORT, post).status_code == 302
+    client.force_login(make_user(is_staff=True))
+    assert client.get(IMPORT).status_code == 403
+    post["file"].seek(0)
+    assert client.post(IMPORT, post).status_code == 403
+    assert not Prompt.objects.exists()
+
+
+def test_the_import_form_needs_its_csrf_token():
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(make_user("root", is_staff=True, is_superuser=True))
+    project = make_project()
+    post = {"project": project.pk, "demonstrations_needed": 1,
+            "file": upload("p.jsonl", '{"prompt": "Forged?"}')}
+    assert client.post(IMPORT, post).status_code == 403
+    assert not Prompt.objects.exists()
+    token = client.get(IMPORT).context["csrf_token"]
+    post["file"].seek(0)
+    assert client.post(IMPORT, {**post, "csrfmiddlewaretoken": str(token)}).status_code == 302
+    assert Prompt.objects.filter(text="Forged?").exists()

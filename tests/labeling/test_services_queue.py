@@ -92,6 +92,22 @@ def test_renew_extends_a_live_lease_and_revives_an_expired_one_whose_slot_is_fre
     assert assignment_renew(assignment_id=lease.pk, labeler=labeler).status == "active"
 
 
+def test_the_sweep_expires_stale_leases_only_and_a_second_sweep_changes_nothing():
+    project = make_project()
+    make_tasks(project, 3)
+    stale, live, done = make_user(), make_user(), make_user()
+    old = ranking_claim_next(labeler=stale)
+    expire(old)
+    current = ranking_claim_next(labeler=live)
+    submitted = ranking_claim_next(labeler=done)
+    ranking_submit(assignment_id=submitted.pk, labeler=done, order=order_of(submitted.task))
+    assert assignments_expire() == 1
+    statuses = dict(Assignment.objects.values_list("pk", "status"))
+    assert statuses == {old.pk: "expired", current.pk: "active", submitted.pk: "submitted"}
+    assert assignments_expire() == 0
+    assert dict(Assignment.objects.values_list("pk", "status")) == statuses
+
+
 def test_a_stale_lease_of_the_labeler_is_replaced_by_a_fresh_claim():
     project = make_project()
     make_tasks(project, 2)

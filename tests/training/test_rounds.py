@@ -146,7 +146,7 @@ def test_a_round_runs_itself_through_a_real_worker(
 
         return check
 
-    from training_helpers import wait_for
+    from waiting import wait_for
 
     assert wait_for(stage_is(St.RANKING), timeout=30), worker.output()[-2000:]
     rank_everything(project, get_user_model().objects.create_user("ranker"))

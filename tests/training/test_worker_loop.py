@@ -4,7 +4,7 @@ policy whose lineage names every run and dataset snapshot."""
 
 import pytest
 from django.contrib.auth import get_user_model
-from training_helpers import wait_for
+from waiting import wait_for
 
 from labeling.models import RankingTask
 from labeling.services.queue import ranking_claim_next

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from training_helpers import wait_for
+from waiting import wait_for
 
 from training import tasks
 from training.errors import Conflict

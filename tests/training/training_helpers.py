@@ -3,7 +3,6 @@ made through the labeling services, and waiting for a worker."""
 
 import itertools
 import json
-import time
 from pathlib import Path
 
 from labeling.services.demonstrations import dialogue_create
@@ -17,15 +16,6 @@ _seq = itertools.count(1)
 def demo_rows(n=None):
     rows = [json.loads(line) for line in DEMO_FILE.read_text().splitlines() if line.strip()]
     return rows[:n] if n else rows
-
-
-def wait_for(predicate, timeout=60.0, interval=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(interval)
-    return None
 
 
 def make_project(**fields):

@@ -42,6 +42,17 @@ def test_settings_load_from_the_environment(tmp_path):
     assert artifacts == str(tmp_path / "art")
 
 
+def test_postgresql_connections_are_kept_between_requests_unless_told_not_to():
+    show = ("import django; django.setup(); from django.conf import settings as s; "
+            "print(s.DATABASES['default']['CONN_MAX_AGE'])")
+    url = "postgres://u:p@db.internal:5433/rlhf"
+    kept = run_with_env([sys.executable, "-c", show], DJANGO_DEBUG="1", DATABASE_URL=url)
+    assert kept.stdout.strip() == "60", kept.stderr
+    per_request = run_with_env([sys.executable, "-c", show], DJANGO_DEBUG="1", DATABASE_URL=url,
+                               DATABASE_CONN_MAX_AGE="0")
+    assert per_request.stdout.strip() == "0", per_request.stderr
+
+
 def test_sqlite_is_the_default_and_tuned_for_concurrent_writers(tmp_path):
     result = run_with_env(
         [sys.executable, "-c", "import django; django.setup(); from django.db import connection;"

@@ -1,22 +1,13 @@
 """The status page and `manage.py health` tell staff whether work can flow, with real workers."""
-import time
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from waiting import wait_for
 
 from webapp.celery import app
 from webapp.models import WorkerHeartbeat
 from webapp.services import heartbeat_request
-
-
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_status_page_is_for_staff_only(client, labeler, staff):

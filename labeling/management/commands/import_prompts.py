@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling import selectors
 from labeling.errors import ImportFailed, LabelingError
-from labeling.importers import prompts_import
+from labeling.importers import MAX_BYTES, format_for, prompts_import
 
 
 class Command(BaseCommand):
@@ -23,16 +23,18 @@ class Command(BaseCommand):
         parser.add_argument("--demonstrations-needed", type=int, default=1)
 
     def handle(self, *args, path, project, format, author, demonstrations_needed, **options):
-        fmt = format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")
         user = None
         if author:
             user = get_user_model().objects.filter(username=author).first()
             if user is None:
                 raise CommandError(f"No user {author!r}.")
         try:
+            with path.open("rb") as file:
+                content = file.read(MAX_BYTES + 1)
             report = prompts_import(
-                project=selectors.project_by_slug(slug=project), content=path.read_bytes(),
-                format=fmt, author=user, demonstrations_needed=demonstrations_needed,
+                project=selectors.project_by_slug(slug=project), content=content,
+                format=format or format_for(path.name), author=user,
+                demonstrations_needed=demonstrations_needed,
             )
         except ImportFailed as exc:
             for number, message in exc.errors:
@@ -40,8 +42,4 @@ class Command(BaseCommand):
             raise CommandError(exc.message) from None
         except LabelingError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(
-            f"{report.lines} lines: {report.created} prompts created "
-            f"({report.flagged_duplicates} flagged as near-duplicates), "
-            f"{report.already_present} already present, {report.demonstrations} demonstrations."
-        )
+        self.stdout.write(report.summary())
