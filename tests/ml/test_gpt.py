@@ -55,16 +55,24 @@ def test_kv_cache_forward_matches_the_full_forward(make_model):
     torch.testing.assert_close(incremental[real], full[real], atol=1e-5, rtol=1e-5)
 
 
-def test_loss_ignores_minus_100_targets(make_model):
+def test_loss_ignores_minus_100_targets_and_matches_the_plain_path(make_model):
     model = make_model()
     idx = torch.randint(0, 500, (2, 12))
     targets = idx.roll(-1, dims=1)
     targets[:, :4] = -100
-    logits, loss = model(idx, targets)
+    logits, _ = model(idx)
     expected = F.cross_entropy(
         logits[:, 4:].reshape(-1, logits.size(-1)), targets[:, 4:].reshape(-1)
     )
+    expected.backward()
+    expected_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    none, loss = model(idx, targets)
+    assert none is None  # the training loss never materializes the logits
     torch.testing.assert_close(loss, expected)
+    loss.backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, expected_grads[name], msg=name)
     assert model(idx)[1] is None
 
 

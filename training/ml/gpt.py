@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.ml.lm_loss import lm_head_cross_entropy
+
 # Sizes only; `vocab_size` comes from the tokenizer (GPT-2 sizes default to GPT-2's vocabulary).
 PRESETS: dict[str, dict] = {
     "tiny": dict(n_layer=4, n_head=4, n_embd=128, block_size=256),  # ~0.8M + embeddings, CPU
@@ -275,17 +277,15 @@ class GPT(nn.Module):
         *,
         attention_mask: torch.Tensor | None = None,
         kv_cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) for every position, and the mean cross entropy against `targets`
-        (B, T) when given (-100 = ignore); the loss is None without targets."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Without `targets`: (logits (B, T, V) for every position, None). With `targets` (B, T)
+        (-100 = ignore): (None, the mean cross entropy), computed chunk by chunk by
+        `lm_head_cross_entropy` without ever holding the full logits (training needs the loss
+        only, and the logits are the step's largest tensor)."""
         h = self.hidden_states(idx, attention_mask=attention_mask, kv_cache=kv_cache)
-        logits = self.lm_head(h)  # (B, T, V)
-        if targets is None:
-            return logits, None
-        loss = F.cross_entropy(
-            logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-100
-        )
-        return logits, loss
+        if targets is not None:
+            return None, lm_head_cross_entropy(h, self.lm_head.weight, targets)
+        return self.lm_head(h), None  # (B, T, V)
 
     def scores(
         self, idx: torch.Tensor, *, attention_mask: torch.Tensor | None = None

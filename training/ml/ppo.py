@@ -51,7 +51,7 @@ from training.ml.records import Turns
 from training.ml.resume import load_checkpoint, save_checkpoint
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
-from training.ml.sft import TokenExample, batches_for_step, lm_batch, sft_loss
+from training.ml.sft import TokenExample, batches_for_step, lm_batch
 from training.ml.tokenizer import ChatTokenizer
 
 RewardFn = Callable[[list[int], list[int]], float]
@@ -447,8 +447,7 @@ class PPOTrainer:
         examples = [self.ptx_examples[i] for i in rows]
         idx, targets = lm_batch(examples, pad_id=self.pad_id, device=device)
         with autocast(device):
-            logits, _ = self.policy(idx)
-        loss = sft_loss(logits, targets)
+            _, loss = self.policy(idx, targets)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"PPO-ptx LM loss is {loss.item()} (ptx step {self.ptx_step})")
         _step(self.policy, self.policy_opt, c.ptx_coef * loss, c.grad_clip)

@@ -20,17 +20,15 @@ from collections.abc import Hashable
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 
 from training.ml.device import autocast
 from training.ml.gpt import GPT
+from training.ml.lm_loss import IGNORE
 from training.ml.optim import apply_update, make_optimizer, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, split_by_prompt
 from training.ml.resume import load_checkpoint, save_checkpoint
 from training.ml.tokenizer import ChatTokenizer
-
-IGNORE = -100
 
 
 @dataclass
@@ -107,14 +105,6 @@ def lm_batch(
     return idx.to(device), targets.to(device)
 
 
-def sft_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the tokens whose target is not -100: logits (B, T, V) and
-    targets (B, T). Masked positions contribute nothing, whatever their logits."""
-    return F.cross_entropy(
-        logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE
-    )
-
-
 def start_loop(model: GPT, examples: list, config, checkpoint_dir):
     """What SFT and the reward model share before their first step: the split by prompt (no
     prompt on both sides), the step budget, the optimizer, and the state of the last checkpoint
@@ -163,9 +153,9 @@ def lm_eval_loss(
                 examples[start : start + batch_size], pad_id=pad_id, device=device
             )
             with autocast(device):
-                logits, _ = model(idx)
+                _, loss = model(idx, targets)
             n = int((targets != IGNORE).sum())
-            total += float(sft_loss(logits, targets)) * n
+            total += float(loss) * n
             count += n
     finally:
         model.train(was_training)
@@ -228,8 +218,7 @@ def train_sft(
         ]
         idx, targets = lm_batch(batch, pad_id=tokenizer.pad_id, device=device)
         with autocast(device):
-            logits, _ = model(idx)
-        loss = sft_loss(logits, targets)
+            _, loss = model(idx, targets)  # mean cross entropy over the learned tokens
         grad_norm = apply_update(
             model, optimizer, loss, grad_clip=config.grad_clip, what="SFT", step=step, lr=lr
         )
