@@ -3,6 +3,10 @@ the delay between a ranking being submitted and being in the next reward-model r
 
     python bench/bench_round.py                  # a fresh SQLite database in a temporary folder
     python bench/bench_round.py --keep data/bench   # keep the database and checkpoints there
+    OMP_NUM_THREADS=1 python bench/bench_round.py   # when other jobs share the cores
+
+torch uses every core by default: the figure for an idle machine. On cores shared with other
+work, one thread per process is faster than several fighting over them.
 
 The round is `manage.py run_demo_round` (pretrain -> SFT -> sample -> simulated ranking ->
 reward model -> PPO -> evaluation, in this process). The delay is measured the way it happens:
@@ -33,7 +37,6 @@ def main() -> None:
     os.environ.setdefault("DJANGO_DEBUG", "1")
     os.environ["DATA_DIR"] = str(folder)
     os.environ.pop("DATABASE_URL", None)  # never a shared database
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["DJANGO_SETTINGS_MODULE"] = "webapp.settings"
     import django
 
