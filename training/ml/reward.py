@@ -408,10 +408,8 @@ def train_reward_model(
             if best:
                 metrics["best_step"] = best["step"]
             if not centered:
-                metrics["reward_gain"] = _scale(model, train, pad_id=tokenizer.pad_id,
-                                                batch_size=config.batch_size)  # fmt: skip
-                # Centre on the demonstrations (else on the training completions).
-                metrics["reward_offset"] = _center(model, tokenizer, demonstrations, train, config)
+                gain, offset = _normalize(model, tokenizer, demonstrations, train, config)
+                metrics.update(reward_gain=gain, reward_offset=offset)
                 centered = True
         elif config.eval_every and step % config.eval_every == 0:
             evaluate()
@@ -428,25 +426,24 @@ def train_reward_model(
     return RewardResult(model, step, total, stopped, metrics)
 
 
-def _scale(model: GPT, train: list[RankingExample], *, pad_id: int, batch_size: int) -> float:
-    """Scale the scalar head so the training completions' rewards have standard deviation 1;
-    returns the gain (1.0 when they all score alike, where no gain could help)."""
+def _normalize(model, tokenizer, demonstrations, train, config) -> tuple[float, float]:
+    """Scale the scalar head so the training completions' rewards have standard deviation 1
+    (a gain of 1.0 when they all score alike), then shift it so the demonstrations' mean reward
+    is 0 (else the training completions'). Returns (gain, offset subtracted)."""
     sequences = [seq for ex in train for seq in ex.sequences]
-    std = float(score_sequences(model, sequences, pad_id=pad_id, batch_size=batch_size).std())
-    gain = 1.0 / std if len(sequences) > 1 and std > 1e-6 else 1.0
+    scores = score_sequences(model, sequences, pad_id=tokenizer.pad_id,
+                             batch_size=config.batch_size)  # fmt: skip
+    std = float(scores.std()) if len(sequences) > 1 else 0.0
+    gain = 1.0 / std if std > 1e-6 else 1.0
     with torch.no_grad():
         model.score_head.weight *= gain
         model.score_head.bias *= gain
-    return gain
-
-
-def _center(model, tokenizer, demonstrations, train, config) -> float:
     if demonstrations:
-        return center_on_demonstrations(
+        offset = center_on_demonstrations(
             model, tokenizer, demonstrations, batch_size=config.batch_size
         )
-    sequences = [seq for ex in train for seq in ex.sequences]
-    mean = float(score_sequences(model, sequences, pad_id=tokenizer.pad_id).mean())
+        return gain, offset
+    offset = float(scores.mean()) * gain
     with torch.no_grad():
-        model.score_head.bias -= mean
-    return mean
+        model.score_head.bias -= offset
+    return gain, offset
