@@ -12,14 +12,8 @@ from tiny_text import docs_tokenizer
 
 from training.ml import ppo_math as pm
 from training.ml.gpt import GPT, GPTConfig
-from training.ml.ppo import (
-    PPOConfig,
-    PPOTrainer,
-    pack,
-    policy_outputs,
-    score_responses,
-    train_ppo,
-)
+from training.ml.ppo import PPOConfig, PPOTrainer, train_ppo
+from training.ml.ppo_rollout import pack, policy_outputs, score_responses
 from training.ml.records import Demonstration
 from training.ml.sft import SFTConfig, dialogue_examples, train_sft
 
