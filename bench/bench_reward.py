@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from training.ml.device import pick_device  # noqa: E402
 from training.ml.gpt import GPT, PRESETS, GPTConfig  # noqa: E402
 from training.ml.optim import make_optimizer  # noqa: E402
-from training.ml.reward import RankingExample, pairwise_loss, reward_batch, sequence_scores  # noqa: E402
+from training.ml.reward import pairwise_loss, sequence_scores  # noqa: E402
+from training.ml.reward_data import RankingExample, reward_batch  # noqa: E402
 
 PAD = 0
 

@@ -23,12 +23,11 @@ from training.ml.reward import (
     RewardModelScorer,
     evaluate_rankings,
     pairwise_loss,
-    ranking_examples,
-    reward_batch,
     score_sequences,
     sequence_scores,
     train_reward_model,
 )
+from training.ml.reward_data import ranking_examples, reward_batch
 
 tokenizer = docs_tokenizer
 
