@@ -34,10 +34,7 @@ from training.ml.device import autocast
 from training.ml.gpt import GPT
 from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
-from training.ml.records import (
-    Demonstration,
-    RankingRecord,
-)
+from training.ml.records import Demonstration, RankingRecord
 from training.ml.resume import save_checkpoint
 from training.ml.reward_data import RankingExample, ranking_examples, reward_batch
 from training.ml.sft import batches_for_step, start_loop
