@@ -5,10 +5,10 @@
 
 Pretrain a tiny base model (or reuse the last one) -> SFT on the demo project's demonstrations
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
-by a visible rule (see `training.demo`) -> reward model -> PPO -> evaluation: the reward before
-and after PPO, the reward model's held-out accuracy, the KL, and the new policy's win rate over
-the SFT model under the rule. Every step is a real run (rows, snapshots, lineage); the timings
-per stage are printed at the end.
+by a visible rule (`--rule`, see `training.demo_rules`) -> reward model -> PPO -> evaluation:
+the reward before and after PPO, the reward model's held-out accuracy, the KL, and the new
+policy's win rate over the SFT model under the rule. Every step is a real run (rows, snapshots,
+lineage); the timings per stage are printed at the end.
 """
 
 import logging
@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.models import Project
 from labeling.services.projects import project_update
+from training.demo_rules import RULES
 from training.jobs import runner
 from training.models import Round, TrainingRun
 from training.selectors import latest_version, round_open
@@ -44,8 +45,12 @@ class Command(BaseCommand):
         parser.add_argument("--sft-epochs", type=int, default=12)
         parser.add_argument("--sft-lr", type=float, default=1e-3)
         parser.add_argument("--sample-prompts", type=int, default=320)
-        parser.add_argument("--rm-epochs", type=int, default=2)
-        parser.add_argument("--rm-lr", type=float, default=1e-4)
+        parser.add_argument("--rule", default="returns", choices=sorted(RULES),
+                            help="what the simulated labelers prefer")  # fmt: skip
+        # ~250 ranked prompts are 32 steps an epoch: at 2 epochs and 1e-4 the reward model
+        # barely leaves chance even on its training pairs; 4 and 3e-4 learn the rule.
+        parser.add_argument("--rm-epochs", type=int, default=4)
+        parser.add_argument("--rm-lr", type=float, default=3e-4)
         parser.add_argument("--ppo-iterations", type=int, default=40)
         # 5e-5 lowers the rule's rate even with the rule itself as PPO's reward (63% -> 47% of
         # replies naming the function); 1e-5 keeps it (63% -> 63%).
@@ -69,6 +74,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from training import demo
 
+        rule = RULES[options["rule"]]
         self.options, self.timings = options, {}
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
         call_command("load_demo_project", slug=options["project"], stdout=self.stdout)
@@ -107,7 +113,7 @@ class Command(BaseCommand):
         labelers = [users.get_or_create(username=name, defaults={"password": "!"})[0]
                     for name in SIMULATED]  # fmt: skip
         names = demo.function_names(project)
-        ranked = demo.simulate_labelers(project, labelers, names=names)
+        ranked = demo.simulate_labelers(project, labelers, rule=rule, names=names)
         self.timings["ranking (simulated)"] = time.monotonic() - started
         self.stdout.write(f"simulated labelers submitted {ranked} rankings")
 
@@ -122,10 +128,10 @@ class Command(BaseCommand):
         prompts = list(project.prompts.filter(duplicate_of__isnull=True).order_by("id")
                        .values_list("id", "turns")[: options["eval_prompts"]])  # fmt: skip
         result = demo.evaluate(
-            sft=sft, policy=policy, reward_model=rm, prompts=prompts, names=names
+            sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule, names=names
         )
         self.timings["evaluation"] = time.monotonic() - started
-        self.report(sample, rm, ppo, result)
+        self.report(rule, sample, rm, ppo, result)
 
     def open_round(self, project, sft, options) -> Round:
         """A round of the project from the new SFT model, not chained to a next one."""
@@ -185,20 +191,18 @@ class Command(BaseCommand):
         self.stdout.write(f"  done in {self.timings[label]:.1f} s{made}  {shown}")
         return run
 
-    def report(self, sample, rm, ppo, result):
+    def report(self, rule, sample, rm, ppo, result):
         m, p = rm.metrics, ppo.metrics
         lines = [
             "",
-            "Rule: naming the function asked about > naming only its module > neither.",
+            f"Rule: {rule.description}",
             f"reward before PPO (SFT replies):   {result.reward_before:+.3f}",
             f"reward after PPO (policy replies): {result.reward_after:+.3f}",
             f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
             f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f})",
             f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
-            f"replies naming the function:       SFT {result.rule_rate_before:.0%} -> "
-            f"policy {result.rule_rate_after:.0%} on {result.prompts} prompts "
-            f"(at least the module: {result.module_rate_before:.0%} -> "
-            f"{result.module_rate_after:.0%})",
+            f"replies that {rule.best + ':':<21}SFT {result.rule_rate_before:.0%} -> "
+            f"policy {result.rule_rate_after:.0%} on {result.prompts} prompts",
             f"win rate of the policy over SFT:   {result.win_rate:.0%} (ties count half)",
             f"sampling throughput:               "
             f"{sample.metrics.get('completions_per_second', 0):.1f} "
