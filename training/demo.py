@@ -52,6 +52,7 @@ class Evaluation:
     win_rate: float  # policy over SFT under the rule (a tie counts half)
     reward_before: float  # mean reward-model score of the SFT replies
     reward_after: float
+    examples: list[tuple[str, str, str]]  # (question, SFT reply, policy reply), the first few
 
 
 @torch.no_grad()
@@ -66,6 +67,7 @@ def evaluate(
     max_new_tokens=32,
     temperature=0.7,
     seed=1234,
+    examples=3,
 ) -> Evaluation:
     """One reply per prompt from the SFT model and from the policy (same seed), compared under
     the rule and scored by the reward model."""
@@ -84,12 +86,16 @@ def evaluate(
         texts = [tokenizer.decode(r) for r in samples.responses]
         scores = scorer.score_batch(ids, samples.responses)
         hits = [rule.score(t, names[pid]) for t, (pid, _) in zip(texts, rows, strict=True)]
-        results[label] = (hits, scores)
+        results[label] = (hits, scores, texts)
     n = max(len(rows), 1)
-    (before, r_before), (after, r_after) = results["sft"], results["policy"]
+    before, r_before, sft_texts = results["sft"]
+    after, r_after, policy_texts = results["policy"]
+    questions = dict(prompts)
     wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(after, before, strict=True))
     return Evaluation(
         prompts=len(rows), rule_rate_before=before.count(rule.top) / n,
         rule_rate_after=after.count(rule.top) / n, win_rate=wins / n,
         reward_before=sum(r_before) / n, reward_after=sum(r_after) / n,
+        examples=[(questions[pid][-1]["content"], a, b) for (pid, _), a, b
+                  in zip(rows[:examples], sft_texts, policy_texts, strict=False)],
     )  # fmt: skip

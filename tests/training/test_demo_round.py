@@ -5,7 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from labeling.models import Ranking, RankingTask
+from labeling.models import Prompt, Ranking, RankingTask
 from training.models import ModelVersion, TrainingRun
 
 
@@ -14,7 +14,7 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     out = StringIO()
     call_command(
         "run_demo_round", base=str(tiny_base_dir), sample_prompts=10, ppo_iterations=2,
-        eval_prompts=8, set=["sft.max_steps=10", "ppo.prompts_per_iteration=4"], stdout=out,
+        ppo_prompts=4, eval_prompts=8, set=["sft.max_steps=10"], stdout=out,
     )  # fmt: skip
     report = out.getvalue()
     tasks = RankingTask.objects.filter(project__slug="python-stdlib")
@@ -27,4 +27,6 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     assert "Rule: saying what the function returns > not saying it." in report
     assert "replies that say what it returns: SFT " in report
     assert "win rate of the policy over SFT:" in report
+    first = Prompt.objects.filter(project__slug="python-stdlib").order_by("id").first()
+    assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each
     assert f"lineage: {policy.name} <- PPO #{runs[3].pk}" in report
