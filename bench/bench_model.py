@@ -4,12 +4,14 @@
     python bench/bench_model.py --preset gpt2 --batch-size 8 --block-size 1024   # on a GPU: MFU
 
 Both models take the same AdamW step on the same batches. The two are timed in alternating
-rounds and the best round of each is reported, so load from other processes on a shared
-machine disturbs both alike and shows up as spread, not as a bias. transformers is the optional
-`bench` extra (`pip install -e '.[bench]'`); without it only our column is printed.
+rounds and the best and median round of each are reported, so load from other processes on a
+shared machine disturbs both alike and shows up as spread, not as a bias; the load average at
+the start (before this run adds its own) says how busy the machine was. transformers is the
+optional `bench` extra (`pip install -e '.[bench]'`); without it only our column is printed.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -86,6 +88,7 @@ def main() -> None:
     parser.add_argument("--device", default=None)
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
 
     device = pick_device(args.device)
     config = GPTConfig.preset(args.preset, vocab_size=args.vocab_size, block_size=args.block_size)
@@ -121,13 +124,14 @@ def main() -> None:
         f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"
         f", {torch.get_num_threads()} threads), preset {args.preset}: {n_params / 1e6:.2f}M "
         f"params, batch {args.batch_size} x {config.block_size} tokens, compile={args.compile}"
+        f", load average at start {load_at_start:.2f}"
     )
-    best = {}
+    best, median = {}, {}
     for name, (_, _, _, times) in runs.items():
-        best[name] = min(times)
+        best[name], median[name] = min(times), statistics.median(times)
         line = (
             f"{name:>13}: {tokens / min(times):10,.0f} tokens/s best, "
-            f"{tokens / statistics.median(times):10,.0f} median  ({min(times) * 1e3:.1f} ms/step)"
+            f"{tokens / median[name]:10,.0f} median  ({min(times) * 1e3:.1f} ms/step)"
         )
         if device.type == "cuda":
             peak = next(
@@ -138,7 +142,10 @@ def main() -> None:
                 line += f"  MFU {mfu:.1%}"
         print(line)
     if "transformers" in best:
-        print(f"speed-up ours / transformers: {best['transformers'] / best['ours']:.2f}x")
+        print(
+            f"speed-up ours / transformers: {best['transformers'] / best['ours']:.2f}x best, "
+            f"{median['transformers'] / median['ours']:.2f}x median"
+        )
 
 
 if __name__ == "__main__":
