@@ -1,6 +1,6 @@
 """`manage.py run_demo_round`: one full round of the loop, headless, with simulated labelers.
 
-    python manage.py run_demo_round                # in this process, tiny presets, ~10 min CPU
+    python manage.py run_demo_round                # in this process, tiny presets, ~12 min CPU
     python manage.py run_demo_round --workers      # hand each run to the Celery workers instead
 
 Pretrain a tiny base model (or reuse the last one) -> SFT on the demo project's demonstrations
