@@ -50,10 +50,6 @@ class Command(BaseCommand):
         parser.add_argument("--sample-prompts", type=int, default=320)
         parser.add_argument("--rule", default="returns", choices=sorted(RULES),
                             help="what the simulated labelers prefer")  # fmt: skip
-        # ~250 ranked prompts are 32 steps an epoch: at 2 epochs and 1e-4 the reward model
-        # barely leaves chance even on its training pairs; 4 and 3e-4 learn the rule.
-        parser.add_argument("--rm-epochs", type=int, default=4)
-        parser.add_argument("--rm-lr", type=float, default=3e-4)
         # Measured with the `returns` rule (share of replies following it; SFT 41-42%): 40 x 16
         # prompts at 1e-5 -> 56%, at 3e-5 -> 76% (800-step base) and 93% (600-step base, 86 s);
         # 40 x 32 at 2e-5 -> 92-97%, twice the time. 5e-5 harmed the `names` rule even with the
@@ -149,7 +145,7 @@ class Command(BaseCommand):
         config = {
             "chain": False,
             "sample": {"num_prompts": options["sample_prompts"]},
-            "reward": {"epochs": options["rm_epochs"], "lr": options["rm_lr"]},
+            "reward": {},  # the preset's
             "ppo": {
                 "iterations": options["ppo_iterations"],
                 "prompts_per_iteration": options["ppo_prompts"],
