@@ -130,8 +130,8 @@ def main() -> None:
     for name, (_, _, _, times) in runs.items():
         best[name], median[name] = min(times), statistics.median(times)
         line = (
-            f"{name:>13}: {tokens / min(times):10,.0f} tokens/s best, "
-            f"{tokens / median[name]:10,.0f} median  ({min(times) * 1e3:.1f} ms/step)"
+            f"{name:>13}: {tokens / best[name]:10,.0f} tokens/s best, "
+            f"{tokens / median[name]:10,.0f} median  ({best[name] * 1e3:.1f} ms/step)"
         )
         if device.type == "cuda":
             peak = next(
