@@ -138,7 +138,7 @@ def main() -> None:
                 (v for k, v in PEAK_BF16_FLOPS.items() if k in torch.cuda.get_device_name()), None
             )
             if peak:
-                mfu = flops_per_token(config, n_params) * tokens / min(times) / peak
+                mfu = flops_per_token(config, n_params) * tokens / best[name] / peak
                 line += f"  MFU {mfu:.1%}"
         print(line)
     if "transformers" in best:
