@@ -11,8 +11,8 @@ from training.jobs.common import (
     resume_note,
 )
 from training.jobs.runner import Outcome
+from training.ml.architectures import with_scalar_head
 from training.ml.checkpoint import save_model
-from training.ml.gpt import GPT
 from training.ml.records import RankingRecord
 from training.ml.reward import RewardConfig, train_reward_model
 from training.services.lifecycle import json_safe
@@ -57,7 +57,7 @@ def _group(positions: list[int]):
 def run(context) -> Outcome:
     run = context.run
     base, tokenizer = load_version(run.input_model)
-    model = GPT.with_scalar_head(base)
+    model = with_scalar_head(base)
     del base
     records = ranking_records(Ranking.objects.filter(pk__in=run.rankings.values("pk")))
     demos = demonstration_records(run.demonstrations.all())

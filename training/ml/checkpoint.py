@@ -2,8 +2,8 @@
 
 `save_model` writes a model directory:
 
-    model.safetensors   the weights (the tied output head is stored once, as wte)
-    config.json         {"format", "version", "config": GPTConfig, "tokenizer", "meta"}
+    model.safetensors   the weights (a tied output head is stored once, as the embedding)
+    config.json         {"format", "version", "arch", "config", "tokenizer", "meta"}
     tokenizer.json      a copy of the tokenizer, so the directory is self-contained
 
 It goes to a temporary directory beside the target, which then replaces the target with two
@@ -30,8 +30,9 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from training.ml.gpt import GPT, GPTConfig
+from training.ml.architectures import DEFAULT_ARCH, arch_of, build_model
 from training.ml.tokenizer import ChatTokenizer
 
 FORMAT = "rlhf-loop-gpt"
@@ -39,12 +40,22 @@ TRAIN_STATE_FORMAT = "rlhf-loop-train-state"
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
-TIED = "lm_head.weight"  # the same tensor as transformer.wte.weight
+
+
+def stored_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with each tensor once: a name sharing its storage with an earlier one (a
+    tied output head) is left out, and comes back by the tie when the model is rebuilt."""
+    seen, out = set(), {}
+    for name, tensor in model.state_dict().items():
+        if tensor.data_ptr() not in seen:
+            seen.add(tensor.data_ptr())
+            out[name] = tensor
+    return out
 
 
 def save_model(
     directory: str | os.PathLike,
-    model: GPT,
+    model: nn.Module,
     *,
     tokenizer_path: str | os.PathLike | None,
     meta: dict | None = None,
@@ -59,6 +70,7 @@ def save_model(
     info = {
         "format": FORMAT,
         "version": 1,
+        "arch": arch_of(model),
         "config": asdict(model.config),
         "tokenizer": TOKENIZER_FILE if tokenizer_path else None,
         "meta": meta or {},
@@ -68,8 +80,7 @@ def save_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is shared with the web app
-        weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        del weights[TIED]
+        weights = {k: v.detach().cpu().contiguous() for k, v in stored_weights(model).items()}
         save_file(weights, tmp / MODEL_FILE, metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(text)
         if tokenizer_path:
@@ -111,13 +122,12 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     `tokenizer_path` resolved. Weights that do not fit the config are a ValueError."""
     directory = Path(directory)
     info = read_config(directory)
-    config = GPTConfig.from_dict(info["config"])
-    model = GPT(config)
+    model = build_model(info.get("arch", DEFAULT_ARCH), info["config"])
     try:
         weights = load_file(directory / MODEL_FILE)
     except Exception as exc:  # OSError, or safetensors' own error on a damaged file
         raise ValueError(f"cannot read {directory / MODEL_FILE}: {exc}") from None
-    expected = {k: v.shape for k, v in model.state_dict().items() if k != TIED}
+    expected = {k: v.shape for k, v in stored_weights(model).items()}
     problems = [f"missing {k}" for k in expected.keys() - weights.keys()]
     problems += [f"unexpected {k}" for k in weights.keys() - expected.keys()]
     problems += [
@@ -128,7 +138,7 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     if problems:
         shown = "; ".join(sorted(problems)[:5]) + (" ..." if len(problems) > 5 else "")
         raise ValueError(f"checkpoint {directory}: weights do not match config.json: {shown}")
-    model.load_state_dict(weights, strict=False)  # lm_head.weight is tied to wte
+    model.load_state_dict(weights, strict=False)  # a tied head follows its embedding
     return model.to(device), info
 
 
