@@ -3,9 +3,16 @@ through the services (the actions call run_cancel / run_resume); fields a worker
 read-only here."""
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
 
 from training.errors import TrainingError
+from training.forms import ModelImportForm
+from training.ml.shipped import shipped_model_path
 from training.models import ModelVersion, Round, RunMetric, TrainingRun
+from training.services.model_versions import model_version_import
 from training.services.rounds import round_advance
 from training.services.runs import run_cancel, run_resume, runs_mark_stale
 from webapp.queueing import QueueUnavailable
@@ -29,7 +36,47 @@ class ModelVersionAdmin(admin.ModelAdmin):
     fields = ("name", *readonly_fields)
 
     def has_add_permission(self, request):
-        return False  # versions come from runs, or `manage.py register_model`
+        return False  # versions come from runs, or from "Import a model" (`manage.py import_model`)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.import_view)  # staff login, CSRF, never cached
+        return [path("import/", view, name="training_modelversion_import"), *super().get_urls()]
+
+    def import_view(self, request):
+        """Import a Hugging Face directory or a GGUF file as a base model version. It runs in
+        the request (a 135M model takes seconds); a model that cannot be read is an error on
+        the page and nothing is written."""
+        if not request.user.has_perm("training.add_modelversion"):
+            raise PermissionDenied
+        status = 200
+        if request.method == "POST":
+            form = ModelImportForm(request.POST)
+            status = 400
+            if form.is_valid():
+                data = form.cleaned_data
+                try:
+                    source = shipped_model_path() if data["shipped"] else data["path"].strip()
+                    version = model_version_import(
+                        path=str(source), name=data["name"], project=data["project"]
+                    )
+                except TrainingError as exc:
+                    form.add_error(None, exc.message)
+                except ValueError as exc:  # the shipped model is not installed
+                    form.add_error(None, str(exc))
+                else:
+                    self.message_user(request, f"Imported {version.name}.", messages.SUCCESS)
+                    return HttpResponseRedirect(
+                        reverse("admin:training_modelversion_change", args=[version.pk])
+                    )
+        else:
+            form = ModelImportForm()
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "title": "Import a model",
+            "form": form,
+        }  # fmt: skip
+        return TemplateResponse(
+            request, "admin/training/modelversion/import.html", context, status=status
+        )
 
 
 class RunMetricInline(admin.TabularInline):

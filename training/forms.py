@@ -4,7 +4,11 @@ chosen preset. Parsing leaves every check to `run_create` (through `presets.clea
 import uuid
 from dataclasses import dataclass
 
+from django import forms
+
+from labeling.models import Project
 from training import presets
+from training.ml.shipped import SHIPPED_NAME
 from training.selectors import versions_for_project
 from training.services.runs import INPUT_KINDS
 
@@ -83,3 +87,29 @@ def parse_start(post) -> dict:
         "reward_model_id": post.get("reward_model") or None,
         "request_token": (post.get("request_token") or "")[:64] or None,
     }
+
+
+class ModelImportForm(forms.Form):
+    """The admin's model import: a path on the server (models are gigabytes: they are copied
+    there, not uploaded through a browser), or the model shipped with the project."""
+
+    path = forms.CharField(
+        required=False, max_length=1000,
+        help_text="A Hugging Face model directory (config.json, *.safetensors, tokenizer.json) "
+                  "or a .gguf file, on the server.",
+    )  # fmt: skip
+    shipped = forms.BooleanField(
+        required=False, label=f"Use the shipped {SHIPPED_NAME}",
+        help_text="The Q4_1 GGUF installed with the project (no download).",
+    )  # fmt: skip
+    name = forms.CharField(required=False, max_length=100, help_text="Default: base-<id>.")
+    project = forms.ModelChoiceField(
+        queryset=Project.objects.order_by("name"), required=False,
+        help_text="Empty: any project may use it.",
+    )  # fmt: skip
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("path", "").strip()) == bool(data.get("shipped")):
+            raise forms.ValidationError("Give a path or tick the shipped model (one of them).")
+        return data
