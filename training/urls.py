@@ -17,4 +17,7 @@ urlpatterns = [
     path("runs/<int:run_id>/cancel/", views.cancel, name="cancel"),
     path("runs/<int:run_id>/resume/", views.resume, name="resume"),
     path("versions/<int:version_id>/", views.version, name="version"),
+    path("versions/<int:version_id>/export/", views.export, name="export"),
+    path("versions/<int:version_id>/exports/<str:filename>", views.export_download,
+         name="export-download"),  # fmt: skip
 ]

@@ -11,6 +11,7 @@ from functools import wraps
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -21,6 +22,7 @@ from training import selectors
 from training.charts import run_charts
 from training.errors import TrainingError
 from training.forms import NEEDS, parse_start, start_form
+from training.services.exports import exports_of, model_version_export
 from training.services.rounds import round_continue
 from training.services.runs import run_cancel, run_create, run_resume
 from training.services.snapshots import minimum
@@ -165,4 +167,26 @@ def version(request, version_id):
     tree = selectors.lineage(version=version)
     return render(request, "training/version.html", {
         "version": version, "tree": tree, "runs": selectors.lineage_runs(tree),
+        "exports": exports_of(version),
     })  # fmt: skip
+
+
+@require_POST
+@staff_only
+def export(request, version_id):
+    version = selectors.version_get(version_id=version_id)
+    done = model_version_export(version=version, format=request.POST.get("format", ""),
+                                dtype=request.POST.get("dtype", "f16"))  # fmt: skip
+    messages.success(request, f"Exported to {done.path}.")
+    return redirect("training:version", version_id=version.pk)
+
+
+@require_GET
+@staff_only
+def export_download(request, version_id, filename):
+    """A GGUF export, downloaded (a Hugging Face export is a directory: its path is shown)."""
+    version = selectors.version_get(version_id=version_id)
+    for found in exports_of(version):
+        if found.format == "gguf" and found.filename == filename:
+            return FileResponse(found.path.open("rb"), as_attachment=True, filename=filename)
+    raise Http404("No such export.")

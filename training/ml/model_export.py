@@ -1,0 +1,53 @@
+"""Hand a model back to the tools teams use: a Hugging Face directory that
+`transformers.AutoModelForCausalLM.from_pretrained` loads and generates with as it is (weights,
+config, generation config, tokenizer and chat template), or a GGUF file for llama.cpp-based
+tools (llama architecture, F16 or F32).
+
+Generation stops at the token that ends an assistant turn (`tokenizer.end_id`), so that is the
+exported eos: a model fine-tuned here ends its replies the way it was taught to.
+"""
+
+from pathlib import Path
+
+from torch import nn
+
+from training.ml.architectures import arch_of
+from training.ml.gguf_export import write_gguf
+from training.ml.hf_models import hf_config_for, save_hf_model
+from training.ml.hf_tokenizer import save_hf_tokenizer
+from training.ml.tokenizer import ChatTokenizer
+
+GGUF_DTYPES = ("f16", "f32")
+
+
+def _special_ids(tokenizer: ChatTokenizer) -> dict:
+    return {"bos_id": tokenizer.bos_id, "eos_id": tokenizer.end_id, "pad_id": tokenizer.pad_id}
+
+
+def _language_model(model: nn.Module) -> nn.Module:
+    if model.config.scalar_head:
+        raise ValueError("a model with a scalar head (a reward or value model) is not a language "
+                         "model to export; export the SFT model or a policy")  # fmt: skip
+    return model
+
+
+def export_huggingface(model: nn.Module, tokenizer: ChatTokenizer, directory) -> Path:
+    """Write a Hugging Face model directory; returns it."""
+    directory = Path(directory)
+    save_hf_model(_language_model(model), directory, **_special_ids(tokenizer))
+    save_hf_tokenizer(tokenizer, directory)
+    return directory
+
+
+def export_gguf(model: nn.Module, tokenizer: ChatTokenizer, path, *, dtype: str = "f16") -> Path:
+    """Write a GGUF file of the llama architecture; returns its path."""
+    if dtype not in GGUF_DTYPES:
+        raise ValueError(f"GGUF export writes {' or '.join(GGUF_DTYPES)}, not {dtype!r}")
+    if arch_of(model) != "llama":
+        raise ValueError(f"GGUF export is for the Llama family; this model is {arch_of(model)}")
+    model = _language_model(model)
+    hf_config = hf_config_for(model, **_special_ids(tokenizer))
+    tensors = {name: t.detach().float().cpu() for name, t in model.state_dict().items()}
+    write_gguf(Path(path), hf_config=hf_config, tensors=tensors,
+               tokenizer_fields=tokenizer.gguf_fields(), dtype=dtype)  # fmt: skip
+    return Path(path)
