@@ -3,7 +3,8 @@
 `save_model` writes a model directory:
 
     model.safetensors   the weights (a tied output head is stored once, as the embedding)
-    config.json         {"format", "version", "arch", "config", "tokenizer", "meta"}
+    config.json         {"format", "version", "arch", "config", "tokenizer", "meta"}, and
+                        "lora" (`LoraSettings`) for a model with unmerged LoRA adapters
     tokenizer.json      a copy of the tokenizer, so the directory is self-contained
 
 It goes to a temporary directory beside the target, which then replaces the target with two
@@ -33,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from training.ml.architectures import DEFAULT_ARCH, arch_of, build_model
+from training.ml.lora import LoraSettings, add_lora, settings_dict
 from training.ml.tokenizer import ChatTokenizer
 
 FORMAT = "rlhf-loop-gpt"
@@ -75,6 +77,9 @@ def save_model(
         "tokenizer": TOKENIZER_FILE if tokenizer_path else None,
         "meta": meta or {},
     }
+    lora = settings_dict(model)
+    if lora is not None:  # a LoRA run's checkpoint: the loader adds the same adapters first
+        info["lora"] = lora
     text = json.dumps(info, indent=2)  # not JSON-serializable: fail before writing anything
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
@@ -119,10 +124,13 @@ def read_config(directory: str | os.PathLike) -> dict:
 
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model, info) from a directory written by `save_model`; `info` is its config.json with
-    `tokenizer_path` resolved. Weights that do not fit the config are a ValueError."""
+    `tokenizer_path` resolved. Weights that do not fit the config are a ValueError. A LoRA run's
+    checkpoint loads with its adapters (`training.ml.lora.merge_lora` makes it plain)."""
     directory = Path(directory)
     info = read_config(directory)
     model = build_model(info.get("arch", DEFAULT_ARCH), info["config"])
+    if info.get("lora"):
+        add_lora(model, LoraSettings(**info["lora"]))
     try:
         weights = load_file(directory / MODEL_FILE)
     except Exception as exc:  # OSError, or safetensors' own error on a damaged file

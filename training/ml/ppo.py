@@ -8,6 +8,14 @@ model to release. Dropout stays off throughout (as in TRL), so the recomputed lo
 first minibatch's agree: ratio 1 (exactly on a CPU; to rounding on a GPU, whose kernels may
 change with the batch shape).
 
+With `lora_rank` > 0 (`training.ml.lora`) the policy and the value model train LoRA adapters over
+frozen bases, and no weights are copied for the reference: it is the policy with its adapters
+disabled (unless a `reference` is passed). The default value model holds the reward model's
+base tensors themselves (`frozen_base_copy`: its own adapters and a copy of the scalar head
+only), the EMA the policy's; the reward model stays a separate frozen model. So one PPO run
+holds two trunks (policy, reward) instead of four or five, and optimizer moments for the
+adapters only. The models returned have their adapters merged; checkpoints keep them apart.
+
 The reward is pluggable: a reward-model `GPT` (scored at the `<|end|>` closing the reply), an
 object with `score_batch(prompts, responses) -> list[float]`, or any callable
 `(prompt ids, response ids) -> float`. Responses are passed with their `<|end|>`.
@@ -45,6 +53,7 @@ import torch
 from training.ml import ppo_math as pm
 from training.ml.device import autocast
 from training.ml.gpt import GPT
+from training.ml.lora import LoraSettings, add_lora, frozen_base_copy, merge_lora
 from training.ml.optim import lr_at, make_optimizer, set_lr
 from training.ml.ppo_rollout import (
     Rollout,
@@ -98,6 +107,10 @@ class PPOConfig:
     forward_batch_size: int = 32  # rows per no-grad forward in step 1
     checkpoint_every: int = 5  # iterations; also at the end and on stop
     seed: int = 0
+    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (training.ml.lora); 0: all weights
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
 
     def __post_init__(self):
         if self.temperature <= 0:
@@ -152,16 +165,26 @@ class PPOTrainer:
             raise ValueError("ptx_coef > 0 needs ptx_examples (demonstration or pretraining text)")
         self.config, self.pad_id, self.end_id = config, pad_id, end_id
         self.policy = policy
-        self.reference = reference if reference is not None else copy.deepcopy(policy)
-        self.reference.eval().requires_grad_(False)
-        if value_model is None:
-            from_rm = isinstance(reward, GPT)
+        lora = LoraSettings.from_config(config)
+        from_rm = isinstance(reward, GPT)
+        if value_model is None and lora is not None and from_rm:
+            value_model = frozen_base_copy(reward)  # its own head, the reward model's base
+        elif value_model is None:
             value_model = copy.deepcopy(reward) if from_rm else GPT.with_scalar_head(policy)
-        self.value_model = value_model.requires_grad_(True)
+        if lora is None:
+            self.reference = reference if reference is not None else copy.deepcopy(policy)
+            self.value_model = value_model.requires_grad_(True)
+        else:  # adapters on the policy and the value model; their bases stay frozen
+            self.reference = reference  # None: the policy with its adapters disabled
+            self.value_model = add_lora(value_model, lora)
+            add_lora(policy, lora)
+        if self.reference is not None:
+            self.reference.eval().requires_grad_(False)
         self.scorer = (
             RewardModelScorer(reward, pad_id=pad_id) if isinstance(reward, GPT) else reward
         )
-        self.ema = copy.deepcopy(policy).requires_grad_(False) if config.ema_decay else None
+        copy_policy = copy.deepcopy if lora is None else frozen_base_copy
+        self.ema = copy_policy(policy).requires_grad_(False) if config.ema_decay else None
         self.policy_opt = make_optimizer(policy, lr=config.lr, weight_decay=config.weight_decay)
         self.value_opt = make_optimizer(
             value_model, lr=config.value_lr, weight_decay=config.weight_decay
@@ -416,6 +439,8 @@ def train_ppo(
             stop_reason = "stopped by the caller"
         if stop_reason or iteration == total or iteration % config.checkpoint_every == 0:
             checkpoint()
+    for model in trainer.models().values():  # LoRA: plain models; checkpoints keep adapters
+        merge_lora(model)
     return PPOResult(
         policy=policy,
         value_model=trainer.value_model,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from training.ml import ppo_math as pm
 from training.ml.device import autocast
 from training.ml.gpt import GPT
+from training.ml.lora import adapters_disabled
 from training.ml.records import Turns
 from training.ml.tokenizer import ChatTokenizer
 
@@ -98,7 +99,7 @@ def value_outputs(model: GPT, input_ids, positions) -> torch.Tensor:
 @torch.no_grad()
 def recompute(
     policy: GPT,
-    reference: GPT,
+    reference: GPT | None,
     value_model: GPT,
     prompts: list[list[int]],
     responses: list[list[int]],
@@ -107,7 +108,8 @@ def recompute(
     pad_id: int,
     end_id: int,
 ) -> Rollout:
-    """Step 1's recomputation: full forward passes in eval mode over the packed rows."""
+    """Step 1's recomputation: full forward passes in eval mode over the packed rows. A `reference`
+    of None is the policy with its LoRA adapters disabled (its frozen base)."""
     device = next(policy.parameters()).device
     input_ids, positions, response_ids, mask = pack(
         prompts, responses, pad_id=pad_id, end_id=end_id, device=device
@@ -119,7 +121,11 @@ def recompute(
         logprobs, entropy = policy_outputs(
             policy, *args, temperature=config.temperature, with_entropy=True
         )
-        ref_logprobs, _ = policy_outputs(reference, *args, temperature=config.temperature)
+        if reference is None:
+            with adapters_disabled(policy):
+                ref_logprobs, _ = policy_outputs(policy, *args, temperature=config.temperature)
+        else:
+            ref_logprobs, _ = policy_outputs(reference, *args, temperature=config.temperature)
         out["logprobs"].append(logprobs)
         out["entropy"].append(entropy)
         out["ref_logprobs"].append(ref_logprobs)
@@ -158,7 +164,8 @@ def score_responses(
 def ema_update(ema: GPT, model: GPT, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - decay)
+            if e is not p:  # a LoRA EMA shares the policy's frozen base
+                e.lerp_(p.detach(), 1.0 - decay)
 
 
 def prompt_ids(

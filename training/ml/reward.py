@@ -18,7 +18,8 @@ the scalar head is normalized, as Ziegler et al. (2019) do: scaled so the reward
 training completions (samples of the policy being improved) have standard deviation 1, and
 shifted so the demonstrations' mean reward is 0. PPO's KL coefficient, score clip and
 unfinished-reply penalty are then in the same units whatever scale training left the head at.
-One epoch by default: the reward model overfits quickly.
+One epoch by default: the reward model overfits quickly. With `lora_rank` > 0 only LoRA adapters
+and the scalar head are trained (`training.ml.lora`); the returned model has them merged.
 
     model = GPT.with_scalar_head(sft_model)
     result = train_reward_model(model, tokenizer, rankings, RewardConfig(),
@@ -32,6 +33,7 @@ import torch.nn.functional as F
 
 from training.ml.device import autocast
 from training.ml.gpt import GPT
+from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord
@@ -57,6 +59,10 @@ class RewardConfig:
     checkpoint_every: int = 100
     skip_invalid: bool = False  # rankings that are not an ordering: skip and count, not raise
     seed: int = 0
+    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (training.ml.lora); 0: all weights
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
 
 
 @dataclass
@@ -316,6 +322,7 @@ def train_reward_model(
         if stop and step < total:
             stopped = True
             break
+    merge_lora(model)  # with lora_rank > 0: a plain model; checkpoints keep the adapters apart
     return RewardResult(model, step, total, stopped, metrics)
 
 

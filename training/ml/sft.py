@@ -8,7 +8,8 @@ user turns are context, masked out with the target -100.
 Training: AdamW, linear warmup then cosine decay, gradient clipping; a validation split by
 prompt (no prompt on both sides) whose loss is reported every `eval_every` steps and at the end.
 `train_sft` reports each step through `on_step`, stops when it returns True (after saving a
-checkpoint), and resumes from `checkpoint_dir` when one is there.
+checkpoint), and resumes from `checkpoint_dir` when one is there. With `lora_rank` > 0 only LoRA
+adapters are trained (`training.ml.lora`), and merged into the returned model at the end.
 
     result = train_sft(model, tokenizer, demonstrations, SFTConfig(epochs=2),
                        on_step=tqdm_reporter("sft"), checkpoint_dir="artifacts/sft-run")
@@ -24,6 +25,7 @@ import torch
 from training.ml.device import autocast
 from training.ml.gpt import GPT
 from training.ml.lm_loss import IGNORE
+from training.ml.lora import LoraSettings, add_lora, merge_lora
 from training.ml.optim import apply_update, make_optimizer, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, split_by_prompt
@@ -45,6 +47,10 @@ class SFTConfig:
     eval_every: int = 50  # steps; 0 = only at the end
     checkpoint_every: int = 100  # steps; a checkpoint is also written at the end and on stop
     seed: int = 0
+    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (training.ml.lora); 0: all weights
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
 
 
 @dataclass
@@ -107,9 +113,11 @@ def lm_batch(
 
 def start_loop(model: GPT, examples: list, config, checkpoint_dir):
     """What SFT and the reward model share before their first step: the split by prompt (no
-    prompt on both sides), the step budget, the optimizer, and the state of the last checkpoint
-    when there is one. `config` needs val_fraction, seed, batch_size, epochs, max_steps, lr and
-    weight_decay. Returns (train, val, total_steps, optimizer, step, extra)."""
+    prompt on both sides), the step budget, LoRA adapters when `config.lora_rank` > 0, the
+    optimizer (of the trainable parameters only), and the state of the last checkpoint when
+    there is one. `config` needs val_fraction, seed, batch_size, epochs, max_steps, lr,
+    weight_decay and the lora_ fields. Returns (train, val, total_steps, optimizer, step, extra).
+    """
     train_idx, val_idx = split_by_prompt(
         [ex.key for ex in examples], config.val_fraction, seed=config.seed
     )
@@ -117,6 +125,9 @@ def start_loop(model: GPT, examples: list, config, checkpoint_dir):
     val = [examples[i] for i in val_idx]
     per_epoch = math.ceil(len(train) / config.batch_size)
     total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
+    lora = LoraSettings.from_config(config)
+    if lora is not None:
+        add_lora(model, lora)
     optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
     step, extra = 0, {}
     if checkpoint_dir is not None:
@@ -243,4 +254,7 @@ def train_sft(
         if stop and step < total:
             stopped = True
             break
+    # Checkpoints keep the adapters apart (what a resumed run continues from); the result is
+    # plain. Merging into saved weights mid-run would apply the adapters twice on resume.
+    merge_lora(model)
     return SFTResult(model, step, total, stopped, metrics)
