@@ -31,6 +31,7 @@ import sys
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
+import torch
 from torch import nn
 
 # Wrappers that must never be adapted: the LM head is tied to the token embeddings (merging
@@ -110,9 +111,10 @@ def target_names(model: nn.Module, target_modules: list[str] | None = None) -> l
     return chosen
 
 
-def add_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
+def add_lora(model: nn.Module, settings: LoraSettings, *, seed: int | None = None) -> nn.Module:
     """Inject LoRA adapters into `model` in place and freeze all but them (and `score_head`,
-    when the model has one); returns the model."""
+    when the model has one); returns the model. With `seed`, A's random start comes from it and
+    the global RNG is left as it was, so a run is reproducible whatever ran before it."""
     if has_lora(model):
         raise ValueError("the model already has LoRA adapters: merge_lora it first")
     from peft import LoraConfig, inject_adapter_in_model
@@ -127,9 +129,15 @@ def add_lora(model: nn.Module, settings: LoraSettings) -> nn.Module:
         target_modules=names,  # full names: matched exactly, nothing else
         bias="none",
     )
-    inject_adapter_in_model(config, model)  # also freezes every non-adapter parameter
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):  # peft inits on the CPU
+        if seed is not None:
+            torch.manual_seed(seed)
+        inject_adapter_in_model(config, model)  # also freezes every non-adapter parameter
     if getattr(model, "score_head", None) is not None:
         model.score_head.requires_grad_(True)
+    for p in model.parameters():
+        if not p.requires_grad:
+            p.grad = None  # a stale gradient of a now frozen weight would count in grad clipping
     return model
 
 

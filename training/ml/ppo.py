@@ -176,8 +176,8 @@ class PPOTrainer:
             self.value_model = value_model.requires_grad_(True)
         else:  # adapters on the policy and the value model; their bases stay frozen
             self.reference = reference  # None: the policy with its adapters disabled
-            self.value_model = add_lora(value_model, lora)
-            add_lora(policy, lora)
+            self.value_model = add_lora(value_model, lora, seed=config.seed + 1)
+            add_lora(policy, lora, seed=config.seed)
         if self.reference is not None:
             self.reference.eval().requires_grad_(False)
         self.scorer = (

@@ -127,7 +127,7 @@ def start_loop(model: GPT, examples: list, config, checkpoint_dir):
     total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
     lora = LoraSettings.from_config(config)
     if lora is not None:
-        add_lora(model, lora)
+        add_lora(model, lora, seed=config.seed)
     optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
     step, extra = 0, {}
     if checkpoint_dir is not None:
