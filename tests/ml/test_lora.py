@@ -256,3 +256,31 @@ def test_lora_sft_stopped_and_resumed_reaches_the_uninterrupted_weights(
         straight.model.state_dict().items(), resumed.model.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b), n
+
+
+def test_lora_ppo_stopped_and_resumed_reaches_the_uninterrupted_models(
+    make_model, tiny_tokenizer, tmp_path
+):
+    """The value model and the EMA share frozen tensors with the reward model and the policy:
+    their checkpoints still restore them, and merging at the stop leaves the others intact."""
+    policy, reward = make_model(), GPT.with_scalar_head(make_model(seed=1))
+    with torch.no_grad():
+        reward.score_head.weight.normal_(0, 0.5)
+    prompts = [user(f"colour {i}?") for i in range(8)]
+    config = PPOConfig(**{**PPO, "iterations": 3, "ema_decay": 0.9})
+    runs = []
+    for checkpoint_dir, stop in ((None, None), (tmp_path, 1), (tmp_path, None)):
+        torch.manual_seed(0)
+        runs.append(train_ppo(
+            copy.deepcopy(policy), tiny_tokenizer, prompts, config, reward=reward,
+            checkpoint_dir=checkpoint_dir, on_step=lambda p, stop=stop: p.step == stop,
+        ))  # fmt: skip
+    straight, stopped, resumed = runs
+    assert stopped.iteration == 1 and resumed.iteration == 3
+    for a, b in (
+        (straight.policy, resumed.policy),
+        (straight.value_model, resumed.value_model),
+        (straight.ema, resumed.ema),
+    ):
+        for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+            assert torch.equal(x, y), name
