@@ -29,6 +29,13 @@ def _f(type_, default, help="", **kw):
 
 
 POSITIVE = {"minimum": 1}
+# LoRA (training.ml.lora): adapters on every Linear of the blocks; the base stays frozen, and
+# PPO's reference is the policy with its adapters off (no second copy of the weights).
+LORA = {
+    "lora_rank": _f(int, 0, "LoRA rank (0: full fine-tuning)", minimum=0, maximum=1024),
+    "lora_alpha": _f(float, 16.0, "LoRA scale: alpha / rank", minimum=0),
+    "lora_dropout": _f(float, 0.0, "dropout on the adapters' input", minimum=0, maximum=0.9),
+}
 FIELDS: dict[str, dict[str, Field]] = {
     "pretrain": {
         "preset": Field(
@@ -59,6 +66,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "eval_every": _f(int, 50, "steps between validation losses (0: at the end)", minimum=0),
         "checkpoint_every": _f(int, 50, **POSITIVE),
         "seed": _f(int, 0),
+        **LORA,
     },
     "reward": {
         # A round of a few hundred ranked prompts is ~30 steps an epoch: at 2 epochs and 1e-4
@@ -75,6 +83,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "checkpoint_every": _f(int, 50, **POSITIVE),
         "skip_invalid": _f(bool, True, "skip rankings that are not a full ordering"),
         "seed": _f(int, 0),
+        **LORA,
     },
     "ppo": {
         "iterations": _f(int, 20, **POSITIVE),
@@ -90,6 +99,7 @@ FIELDS: dict[str, dict[str, Field]] = {
         "ptx_coef": _f(float, 0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0),
         "checkpoint_every": _f(int, 5, **POSITIVE),
         "seed": _f(int, 0),
+        **LORA,
     },
     "sample": {
         "num_prompts": _f(
@@ -106,6 +116,19 @@ FIELDS: dict[str, dict[str, Field]] = {
 
 PRESETS: dict[str, dict[str, dict]] = {
     "tiny": {kind: {} for kind in FIELDS},
+    # A real model (SmolLM2-135M and up) on a CPU or a small GPU: LoRA adapters, batches a
+    # laptop holds, replies long enough for a real answer.
+    "lora": {
+        "pretrain": {},
+        "sft": {"lora_rank": 16, "lora_alpha": 32.0, "lr": 2e-4, "epochs": 2, "batch_size": 4,
+                "warmup_steps": 5, "eval_every": 0},
+        "reward": {"lora_rank": 16, "lora_alpha": 32.0, "lr": 1e-4, "epochs": 2,
+                   "batch_size": 4},
+        "ppo": {"lora_rank": 16, "lora_alpha": 32.0, "lr": 5e-5, "value_lr": 5e-5,
+                "iterations": 10, "prompts_per_iteration": 8, "minibatch_size": 4,
+                "max_new_tokens": 64, "temperature": 0.8},
+        "sample": {"num_prompts": 32, "max_new_tokens": 128, "temperature": 0.8},
+    },
     "gpu": {
         "pretrain": {
             "preset": "gpt2",
@@ -142,6 +165,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         },
         "sample": {"num_prompts": 512, "max_new_tokens": 256},
     },
+}
+
+
+TITLES = {
+    "tiny": "tiny (CPU, our models)",
+    "lora": "LoRA (real models such as SmolLM2, CPU)",
+    "gpu": "gpu",
 }
 
 

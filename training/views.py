@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_POST
 from labeling.errors import LabelingError
 from labeling.models import Project
 from labeling.selectors import project_by_slug
-from training import selectors
+from training import presets, selectors
 from training.charts import run_charts
 from training.errors import TrainingError
 from training.forms import NEEDS, parse_start, start_form
@@ -66,7 +66,8 @@ def _project_page(request, project, *, forms=None, status=200):
     needs = {kind: minimum(what) for kind, what in NEEDS.items()}
     return render(request, "training/project.html", {
         "project": project, "counts": counts, "forms": start_forms, "needs": needs,
-        "preset": preset, "versions": selectors.versions_for_project(project=project)[:50],
+        "preset": preset, "preset_titles": presets.TITLES,
+        "versions": selectors.versions_for_project(project=project)[:50],
         "runs": selectors.runs_for_project(project=project),
         "rounds": selectors.rounds_for_project(project=project),
         "open_round": selectors.round_open(project=project),

@@ -10,6 +10,9 @@ from torch import nn
 
 from training.ml.gpt import GPT, GPTConfig
 
+# What the training loops take: any registered family (isinstance works on the union).
+LanguageModel = GPT
+
 ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt2": (GPTConfig, GPT),
 }

@@ -16,7 +16,7 @@ only), the EMA the policy's; the reward model stays a separate frozen model. So 
 holds two trunks (policy, reward) instead of four or five, and optimizer moments for the
 adapters only. The models returned have their adapters merged; checkpoints keep them apart.
 
-The reward is pluggable: a reward-model `GPT` (scored at the `<|end|>` closing the reply), an
+The reward is pluggable: a reward model (scored at the `<|end|>` closing the reply), an
 object with `score_batch(prompts, responses) -> list[float]`, or any callable
 `(prompt ids, response ids) -> float`. Responses are passed with their `<|end|>`.
 
@@ -51,8 +51,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from training.ml import ppo_math as pm
+from training.ml.architectures import LanguageModel, with_scalar_head
 from training.ml.device import autocast
-from training.ml.gpt import GPT
 from training.ml.lora import LoraSettings, add_lora, frozen_base_copy, merge_lora
 from training.ml.optim import lr_at, make_optimizer, set_lr
 from training.ml.ppo_rollout import (
@@ -132,9 +132,9 @@ class PPOConfig:
 
 @dataclass
 class PPOResult:
-    policy: GPT
-    value_model: GPT
-    ema: GPT | None
+    policy: LanguageModel
+    value_model: LanguageModel
+    ema: LanguageModel | None
     iteration: int
     total_iterations: int
     stopped: bool  # stopped before the last iteration: see stop_reason
@@ -151,14 +151,14 @@ class PPOTrainer:
 
     def __init__(
         self,
-        policy: GPT,
+        policy: LanguageModel,
         config: PPOConfig,
         *,
-        reward: GPT | RewardFn,
+        reward: LanguageModel | RewardFn,
         pad_id: int,
         end_id: int,
-        value_model: GPT | None = None,
-        reference: GPT | None = None,
+        value_model: LanguageModel | None = None,
+        reference: LanguageModel | None = None,
         ptx_examples: list[TokenExample] | None = None,
     ):
         if config.ptx_coef > 0 and not ptx_examples:
@@ -166,11 +166,11 @@ class PPOTrainer:
         self.config, self.pad_id, self.end_id = config, pad_id, end_id
         self.policy = policy
         lora = LoraSettings.from_config(config)
-        from_rm = isinstance(reward, GPT)
+        from_rm = isinstance(reward, LanguageModel)
         if value_model is None and lora is not None and from_rm:
             value_model = frozen_base_copy(reward)  # its own head, the reward model's base
         elif value_model is None:
-            value_model = copy.deepcopy(reward) if from_rm else GPT.with_scalar_head(policy)
+            value_model = copy.deepcopy(reward) if from_rm else with_scalar_head(policy)
         if lora is None:
             self.reference = reference if reference is not None else copy.deepcopy(policy)
             self.value_model = value_model.requires_grad_(True)
@@ -180,9 +180,7 @@ class PPOTrainer:
             add_lora(policy, lora, seed=config.seed)
         if self.reference is not None:
             self.reference.eval().requires_grad_(False)
-        self.scorer = (
-            RewardModelScorer(reward, pad_id=pad_id) if isinstance(reward, GPT) else reward
-        )
+        self.scorer = RewardModelScorer(reward, pad_id=pad_id) if from_rm else reward
         copy_policy = copy.deepcopy if lora is None else frozen_base_copy
         self.ema = copy_policy(policy).requires_grad_(False) if config.ema_decay else None
         self.policy_opt = make_optimizer(policy, lr=config.lr, weight_decay=config.weight_decay)
@@ -199,7 +197,7 @@ class PPOTrainer:
         self.ptx_examples = ptx_examples or []
         self.ptx_step = 0
 
-    def models(self) -> dict[str, GPT]:
+    def models(self) -> dict[str, LanguageModel]:
         return {"policy": self.policy, "value": self.value_model} | (
             {"ema": self.ema} if self.ema is not None else {}
         )
@@ -356,7 +354,9 @@ class PPOTrainer:
         }
 
 
-def _step(model: GPT, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float) -> None:
+def _step(
+    model: LanguageModel, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip: float
+) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -364,14 +364,14 @@ def _step(model: GPT, optimizer: torch.optim.Optimizer, loss: torch.Tensor, clip
 
 
 def train_ppo(
-    policy: GPT,
+    policy: LanguageModel,
     tokenizer: ChatTokenizer,
     prompts: list[Turns],
     config: PPOConfig | None = None,
     *,
-    reward: GPT | RewardFn,
-    value_model: GPT | None = None,
-    reference: GPT | None = None,
+    reward: LanguageModel | RewardFn,
+    value_model: LanguageModel | None = None,
+    reference: LanguageModel | None = None,
     ptx_examples: list[TokenExample] | None = None,
     on_step: OnStep | None = None,
     checkpoint_dir=None,

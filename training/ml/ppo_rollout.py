@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from training.ml import ppo_math as pm
+from training.ml.architectures import LanguageModel
 from training.ml.device import autocast
-from training.ml.gpt import GPT
 from training.ml.lora import adapters_disabled
 from training.ml.records import Turns
 from training.ml.tokenizer import ChatTokenizer
@@ -72,7 +72,13 @@ def pack(
 
 
 def policy_outputs(
-    model: GPT, input_ids, positions, responses, *, temperature: float, with_entropy: bool = False
+    model: LanguageModel,
+    input_ids,
+    positions,
+    responses,
+    *,
+    temperature: float,
+    with_entropy: bool = False,
 ):
     """Log-probs (N, R) of the response tokens under `model` at `temperature`, and their
     entropies (N, R) when asked. The LM head runs on the response positions only, in fp32
@@ -86,7 +92,7 @@ def policy_outputs(
     return logprobs, entropy
 
 
-def value_outputs(model: GPT, input_ids, positions) -> torch.Tensor:
+def value_outputs(model: LanguageModel, input_ids, positions) -> torch.Tensor:
     """Values (N, R): the scalar head at the state before each response token."""
     with autocast(input_ids.device):
         scores = model.scores(input_ids)  # (N, T)
@@ -98,9 +104,9 @@ def value_outputs(model: GPT, input_ids, positions) -> torch.Tensor:
 
 @torch.no_grad()
 def recompute(
-    policy: GPT,
-    reference: GPT | None,
-    value_model: GPT,
+    policy: LanguageModel,
+    reference: LanguageModel | None,
+    value_model: LanguageModel,
     prompts: list[list[int]],
     responses: list[list[int]],
     *,
@@ -161,7 +167,7 @@ def score_responses(
     return scores
 
 
-def ema_update(ema: GPT, model: GPT, decay: float) -> None:
+def ema_update(ema: LanguageModel, model: LanguageModel, decay: float) -> None:
     with torch.no_grad():
         for e, p in zip(ema.parameters(), model.parameters(), strict=True):
             if e is not p:  # a LoRA EMA shares the policy's frozen base

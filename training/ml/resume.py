@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
+from training.ml.architectures import LanguageModel
 from training.ml.checkpoint import load_model, load_train_state, save_model, save_train_state
-from training.ml.gpt import GPT
 
 LATEST = "LATEST"
 
@@ -28,7 +28,7 @@ def save_checkpoint(
     directory,
     *,
     step: int,
-    models: dict[str, GPT],
+    models: dict[str, LanguageModel],
     optimizers: dict[str, torch.optim.Optimizer],
     extra: dict,
     tokenizer,
@@ -83,7 +83,7 @@ def latest_checkpoint(directory) -> Path | None:
 
 
 def load_checkpoint(
-    directory, *, models: dict[str, GPT], optimizers: dict[str, torch.optim.Optimizer]
+    directory, *, models: dict[str, LanguageModel], optimizers: dict[str, torch.optim.Optimizer]
 ) -> tuple[int, dict] | None:
     """Load the newest checkpoint under `directory` into `models` and `optimizers` (in place);
     returns (step, extra), or None when there is none yet."""

@@ -1,4 +1,5 @@
-"""The reward model: a GPT with a scalar head, trained on human rankings of K completions.
+"""The reward model: a language model with a scalar head, trained on human rankings of K
+completions.
 
 r(x, y) is the scalar head read at the last token of prompt x followed by reply y, the
 `<|end|>` that closes the reply. For one prompt with K ranked completions the loss is, as in
@@ -21,7 +22,7 @@ unfinished-reply penalty are then in the same units whatever scale training left
 One epoch by default: the reward model overfits quickly. With `lora_rank` > 0 only LoRA adapters
 and the scalar head are trained (`training.ml.lora`); the returned model has them merged.
 
-    model = GPT.with_scalar_head(sft_model)
+    model = with_scalar_head(sft_model)  # training.ml.architectures
     result = train_reward_model(model, tokenizer, rankings, RewardConfig(),
                                 demonstrations=demos, checkpoint_dir="artifacts/rm-run")
 """
@@ -31,8 +32,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from training.ml.architectures import LanguageModel
 from training.ml.device import autocast
-from training.ml.gpt import GPT
 from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
@@ -67,7 +68,7 @@ class RewardConfig:
 
 @dataclass
 class RewardResult:
-    model: GPT
+    model: LanguageModel
     step: int
     total_steps: int
     stopped: bool
@@ -100,7 +101,7 @@ def pair_accuracy(margins: torch.Tensor) -> torch.Tensor:
     return ((margins > 0).float() + 0.5 * (margins == 0).float()).mean()
 
 
-def sequence_scores(model: GPT, idx: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+def sequence_scores(model: LanguageModel, idx: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """(N,) the scalar head at column `last` of each right-padded row of `idx`."""
     with autocast(idx.device):
         scores = model.scores(idx)  # (N, T)
@@ -109,7 +110,7 @@ def sequence_scores(model: GPT, idx: torch.Tensor, last: torch.Tensor) -> torch.
 
 @torch.no_grad()
 def evaluate_rankings(
-    model: GPT, examples: list[RankingExample], *, pad_id: int, batch_size: int
+    model: LanguageModel, examples: list[RankingExample], *, pad_id: int, batch_size: int
 ) -> dict[str, float]:
     """Loss, pairwise accuracy, the "longer reply wins" accuracy on the same pairs, and the
     mean margin r_w - r_l, over every pair of `examples`, in eval mode."""
@@ -142,7 +143,7 @@ def evaluate_rankings(
 
 @torch.no_grad()
 def score_sequences(
-    model: GPT, sequences: list[list[int]], *, pad_id: int, batch_size: int = 32
+    model: LanguageModel, sequences: list[list[int]], *, pad_id: int, batch_size: int = 32
 ) -> torch.Tensor:
     """(N,) the reward of each token sequence, read at its last token, in eval mode."""
     device = next(model.parameters()).device
@@ -164,7 +165,7 @@ def score_sequences(
 
 
 def center_on_demonstrations(
-    model: GPT,
+    model: LanguageModel,
     tokenizer: ChatTokenizer,
     demonstrations: list[Demonstration],
     *,
@@ -197,7 +198,7 @@ class RewardModelScorer:
     """PPO's reward function from a trained reward model: scores (prompt ids, response ids)
     pairs, batched. The response should end with `<|end|>`, where the model reads its score."""
 
-    def __init__(self, model: GPT, *, pad_id: int, batch_size: int = 32):
+    def __init__(self, model: LanguageModel, *, pad_id: int, batch_size: int = 32):
         self.model, self.pad_id, self.batch_size = model, pad_id, batch_size
 
     def score_batch(self, prompts: list[list[int]], responses: list[list[int]]) -> list[float]:
@@ -215,7 +216,7 @@ class RewardModelScorer:
 
 
 def train_reward_model(
-    model: GPT,
+    model: LanguageModel,
     tokenizer: ChatTokenizer,
     records: list[RankingRecord],
     config: RewardConfig | None = None,
@@ -224,14 +225,14 @@ def train_reward_model(
     on_step: OnStep | None = None,
     checkpoint_dir=None,
 ) -> RewardResult:
-    """Train `model` (a GPT with a scalar head, e.g. `GPT.with_scalar_head(sft_model)`) in place
+    """Train `model` (a model with a scalar head, e.g. `with_scalar_head(sft_model)`) in place
     on the rankings; see the module docstring. The final metrics hold the held-out figures
     (`val_accuracy`, `val_length_baseline_accuracy`, `val_mean_margin`, `val_loss`), the
     `reward_gain` that gave the training completions' rewards a standard deviation of 1 and the
     `reward_offset` then subtracted to centre the demonstrations' rewards on 0."""
     config = config or RewardConfig()
     if model.score_head is None:
-        raise ValueError("the reward model needs a scalar head: pass GPT.with_scalar_head(model)")
+        raise ValueError("the reward model needs a scalar head: pass with_scalar_head(model)")
     device = next(model.parameters()).device
     examples, skipped = ranking_examples(
         tokenizer, records, block_size=model.config.block_size, skip_invalid=config.skip_invalid

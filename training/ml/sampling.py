@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from training.ml.architectures import LanguageModel
 from training.ml.device import autocast
-from training.ml.gpt import GPT, KVCache
+from training.ml.gpt import KVCache
 
 
 @dataclass
@@ -102,7 +103,7 @@ def sample_next(logits: torch.Tensor, config: SampleConfig, generator: torch.Gen
     return token, logprobs.gather(-1, token[:, None]).squeeze(-1)
 
 
-def check_prompts(prompts: list[list[int]], config: SampleConfig, model: GPT) -> None:
+def check_prompts(prompts: list[list[int]], config: SampleConfig, model: LanguageModel) -> None:
     """Clear errors for what would otherwise fail deep inside the model."""
     if not prompts:
         raise ValueError("no prompts to sample from")
@@ -121,7 +122,7 @@ def check_prompts(prompts: list[list[int]], config: SampleConfig, model: GPT) ->
 
 @torch.no_grad()
 def generate(
-    model: GPT,
+    model: LanguageModel,
     prompts: list[list[int]],
     config: SampleConfig,
     *,

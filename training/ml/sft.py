@@ -1,4 +1,4 @@
-"""Supervised fine-tuning (SFT): teach a base GPT to answer like the demonstrations.
+"""Supervised fine-tuning (SFT): teach a base model to answer like the demonstrations.
 
 Each demonstration is a dialogue rendered by `ChatTokenizer.render_dialogue`; the loss is the
 next-token cross-entropy on the assistant tokens only (their content and the `<|end|>` closing
@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from training.ml.architectures import LanguageModel
 from training.ml.device import autocast
-from training.ml.gpt import GPT
 from training.ml.lm_loss import IGNORE
 from training.ml.lora import LoraSettings, add_lora, merge_lora
 from training.ml.optim import apply_update, make_optimizer, schedule_lr
@@ -64,7 +64,7 @@ class TokenExample:
 
 @dataclass
 class SFTResult:
-    model: GPT
+    model: LanguageModel
     step: int
     total_steps: int
     stopped: bool  # on_step asked to stop before the end
@@ -111,7 +111,7 @@ def lm_batch(
     return idx.to(device), targets.to(device)
 
 
-def start_loop(model: GPT, examples: list, config, checkpoint_dir):
+def start_loop(model: LanguageModel, examples: list, config, checkpoint_dir):
     """What SFT and the reward model share before their first step: the split by prompt (no
     prompt on both sides), the step budget, LoRA adapters when `config.lora_rank` > 0, the
     optimizer (of the trainable parameters only), and the state of the last checkpoint when
@@ -151,7 +151,7 @@ def batches_for_step(n: int, batch_size: int, step: int, *, seed: int) -> list[i
 
 @torch.no_grad()
 def lm_eval_loss(
-    model: GPT, examples: list[TokenExample], *, pad_id: int, batch_size: int
+    model: LanguageModel, examples: list[TokenExample], *, pad_id: int, batch_size: int
 ) -> float:
     """Mean cross-entropy per learned token over `examples`, in eval mode (no dropout)."""
     device = next(model.parameters()).device
@@ -177,7 +177,7 @@ def lm_eval_loss(
 
 
 def train_sft(
-    model: GPT,
+    model: LanguageModel,
     tokenizer: ChatTokenizer,
     demonstrations: list[Demonstration],
     config: SFTConfig | None = None,
