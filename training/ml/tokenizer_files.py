@@ -40,6 +40,11 @@ RUSTBPE_PATTERN = (
     r"""| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 
+# tiktoken's own "gpt2" pattern: GPT-2's splits, written for speed (possessive, `\s++$`).
+R50K_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+)
+
 # GGUF token types (llama.cpp's llama_token_type)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -105,6 +110,7 @@ PRE_TOKENIZERS = {
 _BY_PATTERN = {
     **{p.pattern: p for p in PRE_TOKENIZERS.values()},
     RUSTBPE_PATTERN: PRE_TOKENIZERS["llama3"],
+    R50K_PATTERN: PRE_TOKENIZERS["gpt2"],
 }
 
 
@@ -346,7 +352,16 @@ def tokenizer_json(vocab: BPEVocab) -> dict:
             "fuse_unk": False,
             "byte_fallback": False,
             "ignore_merges": True,
-            "vocab": {spell(t): i for t, i in sorted(vocab.ranks.items(), key=lambda x: x[1])},
+            # added tokens are in the vocabulary too, or `tokenizers` gives them new ids
+            "vocab": dict(
+                sorted(
+                    [
+                        *((spell(t), i) for t, i in vocab.ranks.items()),
+                        *vocab.special_tokens.items(),
+                    ],
+                    key=lambda item: item[1],
+                )
+            ),
             "merges": [[spell(a), spell(b)] for a, b in merges_from_ranks(vocab.ranks)],
         },
     }
