@@ -212,3 +212,20 @@ def test_unspell_names_the_offending_character():
     assert unspell("Ġthe") == b" the"
     with pytest.raises(ValueError, match="'▁'"):
         unspell("▁the")
+
+
+def test_added_tokens_that_are_not_control_tokens_decode_as_text(tmp_path):
+    data = tiny_json()
+    data["added_tokens"].append({"id": 259, "content": "<tool_call>", "special": False})
+    t = ChatTokenizer.from_hf_files(data)
+    tool, eot = t.encoding.encode_single_token("<tool_call>"), t.eot_id
+    assert t.decode([257, tool, eot]) == "abc<tool_call>"
+    assert t.encode("<tool_call>") != [tool]  # user text never makes an added token
+    fields = t.gguf_fields()
+    assert fields["tokenizer.ggml.token_type"][258:] == [3, 4]  # CONTROL, USER_DEFINED
+    assert ChatTokenizer.from_gguf_fields(fields).plain_tokens == {"<tool_call>"}
+    save_hf_tokenizer(t, tmp_path)
+    hf = AutoTokenizer.from_pretrained(tmp_path)
+    assert hf.decode([257, tool, eot], skip_special_tokens=True) == "abc<tool_call>"
+    t.save(tmp_path / "ours.json")
+    assert ChatTokenizer.load(tmp_path / "ours.json").decode([tool]) == "<tool_call>"

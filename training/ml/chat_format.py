@@ -20,6 +20,7 @@ template we don't reproduce is refused rather than approximated: the model would
 a layout it was not trained on.
 """
 
+import functools
 from dataclasses import dataclass
 
 ROLES = ("user", "assistant")
@@ -230,6 +231,7 @@ def render_template(
     )
 
 
+@functools.lru_cache(maxsize=16)
 def _compile(template: str):
     import json
 

@@ -67,7 +67,8 @@ class ChatTokenizer:
 
     `bos_token`, `eos_token` and `pad_token` name special tokens of the encoding; ours are
     `<|endoftext|>`, `<|endoftext|>` and `<|pad|>`. `normalizer` ("NFC" or None) is applied to
-    text before encoding, as the model's own tokenizer does (Qwen2).
+    text before encoding, as the model's own tokenizer does (Qwen2). `plain_tokens` are special
+    tokens that `decode` keeps as text (added tokens that are not control tokens).
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class ChatTokenizer:
         eos_token: str | None = None,
         pad_token: str | None = None,
         normalizer: str | None = None,
+        plain_tokens: Iterable[str] = (),
     ):
         chat_format = chat_format or OursFormat()
         if chat_format.kind == "ours":
@@ -96,10 +98,11 @@ class ChatTokenizer:
             raise ValueError(f"unsupported normalizer {normalizer!r}: only NFC is supported")
         self.encoding, self.chat_format, self.normalizer = encoding, chat_format, normalizer
         self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
-        ranks = encoding._mergeable_ranks
-        specials = set(encoding._special_tokens.values())
-        gaps = set(range(encoding.n_vocab)) - specials - set(ranks.values())
-        self._not_text = frozenset(specials | gaps)  # ids `decode` leaves out
+        self.plain_tokens = frozenset(plain_tokens)
+        ranks, specials = encoding._mergeable_ranks, encoding._special_tokens
+        ids = set(ranks.values()) | set(specials.values())
+        control = {i for t, i in specials.items() if t not in self.plain_tokens}
+        self._not_text = frozenset(control | (set(range(encoding.n_vocab)) - ids))  # no text
         # Vocabularies trained on real text may lack a few bytes (control characters); tiktoken
         # would panic on them, the model's tokenizer drops them: so do we (`_encode_ordinary`).
         present = bytes(sorted({t[0] for t in ranks if len(t) == 1}))
@@ -172,7 +175,15 @@ class ChatTokenizer:
         return cls._from_vocab(read_gguf_vocab(fields), name, template, bos, eos, pad)
 
     @classmethod
-    def _from_vocab(cls, vocab: BPEVocab, name, template, bos, eos, pad) -> "ChatTokenizer":
+    def _from_vocab(
+        cls,
+        vocab: BPEVocab,
+        name: str,
+        template: str | None,
+        bos: str | None,
+        eos: str | None,
+        pad: str | None,
+    ) -> "ChatTokenizer":
         if eos is None and ENDOFTEXT in vocab.special_tokens:
             eos = ENDOFTEXT
         encoding = tiktoken.Encoding(
@@ -183,7 +194,13 @@ class ChatTokenizer:
         )
         fmt = chat_format_from_template(template, bos_token=bos, eos_token=eos)
         return cls(
-            encoding, fmt, bos_token=bos, eos_token=eos, pad_token=pad, normalizer=vocab.normalizer
+            encoding,
+            fmt,
+            bos_token=bos,
+            eos_token=eos,
+            pad_token=pad,
+            normalizer=vocab.normalizer,
+            plain_tokens=vocab.plain_tokens,
         )
 
     @classmethod
@@ -211,7 +228,8 @@ class ChatTokenizer:
             )
             if fmt.kind != data["chat_format"]:
                 raise ValueError(f"chat template renders {fmt.kind}, not {data['chat_format']}")
-            return cls(encoding, fmt, normalizer=data["normalizer"], **tokens)
+            plain = data["plain_tokens"]
+            return cls(encoding, fmt, normalizer=data["normalizer"], plain_tokens=plain, **tokens)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"tokenizer file {path} is damaged: {exc!r}") from None
 
@@ -231,6 +249,7 @@ class ChatTokenizer:
             "eos_token": self.eos_token,
             "pad_token": self.pad_token,
             "normalizer": self.normalizer,
+            "plain_tokens": sorted(self.plain_tokens),
         }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -252,6 +271,8 @@ class ChatTokenizer:
             "tokenizer.ggml.bos_token_id": self.bos_id,
             "tokenizer.ggml.eos_token_id": self.eot_id,
             "tokenizer.ggml.padding_token_id": self.pad_id,
+            # the chat templates write the bos token themselves
+            "tokenizer.ggml.add_bos_token": False,
             "tokenizer.chat_template": self.chat_format.template,
         }
 
@@ -262,6 +283,7 @@ class ChatTokenizer:
             special_tokens=self.encoding._special_tokens,
             pre=pre_tokenizer_for_pattern(self.encoding._pat_str),
             normalizer=self.normalizer,
+            plain_tokens=self.plain_tokens,
         )
 
     # -- ids --------------------------------------------------------------------------------

@@ -209,6 +209,9 @@ class BPEVocab:
     special_tokens: dict[str, int]  # control and added tokens, matched whole, never merged
     pre: PreTokenizer
     normalizer: str | None = None  # "NFC" or None
+    # added tokens that are text, not control (HF "special": false, GGUF USER_DEFINED, such as
+    # Qwen's "<tool_call>"): special to tiktoken, but decoded like any other token
+    plain_tokens: frozenset[str] = frozenset()
 
 
 def bpe_ranks(vocab: dict[str, int], merges: list[tuple[str, str]]) -> dict[bytes, int]:
@@ -283,7 +286,9 @@ def read_tokenizer_json(data: dict) -> BPEVocab:
     if normalizer is not None and normalizer != {"type": "NFC"}:
         raise ValueError(f"unsupported normalizer {json.dumps(normalizer)}: only NFC is supported")
     pre = pre_tokenizer_from_hf(data.get("pre_tokenizer"))
-    special = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
+    added = data.get("added_tokens", [])
+    special = {t["content"]: t["id"] for t in added}
+    plain = frozenset(t["content"] for t in added if not t.get("special", True))
     vocab = dict(model["vocab"])
     for token, i in special.items():
         if vocab.get(token, i) != i:
@@ -295,7 +300,7 @@ def read_tokenizer_json(data: dict) -> BPEVocab:
     if clash:
         raise ValueError(f"ids {sorted(clash)[:5]} are both added tokens and vocabulary tokens")
     ranks = bpe_ranks(vocab, [_merge_pair(m) for m in model.get("merges", [])])
-    return BPEVocab(ranks, special, pre, "NFC" if normalizer else None)
+    return BPEVocab(ranks, special, pre, "NFC" if normalizer else None, plain)
 
 
 def read_gguf_vocab(fields: dict) -> BPEVocab:
@@ -309,16 +314,18 @@ def read_gguf_vocab(fields: dict) -> BPEVocab:
     types = list(fields.get("tokenizer.ggml.token_type") or [NORMAL] * len(tokens))
     if len(types) != len(tokens):
         raise ValueError(f"{len(tokens)} tokens but {len(types)} token types")
-    vocab, special = {}, {}
+    vocab, special, plain = {}, {}, set()
     for i, (token, kind) in enumerate(zip(tokens, types, strict=True)):
         if kind in (CONTROL, USER_DEFINED):
             special[token] = i
+            if kind == USER_DEFINED:
+                plain.add(token)
         elif kind in (NORMAL, BYTE):
             vocab[token] = i
         elif kind != UNUSED:
             raise ValueError(f"token {i} ({token!r}) has unsupported type {kind}")
     merges = [_merge_pair(m) for m in fields.get("tokenizer.ggml.merges", [])]
-    return BPEVocab(bpe_ranks(vocab, merges), special, pre, pre.normalizer)
+    return BPEVocab(bpe_ranks(vocab, merges), special, pre, pre.normalizer, frozenset(plain))
 
 
 def tokenizer_json(vocab: BPEVocab) -> dict:
@@ -335,7 +342,7 @@ def tokenizer_json(vocab: BPEVocab) -> dict:
                 "lstrip": False,
                 "rstrip": False,
                 "normalized": False,
-                "special": True,
+                "special": token not in vocab.plain_tokens,
             }
             for token, i in sorted(vocab.special_tokens.items(), key=lambda item: item[1])
         ],
@@ -374,7 +381,7 @@ def gguf_vocab_fields(vocab: BPEVocab, n_vocab: int) -> dict:
     for token, i in vocab.ranks.items():
         tokens[i], types[i] = spell(token), NORMAL
     for token, i in vocab.special_tokens.items():
-        tokens[i], types[i] = token, CONTROL
+        tokens[i], types[i] = token, USER_DEFINED if token in vocab.plain_tokens else CONTROL
     return {
         "tokenizer.ggml.model": "gpt2",
         "tokenizer.ggml.pre": vocab.pre.gguf_names[0],
