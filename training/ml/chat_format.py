@@ -21,6 +21,7 @@ a layout it was not trained on.
 """
 
 import functools
+import json
 from dataclasses import dataclass
 
 ROLES = ("user", "assistant")
@@ -233,8 +234,6 @@ def render_template(
 
 @functools.lru_cache(maxsize=16)
 def _compile(template: str):
-    import json
-
     import jinja2
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 

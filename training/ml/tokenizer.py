@@ -340,9 +340,10 @@ class ChatTokenizer:
         """An assistant reply as the model should produce it: content then the end token.
 
         `render_prompt(turns) + render_reply(text)` starts the ids of `render_dialogue` on the
-        same turns followed by that assistant turn, whenever the reply's first token doesn't
-        merge with the end of the prompt (ChatML: a reply starting with a newline or two
-        spaces; Llama-3 strips replies) and our format always.
+        same turns followed by that assistant turn whenever the reply's first characters don't
+        merge with the end of the prompt: always in our format and GPT-2 style; in ChatML
+        unless the reply starts with whitespace that BPE joins to the prompt's final "\n";
+        in Llama-3 for replies without surrounding whitespace (its template strips them).
         """
         return [*self.encode(text), self.end_id]
 
@@ -351,7 +352,9 @@ class ChatTokenizer:
 
         The mask is 1 on every token of assistant content and on the end token that closes an
         assistant turn (so fine-tuning teaches the model to stop), 0 elsewhere, including the
-        template's tokens that open the turn, which the prompt already supplies.
+        template's tokens that open the turn, which the prompt already supplies. A token in
+        which BPE merged the opening's last characters with the content's first (ChatML's
+        "\n" and a reply's leading newline) holds content, so it is 1.
 
         `turns` is a list of {"role", "content"} dicts alternating user, assistant, user, ...
         and starting with a user turn, after an optional "system" turn (our format merges it

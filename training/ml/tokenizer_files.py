@@ -5,7 +5,7 @@ tokens spelled in GPT-2's byte-to-unicode alphabet (so "Ġthe" is the bytes b" t
 priority order, control tokens kept whole ("<|im_end|>"), and a pre-tokenizer, the regex that cuts
 text into pieces before the merges run. tiktoken encodes such a vocabulary when a token's id is its
 rank, i.e. when merged tokens' ids grow in merge order, as they do in vocabularies trained by
-`tokenizers`, tiktoken or sentencepiece-free BPE trainers in general. `read_tokenizer_json` and
+`tokenizers` or tiktoken. `read_tokenizer_json` and
 `read_gguf_vocab` check that and raise a ValueError naming the first token that breaks it.
 
 The other way, `tokenizer_json` and `gguf_vocab_fields` write a vocabulary whose merges are derived
