@@ -1,7 +1,9 @@
+import base64
 import json
 
 import pytest
 import tiktoken
+from tokenizer_refs import smollm2_fields
 
 from training.ml.tokenizer import END, SPECIAL_TOKENS, USER, ChatTokenizer, train_tokenizer
 
@@ -141,3 +143,52 @@ def test_train_tokenizer_respects_the_vocab_size():
     assert t.decode(t.encode("the dog sat")) == "the dog sat"
     with pytest.raises(ValueError, match="at least"):
         train_tokenizer(["x"], 100)
+
+
+def test_version_1_files_load_as_our_chat_format(tiny_tokenizer, tmp_path):
+    encoding = tiny_tokenizer.encoding
+    ranks = sorted(encoding._mergeable_ranks.items(), key=lambda item: item[1])
+    path = tmp_path / "v1.json"
+    path.write_text(
+        json.dumps(
+            {
+                "format": "rlhf-loop-tokenizer",
+                "version": 1,
+                "name": encoding.name,
+                "pattern": encoding._pat_str,
+                "special_tokens": encoding._special_tokens,
+                "mergeable_ranks": [[base64.b64encode(t).decode(), r] for t, r in ranks],
+            }
+        )
+    )
+    loaded = ChatTokenizer.load(path)
+    assert loaded.chat_format.kind == "ours"
+    assert loaded.render_dialogue(DIALOGUE) == tiny_tokenizer.render_dialogue(DIALOGUE)
+    assert (loaded.eot_id, loaded.end_id, loaded.pad_id) == (
+        tiny_tokenizer.eot_id,
+        tiny_tokenizer.end_id,
+        tiny_tokenizer.pad_id,
+    )
+
+
+def test_save_load_keeps_a_models_chat_format(tmp_path):
+    smollm2 = ChatTokenizer.from_gguf_fields(smollm2_fields(), name="smollm2")
+    path = tmp_path / "tokenizer.json"
+    smollm2.save(path)
+    assert json.loads(path.read_text())["version"] == 2
+    loaded = ChatTokenizer.load(path)
+    assert loaded.chat_format.kind == "chatml"
+    assert loaded.chat_format.template == smollm2.chat_format.template
+    assert loaded.render_dialogue(DIALOGUE) == smollm2.render_dialogue(DIALOGUE)
+    assert loaded.render_prompt(DIALOGUE[:1]) == smollm2.render_prompt(DIALOGUE[:1])
+    ids = (loaded.bos_id, loaded.eot_id, loaded.end_id, loaded.pad_id, loaded.vocab_size)
+    assert ids == (1, 2, 2, 2, 49152)
+
+
+def test_load_rejects_a_template_of_another_format(tiny_tokenizer, tmp_path):
+    path = tmp_path / "tokenizer.json"
+    tiny_tokenizer.save(path)
+    data = json.loads(path.read_text())
+    path.write_text(json.dumps({**data, "chat_format": "chatml"}))
+    with pytest.raises(ValueError, match="damaged.*renders ours"):
+        ChatTokenizer.load(path)

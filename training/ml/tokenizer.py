@@ -1,51 +1,113 @@
-"""The chat tokenizer: a tiktoken `Encoding` plus the special tokens of the dialogue format.
+"""The chat tokenizer: a tiktoken `Encoding` plus the chat format of the model it belongs to.
 
-A dialogue renders as
+Tokenizers we train render a dialogue as
 
     <|endoftext|> <|user|> text <|end|> <|assistant|> text <|end|> <|user|> ...
 
 `<|endoftext|>` opens every rendered dialogue as it separates documents in pretraining, so the
 model starts a chat from the same state it starts a document from. `<|end|>` closes every turn;
-the model learns to emit it at the end of a reply and sampling stops there.
+the model learns to emit it at the end of a reply and sampling stops there. Real models bring
+their own vocabulary and chat template (ChatML, Llama-3, GPT-2 style: training/ml/chat_format.py).
 
 User text can never produce a control token: `encode` is tiktoken's `encode_ordinary`, which
-encodes the string "<|end|>" as the plain characters it is made of.
+encodes the string "<|end|>" as the plain characters it is made of. A rendered dialogue is
+tokenized as transformers tokenizes the whole rendered string (`apply_chat_template`): the
+ordinary text between two control tokens is encoded as one string, and the assistant mask is
+found by byte offsets, since BPE may merge a template's "\n" with a reply's leading whitespace.
 
-Two sources of encodings, as nanochat does it:
+Sources of encodings:
 - `ChatTokenizer.from_tiktoken("gpt2")`: tiktoken's own named encodings, when their files are
   in the local tiktoken cache (nothing is downloaded at run time);
 - `train_tokenizer(texts, vocab_size)`: byte-level BPE trained by `rustbpe` on our own corpus,
-  the merges then handed to tiktoken for fast encoding.
+  the merges then handed to tiktoken for fast encoding, as nanochat does;
+- `ChatTokenizer.from_hf_files(tokenizer_json, tokenizer_config)` and
+  `ChatTokenizer.from_gguf_fields(fields)`: a real model's byte-level BPE
+  (training/ml/tokenizer_files.py), written back by `save_hf_tokenizer` and `gguf_fields`.
 `save(path)` writes a JSON file (no pickle), `ChatTokenizer.load(path)` reads it back.
 """
 
 import base64
 import json
 import os
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+import regex
 import tiktoken
 
-ENDOFTEXT = "<|endoftext|>"
-USER = "<|user|>"
-ASSISTANT = "<|assistant|>"
-END = "<|end|>"
+from training.ml.chat_format import (
+    ASSISTANT,
+    END,
+    ENDOFTEXT,
+    USER,
+    ChatFormat,
+    OursFormat,
+    Piece,
+    chat_format_from_template,
+    check_turns,
+)
+from training.ml.tokenizer_files import (
+    BPEVocab,
+    gguf_vocab_fields,
+    pre_tokenizer_for_pattern,
+    read_gguf_vocab,
+    read_tokenizer_json,
+    tokenizer_json,
+)
+
 PAD = "<|pad|>"
 SPECIAL_TOKENS = (ENDOFTEXT, USER, ASSISTANT, END, PAD)
-ROLES = ("user", "assistant")
 FILE_FORMAT = "rlhf-loop-tokenizer"
+FILE_VERSION = 2
 
 
 class ChatTokenizer:
-    """A tiktoken `Encoding` whose special tokens include `SPECIAL_TOKENS`."""
+    """A tiktoken `Encoding` and the chat format that lays dialogues out in its special tokens.
 
-    def __init__(self, encoding: tiktoken.Encoding):
-        missing = [t for t in SPECIAL_TOKENS if t not in encoding._special_tokens]
+    `bos_token`, `eos_token` and `pad_token` name special tokens of the encoding; ours are
+    `<|endoftext|>`, `<|endoftext|>` and `<|pad|>`. `normalizer` ("NFC" or None) is applied to
+    text before encoding, as the model's own tokenizer does (Qwen2). `plain_tokens` are special
+    tokens that `decode` keeps as text (added tokens that are not control tokens).
+    """
+
+    def __init__(
+        self,
+        encoding: tiktoken.Encoding,
+        chat_format: ChatFormat | None = None,
+        *,
+        bos_token: str | None = None,
+        eos_token: str | None = None,
+        pad_token: str | None = None,
+        normalizer: str | None = None,
+        plain_tokens: Iterable[str] = (),
+    ):
+        chat_format = chat_format or OursFormat()
+        if chat_format.kind == "ours":
+            bos_token, eos_token = bos_token or ENDOFTEXT, eos_token or ENDOFTEXT
+            pad_token, needed = pad_token or PAD, SPECIAL_TOKENS
+        else:
+            if eos_token is None:
+                raise ValueError(f"encoding {encoding.name!r}: an eos token is required")
+            needed = chat_format.control_tokens
+        needed = dict.fromkeys([*needed, bos_token, eos_token, pad_token])
+        missing = [t for t in needed if t is not None and t not in encoding._special_tokens]
         if missing:
             raise ValueError(f"encoding {encoding.name!r} lacks special tokens {missing}")
-        self.encoding = encoding
-        self._special_ids = frozenset(encoding._special_tokens.values())
+        if normalizer not in (None, "NFC"):
+            raise ValueError(f"unsupported normalizer {normalizer!r}: only NFC is supported")
+        self.encoding, self.chat_format, self.normalizer = encoding, chat_format, normalizer
+        self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
+        self.plain_tokens = frozenset(plain_tokens)
+        ranks, specials = encoding._mergeable_ranks, encoding._special_tokens
+        ids = set(ranks.values()) | set(specials.values())
+        control = {i for t, i in specials.items() if t not in self.plain_tokens}
+        self._not_text = frozenset(control | (set(range(encoding.n_vocab)) - ids))  # no text
+        # Vocabularies trained on real text may lack a few bytes (control characters); tiktoken
+        # would panic on them, the model's tokenizer drops them: so do we (`_encode_ordinary`).
+        present = bytes(sorted({t[0] for t in ranks if len(t) == 1}))
+        self._absent = bytes(sorted(set(range(256)) - set(present)))
+        self._present = present
 
     # -- construction -----------------------------------------------------------------------
 
@@ -85,8 +147,65 @@ class ChatTokenizer:
         return cls.from_ranks(name, base._pat_str, base._mergeable_ranks, base._special_tokens)
 
     @classmethod
+    def from_hf_files(
+        cls, tokenizer_json: dict, tokenizer_config: dict | None = None, *, name: str = "hf-bpe"
+    ) -> "ChatTokenizer":
+        """A Hugging Face tokenizer: tokenizer.json and tokenizer_config.json, both parsed.
+        Without a chat template the format is GPT-2 style; without an eos token in the config,
+        `<|endoftext|>` is the eos token if the vocabulary has it."""
+        config = tokenizer_config or {}
+        template = config.get("chat_template")
+        if isinstance(template, list):  # named templates: [{"name": ..., "template": ...}]
+            template = {t.get("name"): t.get("template") for t in template}.get("default")
+        bos, eos, pad = (_added_token(config.get(key)) for key in _CONFIG_TOKENS)
+        return cls._from_vocab(read_tokenizer_json(tokenizer_json), name, template, bos, eos, pad)
+
+    @classmethod
+    def from_gguf_fields(cls, fields: dict, *, name: str = "gguf-bpe") -> "ChatTokenizer":
+        """A GGUF's tokenizer: `fields` holds its `tokenizer.ggml.*` and `tokenizer.chat_template`
+        values as plain Python values under their GGUF key names."""
+        tokens = fields["tokenizer.ggml.tokens"]
+
+        def token(key: str) -> str | None:
+            i = fields.get(f"tokenizer.ggml.{key}_token_id")
+            return None if i is None else tokens[i]
+
+        template = fields.get("tokenizer.chat_template")
+        bos, eos, pad = token("bos"), token("eos"), token("padding")
+        return cls._from_vocab(read_gguf_vocab(fields), name, template, bos, eos, pad)
+
+    @classmethod
+    def _from_vocab(
+        cls,
+        vocab: BPEVocab,
+        name: str,
+        template: str | None,
+        bos: str | None,
+        eos: str | None,
+        pad: str | None,
+    ) -> "ChatTokenizer":
+        if eos is None and ENDOFTEXT in vocab.special_tokens:
+            eos = ENDOFTEXT
+        encoding = tiktoken.Encoding(
+            name=name,
+            pat_str=vocab.pre.pattern,
+            mergeable_ranks=vocab.ranks,
+            special_tokens=vocab.special_tokens,
+        )
+        fmt = chat_format_from_template(template, bos_token=bos, eos_token=eos)
+        return cls(
+            encoding,
+            fmt,
+            bos_token=bos,
+            eos_token=eos,
+            pad_token=pad,
+            normalizer=vocab.normalizer,
+            plain_tokens=vocab.plain_tokens,
+        )
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> "ChatTokenizer":
-        """Read a tokenizer written by `save`."""
+        """Read a tokenizer written by `save` (version 1 files are our chat format)."""
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as exc:  # missing, unreadable, not UTF-8, not JSON
@@ -95,26 +214,77 @@ class ChatTokenizer:
             raise ValueError(f"{path} is not a {FILE_FORMAT} file")
         try:
             ranks = {base64.b64decode(token): rank for token, rank in data["mergeable_ranks"]}
-            return cls.from_ranks(data["name"], data["pattern"], ranks, data["special_tokens"])
+            if data.get("version", 1) == 1:
+                return cls.from_ranks(data["name"], data["pattern"], ranks, data["special_tokens"])
+            encoding = tiktoken.Encoding(
+                name=data["name"],
+                pat_str=data["pattern"],
+                mergeable_ranks=ranks,
+                special_tokens=data["special_tokens"],
+            )
+            tokens = {key: data[key] for key in _CONFIG_TOKENS}
+            fmt = chat_format_from_template(
+                data["chat_template"], bos_token=tokens["bos_token"], eos_token=tokens["eos_token"]
+            )
+            if fmt.kind != data["chat_format"]:
+                raise ValueError(f"chat template renders {fmt.kind}, not {data['chat_format']}")
+            plain = data["plain_tokens"]
+            return cls(encoding, fmt, normalizer=data["normalizer"], plain_tokens=plain, **tokens)
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"tokenizer file {path} is damaged: {exc!r}") from None
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the encoding as JSON (token bytes in base64), atomically."""
+        """Write the encoding and chat format as JSON (token bytes in base64), atomically."""
         ranks = sorted(self.encoding._mergeable_ranks.items(), key=lambda item: item[1])
         data = {
             "format": FILE_FORMAT,
-            "version": 1,
+            "version": FILE_VERSION,
             "name": self.name,
             "pattern": self.encoding._pat_str,
             "special_tokens": self.encoding._special_tokens,
             "mergeable_ranks": [[base64.b64encode(t).decode("ascii"), r] for t, r in ranks],
+            "chat_format": self.chat_format.kind,
+            "chat_template": self.chat_format.template,
+            "bos_token": self.bos_token,
+            "eos_token": self.eos_token,
+            "pad_token": self.pad_token,
+            "normalizer": self.normalizer,
+            "plain_tokens": sorted(self.plain_tokens),
         }
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
+
+    def gguf_fields(self) -> dict:
+        """The GGUF tokenizer fields (`tokenizer.ggml.*`, `tokenizer.chat_template`), plain
+        Python values under their key names, for the GGUF writer."""
+        vocab = self.bpe_vocab()
+        if vocab.normalizer != vocab.pre.normalizer:
+            raise ValueError(
+                f"a GGUF cannot say that this {vocab.pre.kind} tokenizer normalizes text "
+                f"({vocab.normalizer}): llama.cpp would tokenize differently"
+            )
+        return {
+            **gguf_vocab_fields(vocab, self.vocab_size),
+            "tokenizer.ggml.bos_token_id": self.bos_id,
+            "tokenizer.ggml.eos_token_id": self.eot_id,
+            "tokenizer.ggml.padding_token_id": self.pad_id,
+            # the chat templates write the bos token themselves
+            "tokenizer.ggml.add_bos_token": False,
+            "tokenizer.chat_template": self.chat_format.template,
+        }
+
+    def bpe_vocab(self) -> BPEVocab:
+        """The encoding as a byte-level BPE vocabulary, for export."""
+        return BPEVocab(
+            ranks=self.encoding._mergeable_ranks,
+            special_tokens=self.encoding._special_tokens,
+            pre=pre_tokenizer_for_pattern(self.encoding._pat_str),
+            normalizer=self.normalizer,
+            plain_tokens=self.plain_tokens,
+        )
 
     # -- ids --------------------------------------------------------------------------------
 
@@ -127,99 +297,162 @@ class ChatTokenizer:
         """Number of ids the model must embed (largest id + 1, special tokens included)."""
         return self.encoding.n_vocab
 
+    def _id(self, token: str) -> int:
+        return self.encoding._special_tokens[token]
+
     @property
     def eot_id(self) -> int:
-        return self.encoding._special_tokens[ENDOFTEXT]
+        """The document separator (and end of sequence): ours `<|endoftext|>`, else eos."""
+        return self._id(self.eos_token)
 
     @property
-    def user_id(self) -> int:
-        return self.encoding._special_tokens[USER]
-
-    @property
-    def assistant_id(self) -> int:
-        return self.encoding._special_tokens[ASSISTANT]
+    def bos_id(self) -> int | None:
+        return None if self.bos_token is None else self._id(self.bos_token)
 
     @property
     def end_id(self) -> int:
-        return self.encoding._special_tokens[END]
+        """The token that closes an assistant turn; sampling stops on it."""
+        return self._id(self.chat_format.end_token)
 
     @property
     def pad_id(self) -> int:
-        return self.encoding._special_tokens[PAD]
+        return self._id(self.pad_token or self.eos_token)
+
+    @property
+    def user_id(self) -> int:  # our chat format only
+        return self._id(USER)
+
+    @property
+    def assistant_id(self) -> int:  # our chat format only
+        return self._id(ASSISTANT)
 
     # -- text -------------------------------------------------------------------------------
 
     def encode(self, text: str) -> list[int]:
         """Ordinary text to ids. Special-token strings in `text` stay plain text."""
-        return self.encoding.encode_ordinary(text)
+        return self._encode_ordinary(self._normalize(text))
 
     def decode(self, ids: Iterable[int]) -> str:
-        """Ids to text, special tokens left out (a reply decodes without its `<|end|>`)."""
-        return self.encoding.decode([i for i in ids if i not in self._special_ids])
+        """Ids to text, special tokens left out (a reply decodes without its end token)."""
+        return self.encoding.decode([i for i in ids if i not in self._not_text])
 
     def render_reply(self, text: str) -> list[int]:
-        """An assistant reply as the model should produce it: content then `<|end|>`.
+        """An assistant reply as the model should produce it: content then the end token.
 
-        `render_prompt(turns) + render_reply(text)` equals the ids of `render_dialogue` on the
-        same turns followed by that assistant turn.
+        `render_prompt(turns) + render_reply(text)` starts the ids of `render_dialogue` on the
+        same turns followed by that assistant turn whenever the reply's first characters don't
+        merge with the end of the prompt: always in our format and GPT-2 style; in ChatML
+        unless the reply starts with whitespace that BPE joins to the prompt's final "\n";
+        in Llama-3 for replies without surrounding whitespace (its template strips them).
         """
         return [*self.encode(text), self.end_id]
 
     def render_dialogue(self, turns: list[dict]) -> tuple[list[int], list[int]]:
         """Render a dialogue to (ids, assistant_mask).
 
-        The mask is 1 on every assistant content token and on the `<|end|>` that closes an
+        The mask is 1 on every token of assistant content and on the end token that closes an
         assistant turn (so fine-tuning teaches the model to stop), 0 elsewhere, including the
-        `<|assistant|>` token itself, which the prompt already supplies.
+        template's tokens that open the turn, which the prompt already supplies. A token in
+        which BPE merged the opening's last characters with the content's first (ChatML's
+        "\n" and a reply's leading newline) holds content, so it is 1.
 
         `turns` is a list of {"role", "content"} dicts alternating user, assistant, user, ...
-        and starting with a user turn. A single leading "system" turn is accepted and merged
-        into the first user turn's text (the tiny models have no separate system channel).
+        and starting with a user turn, after an optional "system" turn (our format merges it
+        into the first user turn's text: the tiny models have no separate system channel).
         User turns must not be empty; an assistant turn may be (the model stopped at once).
         """
-        ids, mask = [self.eot_id], [0]
-        for role, content in self._check_turns(turns):
-            role_id = self.user_id if role == "user" else self.assistant_id
-            body = [*self.encode(content), self.end_id]
-            learn = 1 if role == "assistant" else 0
-            ids += [role_id, *body]
-            mask += [0] + [learn] * len(body)
-        return ids, mask
+        return self._encode_pieces(self.chat_format.pieces(turns))
 
     def render_prompt(self, turns: list[dict]) -> list[int]:
-        """The dialogue so far, which must end with a user turn, then `<|assistant|>`: the ids
-        to generate the next reply from."""
-        checked = self._check_turns(turns)
-        if checked[-1][0] != "user":
+        """The dialogue so far, which must end with a user turn, then the template's generation
+        prompt (`<|assistant|>` in ours): the ids to generate the next reply from."""
+        _, pairs = check_turns(turns)
+        if pairs[-1][0] != "user":
             raise ValueError("a prompt must end with a user turn")
-        ids, _ = self.render_dialogue(turns)
-        return [*ids, self.assistant_id]
+        ids, _ = self._encode_pieces(self.chat_format.pieces(turns, add_generation_prompt=True))
+        return ids
 
-    @staticmethod
-    def _check_turns(turns: list[dict]) -> list[tuple[str, str]]:
-        """Validate the turns; returns (role, content) pairs with a system turn merged."""
-        if not turns:
-            raise ValueError("empty prompt: a dialogue needs at least one user turn")
-        pairs = []
-        for i, turn in enumerate(turns):
-            if not isinstance(turn, dict) or not isinstance(turn.get("content"), str):
-                raise ValueError(f"turn {i} must be a dict with a string 'content'")
-            pairs.append((turn.get("role"), turn["content"]))
-        if pairs[0][0] == "system":
-            if len(pairs) < 2 or pairs[1][0] != "user":
-                raise ValueError("a system turn must be followed by a user turn")
-            system, (_, first) = pairs[0][1], pairs[1]
-            pairs = [("user", f"{system}\n\n{first}" if system.strip() else first), *pairs[2:]]
-        for i, (role, content) in enumerate(pairs):
-            expected = ROLES[i % 2]
-            if role != expected:
-                raise ValueError(
-                    f"turn {i} has role {role!r}, expected {expected!r}: roles are 'user' and "
-                    "'assistant', alternating, starting with 'user'"
-                )
-            if role == "user" and not content.strip():
-                raise ValueError(f"empty prompt: user turn {i} has no text")
-        return pairs
+    def _normalize(self, text: str) -> str:
+        return unicodedata.normalize(self.normalizer, text) if self.normalizer else text
+
+    def _encode_ordinary(self, text: str) -> list[int]:
+        if self._absent and text.encode("utf-8", "replace").translate(None, self._present):
+            # the model's tokenizer splits first and drops the bytes it has no token for
+            ids = []
+            for piece in regex.findall(self.encoding._pat_str, text):
+                data = piece.encode("utf-8", "replace").translate(None, self._absent)
+                ids += self.encoding._encode_single_piece(data) if data else []
+            return ids
+        return self.encoding.encode_ordinary(text)
+
+    def _encode_pieces(self, pieces: list[Piece]) -> tuple[list[int], list[int]]:
+        """Ids and mask of rendered pieces: each control token by itself, the ordinary text
+        between two control tokens as one string (so the ids are those of the whole rendered
+        string), and the mask 1 on every token that overlaps a learned piece."""
+        ids, mask, run = [], [], []
+        for piece in [*pieces, None]:
+            if piece is not None and not piece.special:
+                run.append(piece)
+                continue
+            if run:
+                run_ids, run_mask = self._encode_run(run)
+                ids += run_ids
+                mask += run_mask
+                run = []
+            if piece is not None:
+                ids.append(self._id(piece.text))
+                mask.append(int(piece.learn))
+        return ids, mask
+
+    def _encode_run(self, run: list[Piece]) -> tuple[list[int], list[int]]:
+        # Each piece is normalized by itself: pieces meet after a template's newline, which no
+        # normalization composes with what follows.
+        texts = [self._normalize(p.text) for p in run]
+        ids = self._encode_ordinary("".join(texts))
+        learned, start = [], 0  # byte spans of learned pieces, in the bytes that get encoded
+        for piece, text in zip(run, texts, strict=True):
+            end = start + len(text.encode("utf-8", "replace").translate(None, self._absent))
+            if piece.learn:
+                learned.append((start, end))
+            start = end
+        if not learned:
+            return ids, [0] * len(ids)
+        mask, start = [], 0
+        for token in self.encoding.decode_tokens_bytes(ids):
+            end = start + len(token)
+            mask.append(int(any(a < end and start < b for a, b in learned)))
+            start = end
+        return ids, mask
+
+
+_CONFIG_TOKENS = ("bos_token", "eos_token", "pad_token")
+
+
+def _added_token(value) -> str | None:
+    """A tokenizer_config.json token: a string, or an AddedToken dict with its "content"."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def save_hf_tokenizer(tokenizer: ChatTokenizer, directory: str | os.PathLike) -> None:
+    """Write tokenizer.json and tokenizer_config.json (with the chat template) that
+    `transformers.AutoTokenizer.from_pretrained(directory)` loads to encode as `tokenizer` does."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": tokenizer.chat_format.template,
+        "bos_token": tokenizer.bos_token,
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token or tokenizer.eos_token,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 1_000_000_000,
+    }
+    files = {
+        "tokenizer.json": tokenizer_json(tokenizer.bpe_vocab()),
+        "tokenizer_config.json": config,
+    }
+    for name, data in files.items():
+        (directory / name).write_text(json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def train_tokenizer(
