@@ -14,8 +14,7 @@ from torch import nn
 from training.ml.architectures import arch_of
 from training.ml.gguf_export import write_gguf
 from training.ml.hf_models import hf_config_for, save_hf_model
-from training.ml.hf_tokenizer import save_hf_tokenizer
-from training.ml.tokenizer import ChatTokenizer
+from training.ml.tokenizer import ChatTokenizer, save_hf_tokenizer
 
 GGUF_DTYPES = ("f16", "f32")
 
