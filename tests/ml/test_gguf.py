@@ -40,9 +40,16 @@ VARIANTS = {
     "bias": {"attention_bias": True},
     "head-dim": {"head_dim": 16},
     "linear-rope": {"rope_scaling": {"rope_type": "linear", "factor": 2.0}},
-    "llama3-rope": {"rope_theta": 500000.0, "rope_scaling": {
-        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 8192}},
+    "llama3-rope": {
+        "rope_theta": 500000.0,
+        "rope_scaling": {
+            "rope_type": "llama3",
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8192,
+        },
+    },
 }
 
 
@@ -64,18 +71,20 @@ def tiny_fields():
     """Tokenizer fields of every kind SmolLM2's file has (strings, string and int arrays, ids,
     a bool, the chat template), small enough to write and read in milliseconds."""
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    tokens = specials + ["Ġ", "t", "a", "Ġt", "Ġa", "é", "日本"]
+    tokens += [f"w{i}" for i in range(TINY["vocab_size"] - len(tokens))]
     return {
         "tokenizer.ggml.model": "gpt2",
         "tokenizer.ggml.pre": "smollm",
-        "tokenizer.ggml.tokens": specials + ["Ġ", "t", "a", "Ġt", "Ġa", "é", "日本"],
-        "tokenizer.ggml.token_type": [3, 3, 3, 1, 1, 1, 1, 1, 1, 1],
+        "tokenizer.ggml.tokens": tokens,  # as many as TINY's vocab_size: nothing to pad
+        "tokenizer.ggml.token_type": [3] * len(specials) + [1] * (len(tokens) - len(specials)),
         "tokenizer.ggml.merges": ["Ġ t", "Ġ a"],
         "tokenizer.ggml.bos_token_id": 1,
         "tokenizer.ggml.eos_token_id": 2,
         "tokenizer.ggml.padding_token_id": 2,
         "tokenizer.ggml.add_bos_token": False,
         "tokenizer.chat_template": "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
-                                   "{{ m['content'] }}<|im_end|>\n{% endfor %}",
+        "{{ m['content'] }}<|im_end|>\n{% endfor %}",
     }
 
 
@@ -83,9 +92,23 @@ def tiny_llama(seed: int = 0, **overrides) -> tuple[dict, dict[str, torch.Tensor
     """A random Llama small enough to write and read in milliseconds."""
     config = TINY | overrides
     g = torch.Generator().manual_seed(seed)
-    tensors = {name: torch.randn(shape, generator=g) * 0.2 + (1.0 if "norm" in name else 0.0)
-               for name, shape in llama_tensor_shapes(config).items()}
+    tensors = {
+        name: torch.randn(shape, generator=g) * 0.2 + (1.0 if "norm" in name else 0.0)
+        for name, shape in llama_tensor_shapes(config).items()
+    }
     return config, tensors
+
+
+def write_tiny(path: Path, fields: dict, **overrides) -> Path:
+    config, tensors = tiny_llama(**overrides)
+    write_gguf(path, hf_config=config, tensors=tensors, tokenizer_fields=fields, dtype="f32")
+    return path
+
+
+def patch_string(path: Path, key: str, value: str) -> None:
+    """Overwrite a string field of a GGUF in place (same length)."""
+    field = gguf.GGUFReader(path, "r+").fields[key]
+    field.parts[field.data[0]][:] = np.frombuffer(value.encode(), dtype=np.uint8)
 
 
 def test_smollm2_matches_transformers_gguf_loader(smollm2):
@@ -98,10 +121,16 @@ def test_smollm2_matches_transformers_gguf_loader(smollm2):
         assert ours.dtype == torch.float32
         assert torch.equal(ours, theirs[name]), name
     c, ref = smollm2.hf_config, model.config
-    assert (c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"]) == \
-        (ref.hidden_size, ref.num_attention_heads, ref.num_key_value_heads) == (576, 9, 3)
-    assert (c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]) == \
-        (ref.num_hidden_layers, ref.intermediate_size, ref.vocab_size) == (30, 1536, 49152)
+    assert (
+        (c["hidden_size"], c["num_attention_heads"], c["num_key_value_heads"])
+        == (ref.hidden_size, ref.num_attention_heads, ref.num_key_value_heads)
+        == (576, 9, 3)
+    )
+    assert (
+        (c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"])
+        == (ref.num_hidden_layers, ref.intermediate_size, ref.vocab_size)
+        == (30, 1536, 49152)
+    )
     assert c["rope_theta"] == ref.rope_parameters["rope_theta"] == 100000.0
     assert c["rms_norm_eps"] == pytest.approx(ref.rms_norm_eps, rel=1e-6)
     assert c["rms_norm_eps"] == 1e-05  # the decimal in the model's config.json
@@ -127,8 +156,7 @@ def test_smollm2_tokenizer_fields(smollm2):
 def test_round_trip_f32_is_exact(variant, tiny_fields, tmp_path):
     config, tensors = tiny_llama(**VARIANTS[variant])
     path = tmp_path / "tiny.gguf"
-    write_gguf(path, hf_config=config, tensors=tensors,
-               tokenizer_fields=tiny_fields, dtype="f32")
+    write_gguf(path, hf_config=config, tensors=tensors, tokenizer_fields=tiny_fields, dtype="f32")
     back = read_gguf(path)
     assert back.hf_config == config
     assert back.tokenizer_fields == tiny_fields
@@ -156,18 +184,43 @@ def test_round_trip_f16_rounds_matrices_only(tiny_fields, tmp_path):
 def test_round_trip_of_a_tied_head_given_explicitly(tiny_fields, tmp_path):
     config, tensors = tiny_llama(tie_word_embeddings=True)
     tensors["lm_head.weight"] = tensors["model.embed_tokens.weight"]  # as state_dict() gives it
-    write_gguf(tmp_path / "t.gguf", hf_config=config, tensors=tensors,
-               tokenizer_fields=tiny_fields, dtype="f32")
+    write_gguf(
+        tmp_path / "t.gguf",
+        hf_config=config,
+        tensors=tensors,
+        tokenizer_fields=tiny_fields,
+        dtype="f32",
+    )
     names = {t.name for t in gguf.GGUFReader(tmp_path / "t.gguf").tensors}
     assert "output.weight" not in names and "token_embd.weight" in names
+
+
+def test_token_list_padded_to_the_vocabulary_and_rope_parameters(tiny_fields, tmp_path):
+    """A tokenizer shorter than the embedding gets llama.cpp's [PADn] tokens; transformers 5's
+    `rope_parameters` is read like rope_theta + rope_scaling."""
+    config, tensors = tiny_llama(vocab_size=66)
+    config = {k: v for k, v in config.items() if k != "rope_theta"}
+    config["rope_parameters"] = {"rope_type": "linear", "factor": 4.0, "rope_theta": 5e5}
+    write_gguf(tmp_path / "t.gguf", hf_config=config, tensors=tensors, tokenizer_fields=tiny_fields)
+    back = read_gguf(tmp_path / "t.gguf")
+    tokens = back.tokenizer_fields["tokenizer.ggml.tokens"]
+    assert tokens == tiny_fields["tokenizer.ggml.tokens"] + ["[PAD64]", "[PAD65]"]
+    assert back.tokenizer_fields["tokenizer.ggml.token_type"][-2:] == [5, 5]  # UNUSED
+    assert back.hf_config["rope_theta"] == 5e5
+    assert back.hf_config["rope_scaling"] == {"rope_type": "linear", "factor": 4.0}
 
 
 @pytest.mark.parametrize("variant", ["gqa-untied", "tied", "head-dim"])
 def test_transformers_loads_what_we_write(variant, tiny_fields, tmp_path):
     transformers = pytest.importorskip("transformers")
     config, tensors = tiny_llama(seed=1, **VARIANTS[variant])
-    write_gguf(tmp_path / "tiny.gguf", hf_config=config, tensors=tensors,
-               tokenizer_fields=tiny_fields, dtype="f32")
+    write_gguf(
+        tmp_path / "tiny.gguf",
+        hf_config=config,
+        tensors=tensors,
+        tokenizer_fields=tiny_fields,
+        dtype="f32",
+    )
     model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file="tiny.gguf")
     theirs = model.state_dict()
     assert model.config.num_key_value_heads == 2
@@ -176,19 +229,27 @@ def test_transformers_loads_what_we_write(variant, tiny_fields, tmp_path):
         assert torch.equal(theirs[name], t), name
 
 
+def test_qwen2_file_matches_transformers(tiny_fields, tmp_path):
+    """A qwen2 GGUF: llama's tensors plus q/k/v biases, q/k not permuted. Made from a llama file
+    by renaming its architecture and metadata keys in place (both names have 5 letters)."""
+    transformers = pytest.importorskip("transformers")
+    path = write_tiny(tmp_path / "qwen2.gguf", tiny_fields, attention_bias=True)
+    reader = gguf.GGUFReader(path, "r+")
+    for key, field in reader.fields.items():
+        if key.startswith("llama."):
+            field.parts[1][:] = np.frombuffer(key.replace("llama.", "qwen2.").encode(), np.uint8)
+    patch_string(path, "general.architecture", "qwen2")
+    ours = read_gguf(path)
+    assert ours.hf_config["model_type"] == "qwen2" and "attention_bias" not in ours.hf_config
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name)
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    theirs = model.state_dict()
+    assert theirs.keys() == ours.tensors.keys()
+    for name, t in ours.tensors.items():
+        assert torch.equal(theirs[name], t), name
+
+
 # Bad input: one ValueError naming the problem, raised from the header alone.
-
-
-def write_tiny(path: Path, fields: dict, **overrides) -> Path:
-    config, tensors = tiny_llama(**overrides)
-    write_gguf(path, hf_config=config, tensors=tensors, tokenizer_fields=fields, dtype="f32")
-    return path
-
-
-def patch_string(path: Path, key: str, value: str) -> None:
-    """Overwrite a string field of a GGUF in place (same length)."""
-    field = gguf.GGUFReader(path, "r+").fields[key]
-    field.parts[field.data[0]][:] = np.frombuffer(value.encode(), dtype=np.uint8)
 
 
 def test_not_a_gguf_file(tmp_path):
@@ -223,8 +284,11 @@ def test_shapes_that_do_not_match_the_metadata(tiny_fields, tmp_path):
     path = write_tiny(tmp_path / "t.gguf", tiny_fields)
     field = gguf.GGUFReader(path, "r+").fields["llama.feed_forward_length"]
     field.parts[field.data[0]][0] = 40  # the tensors are 48 wide
-    with pytest.raises(ValueError, match=r"shapes do not match.*ffn_gate.weight is \(48, 32\), "
-                                         r"the metadata implies \(40, 32\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"shapes do not match.*ffn_gate.weight is \(48, 32\), "
+        r"the metadata implies \(40, 32\)",
+    ):
         read_gguf(path)
 
 
@@ -251,15 +315,35 @@ def test_write_refuses_bad_input_and_leaves_no_file(tiny_fields, tmp_path):
     fields = tiny_fields
     path = tmp_path / "out.gguf"
     with pytest.raises(ValueError, match=r"model\.norm\.weight is \(31,\), the config implies"):
-        write_gguf(path, hf_config=config, tokenizer_fields=fields,
-                   tensors=tensors | {"model.norm.weight": torch.ones(31)})
+        write_gguf(
+            path,
+            hf_config=config,
+            tokenizer_fields=fields,
+            tensors=tensors | {"model.norm.weight": torch.ones(31)},
+        )
     with pytest.raises(ValueError, match="tokenizer model 'llama' is not supported"):
-        write_gguf(path, hf_config=config, tensors=tensors,
-                   tokenizer_fields=fields | {"tokenizer.ggml.model": "llama"})
+        write_gguf(
+            path,
+            hf_config=config,
+            tensors=tensors,
+            tokenizer_fields=fields | {"tokenizer.ggml.model": "llama"},
+        )
+    with pytest.raises(ValueError, match="the tokenizer has 64 tokens, the model only 60 rows"):
+        small, small_tensors = tiny_llama(vocab_size=60)
+        write_gguf(path, hf_config=small, tensors=small_tensors, tokenizer_fields=fields)
     with pytest.raises(ValueError, match="model_type 'gpt2' cannot be written"):
-        write_gguf(path, hf_config=config | {"model_type": "gpt2"}, tensors=tensors,
-                   tokenizer_fields=fields)
+        write_gguf(
+            path,
+            hf_config=config | {"model_type": "gpt2"},
+            tensors=tensors,
+            tokenizer_fields=fields,
+        )
     with pytest.raises(ValueError, match="exceeds float16's range"):  # found while writing
-        write_gguf(path, hf_config=config, tokenizer_fields=fields, dtype="f16",
-                   tensors=tensors | {"lm_head.weight": tensors["lm_head.weight"] * 1e6})
+        write_gguf(
+            path,
+            hf_config=config,
+            tokenizer_fields=fields,
+            dtype="f16",
+            tensors=tensors | {"lm_head.weight": tensors["lm_head.weight"] * 1e6},
+        )
     assert list(tmp_path.iterdir()) == []

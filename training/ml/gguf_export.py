@@ -39,21 +39,36 @@ FILE_TYPES = {"f16": LlamaFileType.MOSTLY_F16, "f32": LlamaFileType.ALL_F32}
 GGUF_ROPE_SCALING = ("linear", "yarn")  # rope_type values llama.cpp reads from metadata
 
 
-def write_gguf(path: str | os.PathLike, *, hf_config: dict, tensors: dict[str, torch.Tensor],
-               tokenizer_fields: dict, dtype: str = "f16", name: str | None = None) -> None:
+def write_gguf(
+    path: str | os.PathLike,
+    *,
+    hf_config: dict,
+    tensors: dict[str, torch.Tensor],
+    tokenizer_fields: dict,
+    dtype: str = "f16",
+    name: str | None = None,
+) -> None:
     """Write `tensors` (Hugging Face LlamaForCausalLM names) as a llama GGUF at `path`;
     `name` (general.name) defaults to the file's stem."""
     path = Path(path)
-    rope_scaling = _check(hf_config, tensors, tokenizer_fields, dtype)
+    theta, scaling = _rope(hf_config)
+    _check(hf_config, tensors, tokenizer_fields, dtype, scaling)
+    fields = _tokenizer_metadata(hf_config, tokenizer_fields)
     shapes = llama_tensor_shapes(hf_config)
     names = gguf_names(shapes, "llama", hf_config["num_hidden_layers"])
-    extra = {ROPE_FREQS: llama3_rope_factors(hf_config)} if rope_scaling == "llama3" else {}
+    extra = {}
+    if scaling.get("rope_type") == "llama3":
+        extra[ROPE_FREQS] = llama3_rope_factors(scaling, head_dim_of(hf_config), theta)
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     writer = GGUFWriter(tmp, "llama")
     try:
-        _add_metadata(writer, hf_config, tokenizer_fields, dtype, name or path.stem)
+        _add_metadata(writer, hf_config, theta, scaling, dtype, name or path.stem)
+        for key, value in fields.items():
+            vtype, item_type = TOKENIZER_FIELDS[key]
+            writer.add_key_value(key, value, vtype, sub_type=item_type)
+        # Tensor infos first, then the data one tensor at a time: never a second copy in memory.
         for hf_name, shape in shapes.items():
             item = np.dtype(np.float16 if dtype == "f16" and len(shape) > 1 else np.float32)
             writer.add_tensor_info(names[hf_name], shape, item, int(np.prod(shape)) * item.itemsize)
@@ -74,51 +89,73 @@ def write_gguf(path: str | os.PathLike, *, hf_config: dict, tensors: dict[str, t
         raise
 
 
-def _check(hf_config: dict, tensors: dict, tokenizer_fields: dict, dtype: str) -> str | None:
-    """Every way the input can be wrong, as one ValueError; returns the rope scaling type."""
+def _check(hf_config: dict, tensors: dict, fields: dict, dtype: str, scaling: dict) -> None:
+    """Every way the input can be wrong, as one ValueError."""
     if dtype not in FILE_TYPES:
-        raise ValueError(f"GGUF dtype {dtype!r} is not supported "
-                         f"(choose from {', '.join(FILE_TYPES)})")
+        raise ValueError(
+            f"GGUF dtype {dtype!r} is not supported (choose from {', '.join(FILE_TYPES)})"
+        )
     if hf_config.get("model_type") not in MODEL_TYPES:
-        raise ValueError(f"model_type {hf_config.get('model_type')!r} cannot be written as a llama "
-                         f"GGUF (supported: {', '.join(MODEL_TYPES)})")
-    unknown = sorted(tokenizer_fields.keys() - TOKENIZER_FIELDS.keys())
-    if unknown:
-        raise ValueError(f"unknown tokenizer fields: {', '.join(unknown)}")
-    model = tokenizer_fields.get(Keys.Tokenizer.MODEL)
-    if model != TOKENIZER_MODEL:
-        raise ValueError(f"tokenizer model {model!r} is not supported (only {TOKENIZER_MODEL!r})")
-    for key in (Keys.Tokenizer.LIST, Keys.Tokenizer.MERGES):
-        if not tokenizer_fields.get(key):
-            raise ValueError(f"tokenizer field {key} is missing or empty")
+        raise ValueError(
+            f"model_type {hf_config.get('model_type')!r} cannot be written as a llama "
+            f"GGUF (supported: {', '.join(MODEL_TYPES)})"
+        )
+    if scaling.get("rope_type") not in (None, "llama3", *GGUF_ROPE_SCALING):
+        raise ValueError(f"rope scaling {scaling['rope_type']!r} cannot be written to a llama GGUF")
+    _check_tokenizer(fields, hf_config["vocab_size"])
     expected = llama_tensor_shapes(hf_config)
     given = dict(tensors)
     if hf_config.get("tie_word_embeddings") and "lm_head.weight" in given:
         # A tied head is the embedding itself; a different one cannot be written as tied.
         if not torch.equal(given.pop("lm_head.weight"), given.get("model.embed_tokens.weight")):
-            raise ValueError("tie_word_embeddings is set but lm_head.weight differs from "
-                             "model.embed_tokens.weight")
+            raise ValueError(
+                "tie_word_embeddings is set but lm_head.weight differs from "
+                "model.embed_tokens.weight"
+            )
     problems = [f"missing {k}" for k in expected if k not in given]
     problems += [f"unexpected {k}" for k in given if k not in expected]
-    problems += [f"{k} is {tuple(given[k].shape)}, the config implies {shape}"
-                 for k, shape in expected.items() if k in given and tuple(given[k].shape) != shape]
+    problems += [
+        f"{k} is {tuple(given[k].shape)}, the config implies {shape}"
+        for k, shape in expected.items()
+        if k in given and tuple(given[k].shape) != shape
+    ]
     if problems:
         more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
         raise ValueError(f"tensors do not match the config: {', '.join(problems[:5])}{more}")
-    rope_type = _rope_scaling(hf_config).get("rope_type")
-    if rope_type not in (None, "default", "llama3", *GGUF_ROPE_SCALING):
-        raise ValueError(f"rope scaling {rope_type!r} cannot be written to a llama GGUF")
-    return rope_type
 
 
-def _rope_scaling(hf_config: dict) -> dict:
-    """`rope_scaling`, or transformers 5's `rope_parameters` (which also holds rope_theta)."""
-    return hf_config.get("rope_scaling") or hf_config.get("rope_parameters") or {}
+def _check_tokenizer(fields: dict, vocab_size: int) -> None:
+    unknown = sorted(fields.keys() - TOKENIZER_FIELDS.keys())
+    if unknown:
+        raise ValueError(f"unknown tokenizer fields: {', '.join(unknown)}")
+    model = fields.get(Keys.Tokenizer.MODEL)
+    if model != TOKENIZER_MODEL:
+        raise ValueError(f"tokenizer model {model!r} is not supported (only {TOKENIZER_MODEL!r})")
+    for key in (Keys.Tokenizer.LIST, Keys.Tokenizer.MERGES):
+        if not fields.get(key):
+            raise ValueError(f"tokenizer field {key} is missing or empty")
+    n_tokens = len(fields[Keys.Tokenizer.LIST])
+    if n_tokens > vocab_size:
+        raise ValueError(f"the tokenizer has {n_tokens} tokens, the model only {vocab_size} rows")
+    types = fields.get(Keys.Tokenizer.TOKEN_TYPE)
+    if types is not None and len(types) != n_tokens:
+        raise ValueError(f"{len(types)} token types for {n_tokens} tokens")
 
 
-def _add_metadata(writer: GGUFWriter, c: dict, tokenizer_fields: dict, dtype: str,
-                  name: str) -> None:
-    heads = c["num_attention_heads"]
+def _rope(c: dict) -> tuple[float, dict]:
+    """rope_theta and the rope scaling (empty when there is none), from config.json's classic
+    keys or transformers 5's `rope_parameters`, which holds both."""
+    params = c.get("rope_parameters") or {}
+    theta = c.get("rope_theta") or params.get("rope_theta", 10000.0)
+    scaling = {k: v for k, v in (c.get("rope_scaling") or params).items() if k != "rope_theta"}
+    rope_type = scaling.pop("type", None) or scaling.get("rope_type")  # older configs: "type"
+    return theta, {**scaling, "rope_type": rope_type} if rope_type not in (None, "default") else {}
+
+
+def _add_metadata(
+    writer: GGUFWriter, c: dict, theta: float, scaling: dict, dtype: str, name: str
+) -> None:
+    heads, head_dim = c["num_attention_heads"], head_dim_of(c)
     writer.add_type("model")
     writer.add_name(name)
     writer.add_vocab_size(c["vocab_size"])
@@ -128,13 +165,12 @@ def _add_metadata(writer: GGUFWriter, c: dict, tokenizer_fields: dict, dtype: st
     writer.add_feed_forward_length(c["intermediate_size"])
     writer.add_head_count(heads)
     writer.add_head_count_kv(c.get("num_key_value_heads") or heads)
-    writer.add_rope_freq_base(c.get("rope_theta") or _rope_scaling(c).get("rope_theta", 10000.0))
-    writer.add_layer_norm_rms_eps(c.get("rms_norm_eps", 1e-6))
-    writer.add_rope_dimension_count(head_dim_of(c))
-    if head_dim_of(c) != c["hidden_size"] // heads:
-        writer.add_key_length(head_dim_of(c))
-        writer.add_value_length(head_dim_of(c))
-    scaling = _rope_scaling(c)
+    writer.add_rope_freq_base(theta)
+    writer.add_layer_norm_rms_eps(c.get("rms_norm_eps", 1e-6))  # LlamaConfig's default
+    writer.add_rope_dimension_count(head_dim)
+    if head_dim != c["hidden_size"] // heads:
+        writer.add_key_length(head_dim)
+        writer.add_value_length(head_dim)
     if scaling.get("rope_type") in GGUF_ROPE_SCALING:
         writer.add_rope_scaling_type(gguf.RopeScalingType(scaling["rope_type"]))
         writer.add_rope_scaling_factor(scaling["factor"])
@@ -142,14 +178,25 @@ def _add_metadata(writer: GGUFWriter, c: dict, tokenizer_fields: dict, dtype: st
             writer.add_rope_scaling_orig_ctx_len(scaling["original_max_position_embeddings"])
     writer.add_file_type(FILE_TYPES[dtype])
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    ids = {Keys.Tokenizer.BOS_ID: c.get("bos_token_id"),
-           Keys.Tokenizer.EOS_ID: c.get("eos_token_id"),
-           Keys.Tokenizer.PAD_ID: c.get("pad_token_id")}
-    # The tokenizer's own ids win; the config's fill in those it lacks.
-    fields = {k: v for k, v in ids.items() if isinstance(v, int)} | tokenizer_fields
-    for key, value in fields.items():
-        vtype, item_type = TOKENIZER_FIELDS[key]
-        writer.add_key_value(key, value, vtype, sub_type=item_type)
+
+
+def _tokenizer_metadata(c: dict, fields: dict) -> dict:
+    """The tokenizer fields as written: ids the tokenizer lacks come from the config, and the
+    token list is padded to the embedding's rows with `[PADn]` tokens as llama.cpp's converter
+    does (llama.cpp sizes its vocabulary by the token list)."""
+    ids = {
+        Keys.Tokenizer.BOS_ID: c.get("bos_token_id"),
+        Keys.Tokenizer.EOS_ID: c.get("eos_token_id"),
+        Keys.Tokenizer.PAD_ID: c.get("pad_token_id"),
+    }
+    out = {k: v for k, v in ids.items() if isinstance(v, int)} | fields
+    pad = range(len(out[Keys.Tokenizer.LIST]), c["vocab_size"])
+    if pad:
+        out[Keys.Tokenizer.LIST] = [*out[Keys.Tokenizer.LIST], *(f"[PAD{i}]" for i in pad)]
+        if Keys.Tokenizer.TOKEN_TYPE in out:
+            unused = int(gguf.TokenType.UNUSED)
+            out[Keys.Tokenizer.TOKEN_TYPE] = [*out[Keys.Tokenizer.TOKEN_TYPE], *[unused] * len(pad)]
+    return out
 
 
 def _array(hf_name: str, t: torch.Tensor, c: dict, dtype: str) -> np.ndarray:

@@ -35,11 +35,13 @@ import torch
 from gguf import GGUFReader, GGUFValueType, Keys
 
 ARCHITECTURES = {"llama": gguf.MODEL_ARCH.LLAMA, "qwen2": gguf.MODEL_ARCH.QWEN2}
-ROPE_PERMUTED = ("self_attn.q_proj.", "self_attn.k_proj.")  # llama only, see the docstring
 ROPE_FREQS = "rope_freqs.weight"
 # Llama 3.1/3.2's rope scaling apart from its factor: the only llama3 setting a file can hold.
-LLAMA3_ROPE = {"low_freq_factor": 1.0, "high_freq_factor": 4.0,
-               "original_max_position_embeddings": 8192}
+LLAMA3_ROPE = {
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 8192,
+}
 
 # The tokenizer fields read and written, with their GGUF value types (for arrays: the item type).
 TOKENIZER_FIELDS: dict[str, tuple[GGUFValueType, GGUFValueType | None]] = {
@@ -74,23 +76,25 @@ def read_gguf(path: str | os.PathLike) -> GGUFCheckpoint:
     fields, by_name = _read_header(path)
     arch = fields.get(Keys.General.ARCHITECTURE)
     if arch not in ARCHITECTURES:
-        raise ValueError(f"{path}: GGUF architecture {arch!r} is not supported "
-                         f"(supported: {', '.join(ARCHITECTURES)})")
+        raise ValueError(
+            f"{path}: GGUF architecture {arch!r} is not supported "
+            f"(supported: {', '.join(ARCHITECTURES)})"
+        )
     tokenizer_fields = {key: fields[key] for key in TOKENIZER_FIELDS if key in fields}
     model = tokenizer_fields.get(Keys.Tokenizer.MODEL)
     if model != TOKENIZER_MODEL:
-        raise ValueError(f"{path}: tokenizer model {model!r} is not supported (only "
-                         f"{TOKENIZER_MODEL!r}, byte-level BPE)")
+        raise ValueError(
+            f"{path}: tokenizer model {model!r} is not supported (only "
+            f"{TOKENIZER_MODEL!r}, byte-level BPE)"
+        )
     hf_config = _hf_config(fields, arch, by_name, str(path))
     named = _check_tensors(by_name, hf_config, arch, str(path))
-    permute_heads = {"q_proj": hf_config["num_attention_heads"],
-                     "k_proj": hf_config["num_key_value_heads"]}
+    heads = {"q_proj": hf_config["num_attention_heads"], "k_proj": hf_config["num_key_value_heads"]}
     tensors = {}
     for hf_name, t in named.items():
         w = _dequantize(t)  # (out, in) or (n,), float32
-        if arch == "llama" and hf_name.split(".")[-2] in permute_heads:
-            w = unpermute_rope(w, permute_heads[hf_name.split(".")[-2]])
-        tensors[hf_name] = w
+        n_head = heads.get(hf_name.split(".")[-2]) if arch == "llama" else None
+        tensors[hf_name] = w if n_head is None else unpermute_rope(w, n_head)
     return GGUFCheckpoint(hf_config, tensors, tokenizer_fields)
 
 
@@ -117,9 +121,11 @@ def llama_tensor_shapes(hf_config: dict) -> dict[str, tuple[int, ...]]:
             p + "mlp.down_proj.weight": (hidden, ffn),
         }
         if bias:
-            shapes |= {p + "self_attn.q_proj.bias": (q_dim,),
-                       p + "self_attn.k_proj.bias": (kv_dim,),
-                       p + "self_attn.v_proj.bias": (kv_dim,)}
+            shapes |= {
+                p + "self_attn.q_proj.bias": (q_dim,),
+                p + "self_attn.k_proj.bias": (kv_dim,),
+                p + "self_attn.v_proj.bias": (kv_dim,),
+            }
     shapes["model.norm.weight"] = (hidden,)
     if not c.get("tie_word_embeddings", False):
         shapes["lm_head.weight"] = (c["vocab_size"], hidden)
@@ -139,25 +145,30 @@ def gguf_names(hf_names, arch: str, n_layer: int) -> dict[str, str]:
 def permute_rope(w: torch.Tensor, n_head: int) -> torch.Tensor:
     """Rotate-half rows (Hugging Face) -> interleaved rows (llama.cpp), per head: the
     `LlamaModel.permute` of llama.cpp's convert_hf_to_gguf.py."""
-    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).transpose(1, 2) \
+    return (
+        w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:])
+        .transpose(1, 2)
         .reshape(w.shape)
+    )
 
 
 def unpermute_rope(w: torch.Tensor, n_head: int) -> torch.Tensor:
     """The inverse of `permute_rope`, as transformers' GGUF loader does it."""
-    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).transpose(1, 2) \
+    return (
+        w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:])
+        .transpose(1, 2)
         .reshape(w.shape)
+    )
 
 
-def llama3_rope_factors(hf_config: dict) -> torch.Tensor:
-    """The per-frequency divisors llama.cpp stores as `rope_freqs` for `rope_type` llama3
-    (convert_hf_to_gguf.py's LlamaModel), from the config's `rope_scaling`."""
-    s = hf_config["rope_scaling"]
-    dim, base = head_dim_of(hf_config), hf_config.get("rope_theta", 10000.0)
-    freqs = 1.0 / (base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim))  # (dim/2,)
-    factor, low, high = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
-    old_context = s["original_max_position_embeddings"]
-    wavelen = 2 * math.pi / freqs
+def llama3_rope_factors(scaling: dict, head_dim: int, theta: float) -> torch.Tensor:
+    """The per-frequency divisors llama.cpp stores as `rope_freqs` for Llama 3's `rope_scaling`
+    (convert_hf_to_gguf.py's LlamaModel, with its defaults)."""
+    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    factor = scaling.get("factor", 8.0)
+    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    old_context = scaling.get("original_max_position_embeddings", 8192)
+    wavelen = 2 * math.pi / freqs  # (head_dim/2,)
     smooth = (old_context / wavelen - low) / (high - low)
     factors = 1 / ((1 - smooth) / factor + smooth)
     factors = torch.where(wavelen < old_context / high, 1.0, factors)
@@ -190,14 +201,18 @@ def _hf_config(fields: dict, arch: str, by_name: dict, path: str) -> dict:
         raise ValueError(f"{path}: missing required tensor token_embd.weight")
     vocab_size, hidden = (int(n) for n in reversed(by_name["token_embd.weight"].shape.tolist()))
     if get(Keys.LLM.VOCAB_SIZE, vocab_size) != vocab_size:
-        raise ValueError(f"{path}: token_embd.weight has {vocab_size} rows but "
-                         f"{arch}.vocab_size is {get(Keys.LLM.VOCAB_SIZE)}")
+        raise ValueError(
+            f"{path}: token_embd.weight has {vocab_size} rows but "
+            f"{arch}.vocab_size is {get(Keys.LLM.VOCAB_SIZE)}"
+        )
     heads = need(Keys.Attention.HEAD_COUNT)
     head_dim = get(Keys.Attention.KEY_LENGTH) or get(Keys.Rope.DIMENSION_COUNT) or hidden // heads
     for key in (Keys.Rope.DIMENSION_COUNT, Keys.Attention.VALUE_LENGTH):
         if get(key, head_dim) != head_dim:
-            raise ValueError(f"{path}: {key.format(arch=arch)} = {get(key)} differs from the head "
-                             f"size {head_dim}: partial rotary / unequal heads are not supported")
+            raise ValueError(
+                f"{path}: {key.format(arch=arch)} = {get(key)} differs from the head "
+                f"size {head_dim}: partial rotary / unequal heads are not supported"
+            )
     tokens = Keys.Tokenizer
     config = {
         "model_type": arch,
@@ -223,11 +238,14 @@ def _hf_config(fields: dict, arch: str, by_name: dict, path: str) -> dict:
         config["head_dim"] = head_dim
     scaling = get(Keys.Rope.SCALING_TYPE, "none")
     if scaling != "none":
-        config["rope_scaling"] = {"rope_type": scaling,
-                                  "factor": _f32(need(Keys.Rope.SCALING_FACTOR))}
+        config["rope_scaling"] = {
+            "rope_type": scaling,
+            "factor": _f32(need(Keys.Rope.SCALING_FACTOR)),
+        }
         if get(Keys.Rope.SCALING_ORIG_CTX_LEN):
-            config["rope_scaling"]["original_max_position_embeddings"] = \
-                get(Keys.Rope.SCALING_ORIG_CTX_LEN)
+            config["rope_scaling"]["original_max_position_embeddings"] = get(
+                Keys.Rope.SCALING_ORIG_CTX_LEN
+            )
     if ROPE_FREQS in by_name:
         config["rope_scaling"] = _llama3_rope_scaling(by_name[ROPE_FREQS], config, path)
     return config
@@ -239,8 +257,8 @@ def _llama3_rope_scaling(t, config: dict, path: str) -> dict:
         raise ValueError(f"{path}: {ROPE_FREQS} does not fit the head size {head_dim_of(config)}")
     stored = _dequantize(t)  # (head_dim/2,)
     scaling = {"rope_type": "llama3", "factor": _f32(stored.max().item()), **LLAMA3_ROPE}
-    if not torch.allclose(llama3_rope_factors({**config, "rope_scaling": scaling}), stored,
-                          rtol=1e-4):
+    computed = llama3_rope_factors(scaling, head_dim_of(config), config["rope_theta"])
+    if not torch.allclose(computed, stored, rtol=1e-4):
         raise ValueError(f"{path}: {ROPE_FREQS} is not Llama 3's rope scaling: not supported")
     return scaling
 
@@ -252,13 +270,22 @@ def _check_tensors(by_name: dict, hf_config: dict, arch: str, path: str) -> dict
     present = by_name.keys() - {ROPE_FREQS}
     missing = sorted(g for g in to_gguf.values() if g not in present)
     extra = sorted(present - set(to_gguf.values()))
-    wrong = [f"{g} is {_shape(by_name[g])}, the metadata implies {tuple(expected[h])}"
-             for h, g in to_gguf.items() if g in by_name and _shape(by_name[g]) != expected[h]]
-    unreadable = [f"{t.name} ({t.tensor_type.name})" for t in by_name.values()
-                  if not _dequantizable(t.tensor_type)]
-    for problems, what in ((missing, "missing required tensors"), (extra, "unexpected tensors"),
-                           (wrong, "tensor shapes do not match the metadata"),
-                           (unreadable, "quant types gguf cannot dequantize")):
+    wrong = [
+        f"{g} is {_shape(by_name[g])}, the metadata implies {tuple(expected[h])}"
+        for h, g in to_gguf.items()
+        if g in by_name and _shape(by_name[g]) != expected[h]
+    ]
+    unreadable = [
+        f"{t.name} ({t.tensor_type.name})"
+        for t in by_name.values()
+        if not _dequantizable(t.tensor_type)
+    ]
+    for problems, what in (
+        (missing, "missing required tensors"),
+        (extra, "unexpected tensors"),
+        (wrong, "tensor shapes do not match the metadata"),
+        (unreadable, "quant types gguf cannot dequantize"),
+    ):
         if problems:
             more = f" and {len(problems) - 5} more" if len(problems) > 5 else ""
             raise ValueError(f"{path}: {what}: {', '.join(problems[:5])}{more}")
@@ -289,8 +316,8 @@ def _dequantize(t) -> torch.Tensor:
     data = t.data.reshape(rows.shape[0], -1)  # (rows, bytes or items per row)
     step = max(1, DEQUANTIZE_CHUNK // rows.shape[1])
     for start in range(0, rows.shape[0], step):
-        chunk = gguf.quants.dequantize(data[start:start + step], t.tensor_type)
-        rows[start:start + step] = chunk
+        chunk = gguf.quants.dequantize(data[start : start + step], t.tensor_type)
+        rows[start : start + step] = chunk
     return out
 
 
