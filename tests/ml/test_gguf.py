@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from training.ml import gguf_import
 from training.ml.gguf_export import write_gguf
-from training.ml.gguf_import import llama_tensor_shapes, read_gguf
+from training.ml.gguf_import import gguf_names, llama_tensor_shapes, read_gguf, unpermute_rope
 
 TINY = {
     "model_type": "llama",
@@ -179,6 +180,47 @@ def test_round_trip_f16_rounds_matrices_only(tiny_fields, tmp_path):
     types = {t.name: t.tensor_type.name for t in gguf.GGUFReader(path).tensors}
     assert types["blk.0.attn_q.weight"] == "F16" and types["blk.0.attn_norm.weight"] == "F32"
     assert types["blk.0.attn_q.bias"] == "F32"
+
+
+QUANT_TYPES = ["BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"]  # those gguf can also quantize
+
+
+def test_quantized_tensors_dequantize_as_gguf_does(tiny_fields, tmp_path, monkeypatch):
+    """A tiny file re-encoded with a quant type per matrix reads back as gguf's dequantize of
+    the whole tensor (then un-permuted), also when read a few rows at a time."""
+    path = write_tiny(tmp_path / "f32.gguf", tiny_fields, intermediate_size=64)  # rows of 32k
+    source = gguf.GGUFReader(path)
+    writer = gguf.GGUFWriter(tmp_path / "q.gguf", "llama")
+    for key, field in source.fields.items():
+        if not key.startswith("GGUF.") and key != "general.architecture":
+            item_type = field.types[-1] if field.types[0] == gguf.GGUFValueType.ARRAY else None
+            writer.add_key_value(key, field.contents(), field.types[0], sub_type=item_type)
+    expected = {}
+    for i, t in enumerate(source.tensors):
+        data = np.array(t.data)
+        if data.ndim == 2:
+            qtype = gguf.GGMLQuantizationType[QUANT_TYPES[i % len(QUANT_TYPES)]]
+            data = gguf.quants.quantize(data, qtype)
+            writer.add_tensor(t.name, data, raw_dtype=qtype)
+            expected[t.name] = torch.from_numpy(gguf.quants.dequantize(data, qtype))
+        else:
+            writer.add_tensor(t.name, data)
+            expected[t.name] = torch.from_numpy(data)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    monkeypatch.setattr(gguf_import, "DEQUANTIZE_CHUNK", 64)  # 1-2 rows at a time
+    ours = read_gguf(tmp_path / "q.gguf").tensors
+    types = {t.tensor_type.name for t in gguf.GGUFReader(tmp_path / "q.gguf").tensors}
+    assert types == {"F32", *QUANT_TYPES}
+    for i in range(TINY["num_hidden_layers"]):
+        for gguf_name, n_head in ((f"blk.{i}.attn_q.weight", 4), (f"blk.{i}.attn_k.weight", 2)):
+            expected[gguf_name] = unpermute_rope(expected[gguf_name], n_head)
+    to_gguf = gguf_names(ours, "llama", TINY["num_hidden_layers"])
+    assert sorted(to_gguf.values()) == sorted(expected)
+    for name, t in ours.items():
+        assert torch.equal(t, expected[to_gguf[name]]), name
 
 
 def test_round_trip_of_a_tied_head_given_explicitly(tiny_fields, tmp_path):

@@ -199,7 +199,8 @@ def _hf_config(fields: dict, arch: str, by_name: dict, path: str) -> dict:
 
     if "token_embd.weight" not in by_name:
         raise ValueError(f"{path}: missing required tensor token_embd.weight")
-    vocab_size, hidden = (int(n) for n in reversed(by_name["token_embd.weight"].shape.tolist()))
+    vocab_size = _shape(by_name["token_embd.weight"])[0]  # the truth: Qwen pads past its tokens
+    hidden = need(Keys.LLM.EMBEDDING_LENGTH)
     if get(Keys.LLM.VOCAB_SIZE, vocab_size) != vocab_size:
         raise ValueError(
             f"{path}: token_embd.weight has {vocab_size} rows but "
@@ -218,7 +219,7 @@ def _hf_config(fields: dict, arch: str, by_name: dict, path: str) -> dict:
         "model_type": arch,
         "architectures": ["Qwen2ForCausalLM" if arch == "qwen2" else "LlamaForCausalLM"],
         "vocab_size": vocab_size,
-        "hidden_size": need(Keys.LLM.EMBEDDING_LENGTH),
+        "hidden_size": hidden,
         "intermediate_size": need(Keys.LLM.FEED_FORWARD_LENGTH),
         "num_hidden_layers": need(Keys.LLM.BLOCK_COUNT),
         "num_attention_heads": heads,
