@@ -16,12 +16,13 @@ What differs from a Hugging Face checkpoint:
   architecture to suit its interleaved rotary embedding; they are permuted back here as
   transformers does. qwen2 keeps Hugging Face's rotate-half layout and is left alone.
 - Llama-3.1-style rope scaling is stored as a `rope_freqs` tensor; it is read back into
-  `rope_scaling` when it fits Llama 3's published parameters.
+  `rope_scaling` when it fits Llama 3's published parameters (only the factor varies).
 
 Every check (architecture, tokenizer model, quant types, names and shapes) runs on the header
 before one tensor is dequantized, so bad input fails fast with one ValueError. Tensors are
-dequantized one at a time from the memory-mapped file: the peak is the float32 result plus one
-tensor in flight.
+dequantized from the memory-mapped file a few rows at a time straight into the float32 result,
+so the peak is little more than the result (SmolLM2-135M: 540 MB of tensors, ~930 MB RSS in all,
+~230 MB of it torch itself).
 """
 
 import functools
