@@ -32,9 +32,12 @@ FAMILIES = {
     ),
     "qwen2-tied": (
         "qwen2",
-        dict(num_key_value_heads=2, tie_word_embeddings=True,
-             rope_parameters=dict(rope_type="default", rope_theta=1e6)),
-    ),  # fmt: skip
+        dict(
+            num_key_value_heads=2,
+            tie_word_embeddings=True,
+            rope_parameters=dict(rope_type="default", rope_theta=1e6),
+        ),
+    ),
     "mistral-head-dim": ("mistral", dict(num_key_value_heads=1, head_dim=32, sliding_window=4096)),
 }
 
@@ -160,8 +163,9 @@ def test_resize_token_embeddings_keeps_the_old_logits(tie):
 
 
 def test_config_round_trips_and_rejects_what_it_cannot_run():
-    config = LlamaConfig(vocab_size=V, n_head=4, n_kv_head=2, rope_scaling={"type": "linear",
-                                                                          "factor": 2.0})
+    config = LlamaConfig(
+        vocab_size=V, n_head=4, n_kv_head=2, rope_scaling={"type": "linear", "factor": 2.0}
+    )
     assert config.head_dim == 32 and config.rope_scaling == {"rope_type": "linear", "factor": 2.0}
     assert LlamaConfig.from_dict(asdict(config)) == config
     with pytest.raises(ValueError, match="unknown LlamaConfig fields"):
@@ -179,13 +183,15 @@ def test_from_hf_reads_transformers_4_layouts_and_family_quirks():
         rope_theta=500000.0, rope_scaling={"type": "linear", "factor": 4.0},
     )  # fmt: skip
     config = LlamaConfig.from_hf(legacy)
-    assert (config.rope_theta, config.rope_scaling) == (500000.0, {"rope_type": "linear",
-                                                                   "factor": 4.0})
+    assert config.rope_theta == 500000.0
+    assert config.rope_scaling == {"rope_type": "linear", "factor": 4.0}
     assert (config.n_kv_head, config.tie_embeddings, config.qkv_bias) == (4, False, False)
     mistral = LlamaConfig.from_hf({**legacy, "model_type": "mistral", "sliding_window": 1024})
     assert mistral.block_size == 1024  # never attend past the window we do not implement
-    qwen2 = LlamaConfig.from_hf({**legacy, "model_type": "qwen2", "sliding_window": 1024,
-                                 "tie_word_embeddings": True})  # window off unless used
+    # Qwen2 files name a window but use it only with use_sliding_window.
+    qwen2 = LlamaConfig.from_hf(
+        {**legacy, "model_type": "qwen2", "sliding_window": 1024, "tie_word_embeddings": True}
+    )
     assert (qwen2.block_size, qwen2.qkv_bias, qwen2.tie_embeddings) == (4096, True, True)
     with pytest.raises(ValueError, match="unsupported model_type 'gemma'"):
         LlamaConfig.from_hf({**legacy, "model_type": "gemma"})
