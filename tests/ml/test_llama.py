@@ -77,6 +77,7 @@ def test_logits_equal_transformers_past_position_1024(family):
     hf = random_hf_model(family)
     ours = ours_from(hf)
     assert ours.config.block_size == 2048
+    assert ours.num_params() == hf.num_parameters()  # a tied head counted once
     idx = torch.randint(0, V, (1, 1100), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = hf(idx).logits

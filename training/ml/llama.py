@@ -213,7 +213,9 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(B, T, self.n_head, hd).transpose(1, 2)  # (B, nh, T, hd)
         k = self.k_proj(x).view(B, T, self.n_kv_head, hd).transpose(1, 2)  # (B, nkv, T, hd)
         v = self.v_proj(x).view(B, T, self.n_kv_head, hd).transpose(1, 2)  # (B, nkv, T, hd)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        # RoPE in cos's fp32 under autocast (as transformers), back to v's bf16 before the cache
+        # and SDPA: the cast SDPA's autocast would make anyway, and one dtype in the cache.
+        q, k = apply_rope(q, cos, sin).type_as(v), apply_rope(k, cos, sin).type_as(v)
         if cache is not None:
             k, v = cache.append(layer, k, v)  # (B, nkv, S, hd)
         dropout = self.dropout if self.training else 0.0
