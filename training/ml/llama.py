@@ -224,10 +224,10 @@ class Attention(nn.Module):
         # repeated copy of k and v. Same output as repeating them, and faster on CPU (2 cores,
         # 4 x 256 tokens, 9 / 3 heads of 64, forward + backward: 13.4 ms against 14.5 causal,
         # 13.7 against 14.3 with a padding mask; a decode step over 300 keys 52 us against 125).
+        gqa = self.n_kv_head != self.n_head
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal,
-            enable_gqa=self.n_kv_head != self.n_head,
-        )  # (B, nh, T, hd)  # fmt: skip
+            q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=causal, enable_gqa=gqa
+        )  # (B, nh, T, hd)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * hd)  # (B, T, nh * hd)
         return self.resid_dropout(self.o_proj(y))
 
