@@ -185,7 +185,55 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(nn.Module):
+class CausalLM(nn.Module):
+    """What every model family shares on top of its `hidden_states`: the language-model head and
+    its chunked loss, the scalar head, and the copy that adds one. A subclass sets `config` (a
+    dataclass with `scalar_head`), `lm_head` and `score_head`, and defines `hidden_states`."""
+
+    @classmethod
+    def with_scalar_head(cls, model: "CausalLM") -> "CausalLM":
+        """A copy of `model` (same weights, device and dtype) with a fresh zero `score_head`:
+        how the reward model starts from the SFT model and the value model from the policy."""
+        new = cls(replace(model.config, scalar_head=True))
+        param = next(model.parameters())
+        new.to(device=param.device, dtype=param.dtype)
+        trunk = {k: v for k, v in model.state_dict().items() if not k.startswith("score_head.")}
+        missing, unexpected = new.load_state_dict(trunk, strict=False)
+        assert not unexpected and all(k.startswith("score_head.") for k in missing)
+        return new
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Without `targets`: (logits (B, T, V) for every position, None). With `targets` (B, T)
+        (-100 = ignore): (None, the mean cross entropy), computed chunk by chunk by
+        `lm_head_cross_entropy` without ever holding the full logits (training needs the loss
+        only, and the logits are the step's largest tensor)."""
+        h = self.hidden_states(idx, attention_mask=attention_mask, kv_cache=kv_cache)
+        if targets is not None:
+            return None, lm_head_cross_entropy(h, self.lm_head.weight, targets)
+        return self.lm_head(h), None  # (B, T, V)
+
+    def scores(
+        self, idx: torch.Tensor, *, attention_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The scalar head on every position (B, T): the reward model reads it at a reply's last
+        token, PPO reads values at every response token."""
+        if self.score_head is None:
+            raise ValueError(
+                f"this model has no scalar head: build it with {type(self).__name__}"
+                ".with_scalar_head"
+            )
+        h = self.hidden_states(idx, attention_mask=attention_mask)  # (B, T, C)
+        return self.score_head(h).squeeze(-1)  # (B, T)
+
+
+class GPT(CausalLM):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
@@ -223,18 +271,6 @@ class GPT(nn.Module):
     @classmethod
     def from_config(cls, config: GPTConfig) -> "GPT":
         return cls(config)
-
-    @classmethod
-    def with_scalar_head(cls, model: "GPT") -> "GPT":
-        """A copy of `model` (same weights, device and dtype) with a fresh zero `score_head`:
-        how the reward model starts from the SFT model and the value model from the policy."""
-        new = cls(replace(model.config, scalar_head=True))
-        param = next(model.parameters())
-        new.to(device=param.device, dtype=param.dtype)
-        trunk = {k: v for k, v in model.state_dict().items() if not k.startswith("score_head.")}
-        missing, unexpected = new.load_state_dict(trunk, strict=False)
-        assert not unexpected and all(k.startswith("score_head.") for k in missing)
-        return new
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (tied weights counted once); `non_embedding` leaves out the position
@@ -274,33 +310,6 @@ class GPT(nn.Module):
         if kv_cache is not None:
             kv_cache.advance(T)
         return self.transformer.ln_f(x)  # (B, T, C)
-
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        *,
-        attention_mask: torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Without `targets`: (logits (B, T, V) for every position, None). With `targets` (B, T)
-        (-100 = ignore): (None, the mean cross entropy), computed chunk by chunk by
-        `lm_head_cross_entropy` without ever holding the full logits (training needs the loss
-        only, and the logits are the step's largest tensor)."""
-        h = self.hidden_states(idx, attention_mask=attention_mask, kv_cache=kv_cache)
-        if targets is not None:
-            return None, lm_head_cross_entropy(h, self.lm_head.weight, targets)
-        return self.lm_head(h), None  # (B, T, V)
-
-    def scores(
-        self, idx: torch.Tensor, *, attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """The scalar head on every position (B, T): the reward model reads it at a reply's last
-        token, PPO reads values at every response token."""
-        if self.score_head is None:
-            raise ValueError("this model has no scalar head: build it with GPT.with_scalar_head")
-        h = self.hidden_states(idx, attention_mask=attention_mask)  # (B, T, C)
-        return self.score_head(h).squeeze(-1)  # (B, T)
 
     @torch.no_grad()
     def resize_token_embeddings(self, vocab_size: int) -> None:

@@ -90,9 +90,14 @@ def save_gpt2(model: GPT, directory: str | os.PathLike) -> Path:
     """Write `model.safetensors` and a Hugging Face `config.json` that GPT2LMHeadModel loads."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    c = model.config
     save_file(to_gpt2_state_dict(model), directory / "model.safetensors", metadata={"format": "pt"})
-    hf_config = {
+    (directory / "config.json").write_text(json.dumps(gpt2_hf_config(model.config), indent=2))
+    return directory
+
+
+def gpt2_hf_config(c: GPTConfig) -> dict:
+    """The Hugging Face `config.json` dict of GPT2LMHeadModel for our config."""
+    return {
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
         "vocab_size": c.vocab_size,
@@ -105,5 +110,3 @@ def save_gpt2(model: GPT, directory: str | os.PathLike) -> Path:
         "layer_norm_epsilon": 1e-5,
         "tie_word_embeddings": True,
     }
-    (directory / "config.json").write_text(json.dumps(hf_config, indent=2))
-    return directory
