@@ -8,13 +8,15 @@ untrained model of it and `arch_of` names the one a model is.
 
 from torch import nn
 
-from training.ml.gpt import GPT, GPTConfig
+from training.ml.gpt import GPT, CausalLM, GPTConfig
+from training.ml.llama import Llama, LlamaConfig
 
-# What the training loops take: any registered family (isinstance works on the union).
-LanguageModel = GPT
+# What the training loops take: any registered family (the base class both share).
+LanguageModel = CausalLM
 
 ARCHITECTURES: dict[str, tuple[type, type[nn.Module]]] = {
     "gpt2": (GPTConfig, GPT),
+    "llama": (LlamaConfig, Llama),  # Llama, Qwen2, Mistral, SmolLM
 }
 DEFAULT_ARCH = "gpt2"  # checkpoints written before architectures had names
 
