@@ -2,16 +2,18 @@
 the delay between a ranking being submitted and being in the next reward-model run's data.
 
     python bench/bench_round.py                  # a fresh SQLite database in a temporary folder
+    python bench/bench_round.py --preset tiny    # our tiny GPT, pretrained first
     python bench/bench_round.py --keep data/bench   # keep the database and checkpoints there
     OMP_NUM_THREADS=1 python bench/bench_round.py   # when other jobs share the cores
 
 torch uses every core by default: the figure for an idle machine. On cores shared with other
 work, one thread per process is faster than several fighting over them.
 
-The round is `manage.py run_demo_round` (pretrain -> SFT -> sample -> simulated ranking ->
-reward model -> PPO -> evaluation, in this process). The delay is measured the way it happens:
-a ranking submitted through the labeling service, then a reward-model run created at once; its
-dataset snapshot either holds the ranking or not. There is no export step in between.
+The round is `manage.py run_demo_round` (import SmolLM2 or pretrain -> SFT -> sample ->
+simulated ranking -> reward model -> PPO -> evaluation, in this process). The delay is measured
+the way it happens: a ranking submitted through the labeling service, then a reward-model run
+created at once; its dataset snapshot either holds the ranking or not. There is no export step
+in between.
 """
 
 import argparse
@@ -29,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", help="folder for the database and artifacts (default: temporary)")
+    parser.add_argument("--preset", help="lora (SmolLM2, the default) or tiny: run_demo_round's")
     parser.add_argument("--pretrain-steps", type=int, help="default: run_demo_round's")
     parser.add_argument("--ppo-iterations", type=int, help="default: run_demo_round's")
     args = parser.parse_args()
@@ -46,7 +49,8 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     out = io.StringIO()
     started = time.monotonic()
-    given = {"pretrain_steps": args.pretrain_steps, "ppo_iterations": args.ppo_iterations}
+    given = {"preset": args.preset, "pretrain_steps": args.pretrain_steps,
+             "ppo_iterations": args.ppo_iterations}  # fmt: skip
     call_command("run_demo_round", **{k: v for k, v in given.items() if v is not None},
                  stdout=out)  # fmt: skip
     print(out.getvalue())

@@ -13,8 +13,8 @@ from training.models import ModelVersion, TrainingRun
 def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     out = StringIO()
     call_command(
-        "run_demo_round", base=str(tiny_base_dir), sample_prompts=10, ppo_iterations=2,
-        ppo_prompts=4, eval_prompts=8, set=["sft.max_steps=10"], stdout=out,
+        "run_demo_round", preset="tiny", base=str(tiny_base_dir), sample_prompts=10,
+        ppo_iterations=2, ppo_prompts=4, eval_prompts=8, set=["sft.max_steps=10"], stdout=out,
     )  # fmt: skip
     report = out.getvalue()
     tasks = RankingTask.objects.filter(project__slug="python-stdlib")

@@ -1,9 +1,12 @@
 """`manage.py run_demo_round`: one full round of the loop, headless, with simulated labelers.
 
-    python manage.py run_demo_round                # in this process, tiny presets, ~12 min CPU
+    python manage.py run_demo_round                # SmolLM2-135M-Instruct, LoRA, in this process
+    python manage.py run_demo_round --preset tiny  # our tiny GPT, pretrained first (~12 min CPU)
     python manage.py run_demo_round --workers      # hand each run to the Celery workers instead
 
-Pretrain a tiny base model (or reuse the last one) -> SFT on the demo project's demonstrations
+The base model is the shipped SmolLM2-135M-Instruct (imported once; every stage trains LoRA
+adapters, the `lora` preset), or with `--preset tiny` a tiny GPT pretrained on the
+standard-library docs (or the last one) -> SFT on the demo project's demonstrations
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
 by a visible rule (`--rule`, see `training.demo_rules`) -> reward model -> PPO -> evaluation:
 the reward before and after PPO, the reward model's held-out accuracy, the KL, and the new
@@ -23,14 +26,27 @@ from labeling.models import Project
 from labeling.services.projects import project_update
 from training.demo_rules import RULES
 from training.jobs import runner
-from training.models import Round, TrainingRun
-from training.selectors import latest_version, round_open
-from training.services.model_versions import model_version_register
+from training.ml.shipped import SHIPPED_NAME, shipped_model_path
+from training.models import ModelVersion, Round, TrainingRun
+from training.selectors import round_open
+from training.services.model_versions import model_version_import, model_version_register
 from training.services.rounds import round_advance, round_start
 from training.services.runs import run_create
 
 DEMO_SLUG = "python-stdlib"
 SIMULATED = ("sim-labeler-1", "sim-labeler-2")
+# The round's sizes per preset (each flag below overrides its value). tiny: measured with the
+# `returns` rule (share of replies following it; SFT 41-42%): PPO 40 x 16 prompts at 1e-5 ->
+# 56%, at 3e-5 -> 76% (800-step base) and 93% (600-step base, 86 s); 40 x 32 at 2e-5 -> 92-97%,
+# twice the time; 5e-5 harmed the `names` rule even with the rule itself as the reward.
+# lora: a 135M model on a CPU, sized so the round takes minutes, not hours. max_new_tokens None:
+# each run kind's preset value (and 32 in the evaluation).
+DEMO_SIZES = {
+    "tiny": dict(sft_epochs=12, sft_lr=1e-3, sample_prompts=320, ppo_iterations=40,
+                 ppo_prompts=16, ppo_lr=3e-5, eval_prompts=320, max_new_tokens=None),
+    "lora": dict(sft_epochs=1, sft_lr=2e-4, sample_prompts=64, ppo_iterations=8,
+                 ppo_prompts=8, ppo_lr=5e-5, eval_prompts=64, max_new_tokens=48),
+}  # fmt: skip
 
 
 class Command(BaseCommand):
@@ -38,6 +54,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--project", default=DEMO_SLUG, help="project slug (default: the demo)")
+        parser.add_argument("--preset", default="lora", choices=sorted(DEMO_SIZES),
+                            help=f"lora: {SHIPPED_NAME} with LoRA adapters; tiny: our tiny GPT, "
+                                 "pretrained first")  # fmt: skip
         # 600, not the pretrain default of 800, so that a first round, pretraining included,
         # stays well inside 15 minutes on a slow 2-core machine (an AMD EPYC VM: 525 s for 600
         # steps). The `returns` rule does not need the better copying of names 800 steps give.
@@ -45,23 +64,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--fresh-base", action="store_true", help="pretrain even if a base exists"
         )
-        parser.add_argument("--sft-epochs", type=int, default=12)
-        parser.add_argument("--sft-lr", type=float, default=1e-3)
-        parser.add_argument("--sample-prompts", type=int, default=320)
+        parser.add_argument("--sft-epochs", type=int)
+        parser.add_argument("--sft-lr", type=float)
+        parser.add_argument("--sample-prompts", type=int)
         parser.add_argument("--rule", default="returns", choices=sorted(RULES),
                             help="what the simulated labelers prefer")  # fmt: skip
-        # Measured with the `returns` rule (share of replies following it; SFT 41-42%): 40 x 16
-        # prompts at 1e-5 -> 56%, at 3e-5 -> 76% (800-step base) and 93% (600-step base, 86 s);
-        # 40 x 32 at 2e-5 -> 92-97%, twice the time. 5e-5 harmed the `names` rule even with the
-        # rule itself as the reward.
-        parser.add_argument("--ppo-iterations", type=int, default=40)
-        parser.add_argument("--ppo-prompts", type=int, default=16, help="prompts per iteration")
-        parser.add_argument("--ppo-lr", type=float, default=3e-5)
+        parser.add_argument("--ppo-iterations", type=int)
+        parser.add_argument("--ppo-prompts", type=int, help="prompts per iteration")
+        parser.add_argument("--ppo-lr", type=float)
+        parser.add_argument("--max-new-tokens", type=int,
+                            help="reply length: sampling, PPO, evaluation")  # fmt: skip
         parser.add_argument(
             "--set", action="append", default=[], metavar="KIND.FIELD=VALUE",
             help="any other setting of a stage's run, e.g. --set ppo.kl_coef=0.02 (repeatable)",
         )  # fmt: skip
-        parser.add_argument("--eval-prompts", type=int, default=320,
+        parser.add_argument("--eval-prompts", type=int,
                             help="prompts the policy and SFT answer for the win rate")  # fmt: skip
         parser.add_argument("--k", type=int, default=None,
                             help="replies per ranking task (default: the project's)")  # fmt: skip
@@ -77,6 +94,10 @@ class Command(BaseCommand):
         from training import demo
 
         rule = RULES[options["rule"]]
+        preset = options["preset"]
+        for name, value in DEMO_SIZES[preset].items():
+            if options[name] is None:
+                options[name] = value
         self.options, self.timings = options, {}
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
         call_command("load_demo_project", slug=options["project"], stdout=self.stdout)
@@ -84,15 +105,7 @@ class Command(BaseCommand):
         if options["k"] and options["k"] != project.k:
             project = project_update(project=project, k=options["k"])
         self.overrides = overrides(options["set"])
-        base = None if options["fresh_base"] else latest_version(kinds=["base"], project=project)
-        if options["base"]:
-            base = model_version_register(checkpoint_dir=options["base"], name="demo-base")
-        if base is None:
-            base = self.stage(
-                "pretrain", "pretrain", project=project, config={"steps": options["pretrain_steps"]}
-            ).output_model
-        else:
-            self.stdout.write(f"reusing base model {base.name} (--fresh-base to pretrain again)")
+        base = self.base_model(project, options)
         sft = self.stage(
             "sft",
             "sft",
@@ -130,10 +143,31 @@ class Command(BaseCommand):
         prompts = list(project.prompts.filter(duplicate_of__isnull=True).order_by("id")
                        .values_list("id", "turns")[: options["eval_prompts"]])  # fmt: skip
         result = demo.evaluate(
-            sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule, names=names
+            sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule, names=names,
+            max_new_tokens=options["max_new_tokens"] or 32,
         )
         self.timings["evaluation"] = time.monotonic() - started
         self.report(rule, sample, rm, ppo, result)
+
+    def base_model(self, project, options) -> ModelVersion:
+        """`--base`, else the preset's: the shipped model (imported the first time) or the
+        project's last pretrained tiny base (pretrained now when there is none)."""
+        if options["base"]:
+            return model_version_register(checkpoint_dir=options["base"], name="demo-base")
+        if options["preset"] == "lora":
+            base = ModelVersion.objects.filter(project=project, name=SHIPPED_NAME).first()
+            if base is None:
+                base = model_version_import(path=str(shipped_model_path()), name=SHIPPED_NAME,
+                                            project=project)  # fmt: skip
+            return base
+        pretrained = ModelVersion.objects.filter(project=project, kind="base", run__kind="pretrain")
+        base = None if options["fresh_base"] else pretrained.first()
+        if base is not None:
+            self.stdout.write(f"reusing base model {base.name} (--fresh-base to pretrain again)")
+            return base
+        return self.stage(
+            "pretrain", "pretrain", project=project, config={"steps": options["pretrain_steps"]}
+        ).output_model
 
     def open_round(self, project, sft, options) -> Round:
         """A round of the project from the new SFT model, not chained to a next one."""
@@ -142,14 +176,17 @@ class Command(BaseCommand):
                 f"Round {open_round.number} of {project.slug} is still open ({open_round.stage}): "
                 f"finish it with `manage.py continue_round --project {project.slug}`."
             )
+        length = {"max_new_tokens": options["max_new_tokens"]} if options["max_new_tokens"] else {}
         config = {
+            "preset": options["preset"],
             "chain": False,
-            "sample": {"num_prompts": options["sample_prompts"]},
+            "sample": {"num_prompts": options["sample_prompts"], **length},
             "reward": {},  # the preset's
             "ppo": {
                 "iterations": options["ppo_iterations"],
                 "prompts_per_iteration": options["ppo_prompts"],
                 "lr": options["ppo_lr"],
+                **length,
             },
         }
         for kind, values in self.overrides.items():
@@ -173,7 +210,8 @@ class Command(BaseCommand):
         return round_advance(round_id=round_.pk, enqueue_it=self.options["workers"])
 
     def stage(self, label, kind, **kwargs) -> TrainingRun:
-        run = run_create(kind=kind, enqueue_it=self.options["workers"], **kwargs)
+        run = run_create(kind=kind, preset=self.options["preset"],
+                         enqueue_it=self.options["workers"], **kwargs)  # fmt: skip
         return self.finish(label, run)
 
     def finish(self, label, run) -> TrainingRun:
