@@ -202,6 +202,22 @@ class CausalLM(nn.Module):
         assert not unexpected and all(k.startswith("score_head.") for k in missing)
         return new
 
+    def positions(
+        self, idx: torch.Tensor, attention_mask: torch.Tensor | None, kv_cache: KVCache | None
+    ) -> tuple[torch.Tensor, int]:
+        """(position ids of idx's tokens, S the sequence length so far). Positions count real
+        tokens only (cumsum of the mask - 1), so a left-padded row is positioned as if alone."""
+        B, T = idx.shape
+        past = kv_cache.length if kv_cache is not None else 0
+        S = past + T
+        if S > self.config.block_size:
+            raise ValueError(f"sequence of {S} tokens exceeds block_size {self.config.block_size}")
+        if attention_mask is None:
+            return torch.arange(past, S, device=idx.device), S  # (T,)
+        if attention_mask.shape != (B, S):
+            raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != {(B, S)}")
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:], S  # (B, T)
+
     def forward(
         self,
         idx: torch.Tensor,
@@ -292,17 +308,8 @@ class GPT(CausalLM):
         idx (B, T) token ids. attention_mask (B, S): 1 real, 0 padding, where S = T plus the
         tokens already in `kv_cache` (the mask covers the whole sequence so far).
         """
-        B, T = idx.shape
-        past = kv_cache.length if kv_cache is not None else 0
-        S = past + T
-        if S > self.config.block_size:
-            raise ValueError(f"sequence of {S} tokens exceeds block_size {self.config.block_size}")
-        if attention_mask is None:
-            pos = torch.arange(past, S, device=idx.device)  # (T,)
-        else:
-            if attention_mask.shape != (B, S):
-                raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != {(B, S)}")
-            pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T)
+        T = idx.size(1)
+        pos, S = self.positions(idx, attention_mask, kv_cache)  # (T,) or (B, T)
         x = self.transformer.drop(self.transformer.wte(idx) + self.transformer.wpe(pos))
         mask = attention_bias(attention_mask, T, S, idx.device)
         for layer, block in enumerate(self.transformer.h):

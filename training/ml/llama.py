@@ -313,17 +313,8 @@ class Llama(CausalLM):
         idx (B, T) token ids. attention_mask (B, S): 1 real, 0 padding, where S = T plus the
         tokens already in `kv_cache` (the mask covers the whole sequence so far).
         """
-        B, T = idx.shape
-        past = kv_cache.length if kv_cache is not None else 0
-        S = past + T
-        if S > self.config.block_size:
-            raise ValueError(f"sequence of {S} tokens exceeds block_size {self.config.block_size}")
-        if attention_mask is None:
-            pos = torch.arange(past, S, device=idx.device)  # (T,)
-        else:
-            if attention_mask.shape != (B, S):
-                raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != {(B, S)}")
-            pos = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, past:]  # (B, T)
+        T = idx.size(1)
+        pos, S = self.positions(idx, attention_mask, kv_cache)  # (T,) or (B, T)
         x = self.model.embed_tokens(idx)  # (B, T, C)
         # The frequencies are recomputed (a few tiny ops) rather than kept in a buffer, which
         # `.to(torch.bfloat16)` would round and so shift the angles at long positions.
