@@ -191,6 +191,25 @@ class CausalLM(nn.Module):
     dataclass with `scalar_head`), `lm_head` and `score_head`, and defines `hidden_states`."""
 
     @classmethod
+    def from_config(cls, config) -> "CausalLM":
+        return cls(config)
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def zero_score_head(self) -> None:
+        """A new scalar head starts neutral: every score 0."""
+        if self.score_head is not None:
+            nn.init.zeros_(self.score_head.weight)
+            nn.init.zeros_(self.score_head.bias)
+
+    @classmethod
     def with_scalar_head(cls, model: "CausalLM") -> "CausalLM":
         """A copy of `model` (same weights, device and dtype) with a fresh zero `score_head`:
         how the reward model starts from the SFT model and the value model from the policy."""
@@ -271,22 +290,7 @@ class GPT(CausalLM):
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
                 nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
-        if self.score_head is not None:
-            nn.init.zeros_(self.score_head.weight)  # a new head starts neutral: score 0
-            nn.init.zeros_(self.score_head.bias)
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    @classmethod
-    def from_config(cls, config: GPTConfig) -> "GPT":
-        return cls(config)
+        self.zero_score_head()
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (tied weights counted once); `non_embedding` leaves out the position

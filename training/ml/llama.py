@@ -274,22 +274,7 @@ class Llama(CausalLM):
             self.model.embed_tokens.weight = self.lm_head.weight
         self.score_head = nn.Linear(config.n_embd, 1) if config.scalar_head else None
         self.apply(self._init_weights)  # as transformers: normal(0.02), zero biases, norms at 1
-        if self.score_head is not None:
-            nn.init.zeros_(self.score_head.weight)  # a new head starts neutral: score 0
-            nn.init.zeros_(self.score_head.bias)
-
-    @staticmethod
-    def _init_weights(module):
-        if isinstance(module, nn.Linear):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.Embedding):
-            nn.init.normal_(module.weight, mean=0.0, std=0.02)
-
-    @classmethod
-    def from_config(cls, config: LlamaConfig) -> "Llama":
-        return cls(config)
+        self.zero_score_head()
 
     def num_params(self, non_embedding: bool = False) -> int:
         """Parameter count (tied weights counted once); `non_embedding` leaves out the token
