@@ -60,6 +60,19 @@ def latest_version(*, kinds, project=None) -> ModelVersion | None:
     return qs.order_by("-created_at", "-id").first()
 
 
+# From this size on a model is trained with LoRA adapters by default: full fine-tuning of a
+# 135M model on a CPU holds ~2 GB of optimizer state and takes many times longer per step.
+LORA_FROM_PARAMETERS = 50_000_000
+
+
+def suggested_preset(*, project) -> str:
+    """"lora" when the project's newest base model is a real one (imported, >= 50M parameters),
+    else "tiny": what the training page offers first."""
+    base = latest_version(kinds=[ModelVersion.Kind.BASE], project=project)
+    parameters = (base.metrics or {}).get("parameters", 0) if base else 0
+    return "lora" if parameters >= LORA_FROM_PARAMETERS else "tiny"
+
+
 def sft_ancestor(version: ModelVersion) -> ModelVersion | None:
     """The SFT model a policy descends from: PPO's KL penalty keeps it close to that one, and a
     round's reward model starts from it."""

@@ -58,7 +58,7 @@ def index(request):
 
 
 def _project_page(request, project, *, forms=None, status=200):
-    preset = request.GET.get("preset", "tiny")
+    preset = request.GET.get("preset") or selectors.suggested_preset(project=project)
     forms = forms or {}
     counts = selectors.round_counts(project=project)
     start_forms = [forms.get(kind) or start_form(kind, project=project, preset=preset)

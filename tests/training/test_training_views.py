@@ -68,6 +68,16 @@ def test_project_page_shows_counts_versions_and_start_forms(
     assert 'name="preset" value="gpu"' in gpu and 'value="0.00002"' in gpu  # its SFT lr
 
 
+def test_a_real_base_model_suggests_the_lora_preset(staff_client, project_with_demos,
+                                                     base_version):  # fmt: skip
+    url = f"/training/projects/{project_with_demos.slug}/"
+    assert 'name="preset" value="tiny"' in staff_client.get(url).content.decode()
+    base_version.metrics = {"parameters": 134_515_008}  # as SmolLM2's import records it
+    base_version.save(update_fields=["metrics"])
+    page = staff_client.get(url).content.decode()
+    assert 'name="preset" value="lora"' in page and 'name="cfg_lora_rank" value="16"' in page
+
+
 def test_start_creates_a_run_once_and_redirects_to_it(
     staff_client, project_with_demos, base_version
 ):

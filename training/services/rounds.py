@@ -20,7 +20,7 @@ from django.utils import timezone
 from training import presets
 from training.errors import Conflict, Invalid
 from training.models import ModelVersion, Round, TrainingRun
-from training.selectors import latest_version, rounds_for_project, sft_ancestor
+from training.selectors import latest_version, rounds_for_project, sft_ancestor, suggested_preset
 from training.services.runs import run_create, run_enqueue, run_resume
 
 S, St = TrainingRun.Status, Round.Stage
@@ -155,7 +155,7 @@ def round_continue(*, project, by=None, enqueue_it: bool = True) -> Round:
     return round_start(
         project=project,
         policy=last.ppo_run.output_model if last and last.ppo_run else None,
-        config=last.config if last else None,
+        config=last.config if last else {"preset": suggested_preset(project=project)},
         rankings_needed=last.rankings_needed if last else 0,
         created_by=by,
         enqueue_it=enqueue_it,
