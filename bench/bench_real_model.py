@@ -1,6 +1,6 @@
 """A real model through our code against transformers: SmolLM2-135M-Instruct (the shipped GGUF).
 
-    python bench/bench_real_model.py                  # all three parts, ~6 min on a 2-core CPU
+    python bench/bench_real_model.py                  # all three parts: minutes on a 2-core CPU
     python bench/bench_real_model.py --sampling       # + --profile: where each decode's time goes
     python bench/bench_real_model.py --training --modes lora --batch-size 4 --block-size 256
     python bench/bench_real_model.py --ppo-memory
@@ -490,6 +490,7 @@ def main() -> None:
     parser.add_argument("--ppo-epochs", type=int, default=1)
     parser.add_argument("--ppo-child-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # figures as they come, also into a file
     if args.ppo_child_rank is not None:
         return ppo_child(args)
     if not (args.sampling or args.training or args.ppo_memory):
