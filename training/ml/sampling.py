@@ -120,6 +120,13 @@ def check_prompts(prompts: list[list[int]], config: SampleConfig, model: Languag
             )
 
 
+def last_logits(model: LanguageModel, ids, mask, cache) -> torch.Tensor:
+    """Float logits (B, V) of the last position only: the output head on every prompt position
+    would cost prompt length x vocabulary (49152 for SmolLM2) for nothing at prefill."""
+    h = model.hidden_states(ids, attention_mask=mask, kv_cache=cache)  # (B, T, C)
+    return model.lm_head(h[:, -1]).float()  # (B, V)
+
+
 @torch.no_grad()
 def generate(
     model: LanguageModel,
@@ -143,8 +150,8 @@ def generate(
         cache = KVCache(model.config.n_layer, ids.size(1) + config.max_new_tokens)
         cache = cache if use_cache else None
         with autocast(device):
-            logits, _ = model(ids, attention_mask=mask if padded else None, kv_cache=cache)
-        logits = logits[:, -1].float().repeat_interleave(K, dim=0)  # (N, V), N = B * K
+            logits = last_logits(model, ids, mask if padded else None, cache)  # (B, V)
+        logits = logits.repeat_interleave(K, dim=0)  # (N, V), N = B * K
         if cache is not None:
             cache.repeat_interleave(K)
         ids, mask = ids.repeat_interleave(K, dim=0), mask.repeat_interleave(K, dim=0)  # (N, P)
@@ -162,13 +169,8 @@ def generate(
             ids = torch.cat([ids, token[:, None]], dim=1)  # (N, S)
             mask = torch.cat([mask, torch.ones_like(token)[:, None]], dim=1)  # (N, S)
             with autocast(device):
-                if cache is not None:
-                    logits, _ = model(
-                        token[:, None], attention_mask=mask if padded else None, kv_cache=cache
-                    )
-                else:
-                    logits, _ = model(ids, attention_mask=mask if padded else None)
-            logits = logits[:, -1].float()  # (N, V)
+                fed = token[:, None] if cache is not None else ids  # (N, 1) or (N, S)
+                logits = last_logits(model, fed, mask if padded else None, cache)  # (N, V)
     finally:
         model.train(was_training)
     return _collect(tokens, logprobs, stop_id, num_prompts=len(prompts), num_samples=K)
