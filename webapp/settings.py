@@ -200,6 +200,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 # Training workers. The device is picked automatically (CUDA when there is one) unless named.
 TRAINING_DEVICE = env.str("TRAINING_DEVICE", default="") or None
+# The precision sampling runs hold the model in: auto (bf16 where the hardware has it), float32
+# or bfloat16 (training.ml.device.sampling_dtype).
+SAMPLING_DTYPE = env.str("SAMPLING_DTYPE", default="auto")
 TRAINING_HEARTBEAT_SECONDS = _read("TRAINING_HEARTBEAT_SECONDS", env.float, default=10.0)
 # A running run whose worker has not beaten for this long is marked failed (and resumable).
 TRAINING_HEARTBEAT_TIMEOUT = _read("TRAINING_HEARTBEAT_TIMEOUT", env.int, default=120)

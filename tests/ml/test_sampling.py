@@ -1,6 +1,9 @@
+import math
+
 import pytest
 import torch
 
+from training.ml.device import sampling_dtype
 from training.ml.sampling import SampleConfig, filter_logits, generate
 
 PAD = 0
@@ -141,3 +144,17 @@ def test_bad_sample_configs_are_rejected():
     for bad in (dict(max_new_tokens=0), dict(temperature=-1), dict(top_p=0), dict(num_samples=0)):
         with pytest.raises(ValueError):
             SampleConfig(**bad)
+
+
+def test_sampling_precision_is_chosen_and_a_bf16_model_samples(make_model, tiny_tokenizer):
+    assert sampling_dtype("cpu", "float32") is torch.float32
+    assert sampling_dtype("cpu", "bfloat16") is torch.bfloat16
+    assert sampling_dtype("cpu") in (torch.float32, torch.bfloat16)  # what the CPU runs natively
+    with pytest.raises(ValueError, match="sampling dtype"):
+        sampling_dtype("cpu", "float8")
+    model = make_model(seed=4).to(torch.bfloat16)
+    prompt = tiny_tokenizer.render_prompt([{"role": "user", "content": "What does json do?"}])
+    out = generate(model, [prompt], SampleConfig(max_new_tokens=8, num_samples=3, seed=1),
+                   stop_id=tiny_tokenizer.end_id, pad_id=tiny_tokenizer.pad_id)  # fmt: skip
+    assert len(out.responses) == 3 and all(out.responses)
+    assert all(math.isfinite(lp) and lp <= 0 for row in out.logprobs for lp in row)

@@ -42,3 +42,5 @@ def test_demo_setup_registers_the_real_model_and_queues_its_replies(settings, tm
         texts = [item.completion.text for item in task.items.select_related("completion")]
         assert len(texts) == version.project.k
         assert all(text.strip() and "<|im_end|>" not in text for text in texts)
+        sampling = task.items.first().completion.sampling
+        assert sampling["dtype"] in ("float32", "bfloat16") and sampling["max_new_tokens"] == 24

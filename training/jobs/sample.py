@@ -5,10 +5,13 @@ run skips the prompts it already pushed and a retried push creates nothing twice
 
 import time
 
+from django.conf import settings
+
 from labeling.models import RankingTask
 from labeling.services.tasks import ranking_tasks_create
-from training.jobs.common import load_version
+from training.jobs.common import device, load_version
 from training.jobs.runner import Outcome
+from training.ml.device import sampling_dtype
 from training.ml.progress import Progress
 from training.ml.sampling import SampleConfig, generate
 
@@ -24,6 +27,9 @@ def run(context) -> Outcome:
     run, cfg = context.run, context.run.config
     project, version = run.project, run.input_model
     model, tokenizer = load_version(version)
+    dtype = sampling_dtype(device(), settings.SAMPLING_DTYPE)
+    model.to(dtype)
+    precision = str(dtype).removeprefix("torch.")
     done = set(RankingTask.objects.filter(project=project, batch_key=batch_key(run))
                .values_list("prompt_id", flat=True))  # fmt: skip
     limit = model.config.block_size - cfg["max_new_tokens"]
@@ -35,7 +41,8 @@ def run(context) -> Outcome:
         elif prompt_id not in done:
             todo.append((prompt_id, ids))
     batches = [todo[i : i + PROMPTS_PER_BATCH] for i in range(0, len(todo), PROMPTS_PER_BATCH)]
-    context.log(f"sampling {project.k} completions for {len(todo)} prompts from {version.name}"
+    context.log(f"sampling {project.k} completions for {len(todo)} prompts from {version.name} "
+                f"in {precision}"
                 + (f" ({len(done)} pushed before)" if done else "")
                 + (f"; {too_long} prompts too long, skipped" if too_long else ""))  # fmt: skip
     sampling = {name: cfg[name] for name in ("temperature", "top_k", "top_p", "max_new_tokens")}
@@ -50,7 +57,8 @@ def run(context) -> Outcome:
             text = tokenizer.decode(response).strip() or EMPTY
             replies[batch[index][0]].append({
                 "text": text, "model_label": version.name, "model_version_id": version.pk,
-                "sampling": {**sampling, "seed": config.seed, "finished": finished, "run": run.pk},
+                "sampling": {**sampling, "seed": config.seed, "finished": finished, "run": run.pk,
+                             "dtype": precision},
             })  # fmt: skip
             tokens += len(response)
         ranking_tasks_create(project=project, prompt_completions=list(replies.items()),
