@@ -2,6 +2,7 @@
 
     python bench/bench_real_model.py                  # all three parts: minutes on a 2-core CPU
     python bench/bench_real_model.py --sampling       # + --profile: where each decode's time goes
+    python bench/bench_real_model.py --sampling --sampling-dtype bfloat16   # both in bf16
     python bench/bench_real_model.py --training --modes lora --batch-size 4 --block-size 256
     python bench/bench_real_model.py --ppo-memory
     python bench/bench_real_model.py --sampling --training --model random --device cuda  # GPU
@@ -479,6 +480,9 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32, help="sampling: per row")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--profile", action="store_true", help="sampling: profile both")
+    parser.add_argument("--sampling-dtype", default="float32", choices=("float32", "bfloat16"),
+                        help="sampling: both models held in this precision (ours: the sampling "
+                             "runs' SAMPLING_DTYPE)")  # fmt: skip
     parser.add_argument("--profile-rows", type=int, default=10)
     parser.add_argument("--modes", nargs="+", default=["full", "lora"], choices=("full", "lora"))
     parser.add_argument("--batch-size", type=int, default=4, help="training")
@@ -504,7 +508,12 @@ def main() -> None:
         seconds = time.perf_counter() - start
         print(f"{describe(device, pair, args.model)}; both loaded in {seconds:.0f} s")
         if args.sampling:
+            dtype = getattr(torch, args.sampling_dtype)
+            pair.ours.to(dtype)
+            pair.theirs.to(dtype)
             bench_sampling(args, pair)
+            pair.ours.float()
+            pair.theirs.float()
         if args.training:
             bench_training(args, pair)
         del pair
