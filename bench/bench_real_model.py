@@ -512,8 +512,8 @@ def main() -> None:
             pair.ours.to(dtype)
             pair.theirs.to(dtype)
             bench_sampling(args, pair)
-            pair.ours.float()
-            pair.theirs.float()
+            pair.ours.to(torch.float32)
+            pair.theirs.to(torch.float32)  # (`.float()` is refused for a model from a GGUF)
         if args.training:
             bench_training(args, pair)
         del pair
