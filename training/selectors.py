@@ -1,6 +1,8 @@
 """Reads for the training pages, the admin and the commands. Nothing here writes."""
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.db.models import Count, Q
 
@@ -58,6 +60,25 @@ def latest_version(*, kinds, project=None) -> ModelVersion | None:
     qs = ModelVersion.objects.filter(kind__in=kinds)
     qs = qs.filter(Q(project=project) | Q(project__isnull=True)) if project else qs
     return qs.order_by("-created_at", "-id").first()
+
+
+def version_files(*, version: ModelVersion) -> dict:
+    """What a version's files say about it, for its page: architecture, size, context and chat
+    format, read as JSON (the web process never loads torch). Empty when the files are gone."""
+    try:
+        config = json.loads((Path(version.checkpoint_dir) / "config.json").read_text())
+        tokenizer = json.loads(Path(version.tokenizer_path).read_text())
+    except (OSError, ValueError):
+        return {}
+    sizes = config.get("config", {})
+    return {
+        "arch": config.get("arch", "gpt2"),
+        "layers": sizes.get("n_layer"),
+        "width": sizes.get("n_embd"),
+        "context": sizes.get("block_size"),
+        "vocab": sizes.get("vocab_size"),
+        "chat_format": tokenizer.get("chat_format", "ours"),
+    }
 
 
 # From this size on a model is trained with LoRA adapters by default: full fine-tuning of a

@@ -168,7 +168,7 @@ def version(request, version_id):
     tree = selectors.lineage(version=version)
     return render(request, "training/version.html", {
         "version": version, "tree": tree, "runs": selectors.lineage_runs(tree),
-        "exports": exports_of(version),
+        "exports": exports_of(version), "files": selectors.version_files(version=version),
     })  # fmt: skip
 
 

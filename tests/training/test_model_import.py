@@ -118,6 +118,7 @@ def test_a_version_exports_from_its_page(tiny_llama, artifacts, tmp_path, staff,
     assert client.post(url, {"format": "onnx"}).status_code == 400
     page = client.get(reverse("training:version", args=[version.pk])).content.decode()
     assert "Hugging Face directory" in page and ".f32.gguf" in page
+    assert "llama: 2 layers, 32 wide, context 128" in page and "<dd>ours</dd>" in page
     gguf = next((artifacts / "exports").glob("*/*.f32.gguf"))
     download = client.get(reverse("training:export-download", args=[version.pk, gguf.name]))
     assert download.status_code == 200 and download["Content-Disposition"].startswith("attachment")
