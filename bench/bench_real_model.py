@@ -49,6 +49,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_model import hf_step, ours_step, timed_round  # noqa: E402  (the same training step)
+
 from training.ml.device import autocast, pick_device  # noqa: E402
 from training.ml.llama import Llama, LlamaConfig  # noqa: E402
 from training.ml.sampling import SampleConfig, generate, left_pad  # noqa: E402
@@ -309,30 +311,6 @@ def bench_sampling(args, pair: Pair) -> None:
 # -- 2. training steps ----------------------------------------------------------------------------
 
 
-def ours_step(model, x):
-    _, loss = model(x[:, :-1], x[:, 1:])
-    return loss
-
-
-def theirs_step(model, x):
-    x = x[:, :-1]  # the same T input tokens as ours; it shifts the labels itself
-    return model(input_ids=x, labels=x).loss
-
-
-def timed_round(step_fn, model, optimizer, batches, device) -> float:
-    """Seconds per optimizer step over `batches`."""
-    sync(device)
-    start = time.perf_counter()
-    for x in batches:
-        with autocast(device):
-            loss = step_fn(model, x)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    sync(device)
-    return (time.perf_counter() - start) / len(batches)
-
-
 def add_adapters(pair: Pair, rank: int) -> None:
     """The same LoRA on both: rank r, alpha 2r, every projection of every block, no dropout."""
     from peft import LoraConfig, get_peft_model
@@ -359,7 +337,7 @@ def bench_training(args, pair: Pair) -> None:
             add_adapters(pair, args.lora_rank)
         runs = {}
         for name, model, step_fn in (("ours", pair.ours, ours_step),
-                                     ("transformers", pair.theirs, theirs_step)):  # fmt: skip
+                                     ("transformers", pair.theirs, hf_step)):  # fmt: skip
             model.train()
             optimizer = make_optimizer(model, lr=1e-5)
             timed_round(step_fn, model, optimizer, batches[:1], pair.device)  # warm up
