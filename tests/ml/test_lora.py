@@ -284,3 +284,13 @@ def test_lora_ppo_stopped_and_resumed_reaches_the_uninterrupted_models(
     ):
         for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
             assert torch.equal(x, y), name
+
+
+def test_resuming_with_other_lora_settings_is_a_clear_error(pretrained, tiny_tokenizer, tmp_path):
+    tok, data = tiny_tokenizer, demos()
+    full = SFTConfig(max_steps=4, batch_size=4, checkpoint_every=100)
+    train_sft(copy.deepcopy(pretrained), tok, data, full, checkpoint_dir=tmp_path,
+              on_step=lambda p: p.step == 2)  # fmt: skip
+    with pytest.raises(ValueError, match="LoRA on or off"):
+        train_sft(copy.deepcopy(pretrained), tok, data,
+                  SFTConfig(max_steps=4, batch_size=4, lora_rank=4), checkpoint_dir=tmp_path)

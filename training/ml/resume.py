@@ -93,7 +93,13 @@ def load_checkpoint(
     for key, model in models.items():
         device = next(model.parameters()).device
         loaded, _ = load_model(path / key, device)
-        model.load_state_dict(loaded.state_dict())
+        try:
+            model.load_state_dict(loaded.state_dict())
+        except RuntimeError as exc:  # missing / unexpected / mis-shaped weights
+            raise ValueError(
+                f"checkpoint {path / key} does not fit this run's model (was the run started "
+                f"with other settings, e.g. LoRA on or off?): {str(exc).splitlines()[0]}"
+            ) from None
     step, extra = 0, {}
     for i, (key, optimizer) in enumerate(optimizers.items()):
         state_step, state_extra = load_train_state(path / f"{key}.state", optimizer)
