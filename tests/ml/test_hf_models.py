@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+import transformers  # the dev extra: never skipped
 from safetensors.torch import load_file
 from test_llama import V, ours_from, random_hf_model
 
@@ -9,8 +10,6 @@ from training.ml.gpt import GPT, GPTConfig
 from training.ml.hf_models import hf_config_for, model_from_hf, read_hf_directory, save_hf_model
 from training.ml.llama import Llama
 from training.ml.sampling import SampleConfig, generate
-
-transformers = pytest.importorskip("transformers")
 
 IDS = dict(bos_id=1, eos_id=2, pad_id=0)
 

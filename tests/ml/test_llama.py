@@ -3,12 +3,11 @@ from dataclasses import asdict
 import pytest
 import torch
 import torch.nn.functional as F
+import transformers  # the dev extra: never skipped
 
 from training.ml.gpt import KVCache
 from training.ml.llama import Llama, LlamaConfig
 from training.ml.sampling import SampleConfig, generate, left_pad
-
-transformers = pytest.importorskip("transformers")
 
 V = 101
 SMALL = dict(
