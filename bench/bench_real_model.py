@@ -1,10 +1,10 @@
-"""A real model through our code against transformers: SmolLM2-135M-Instruct (the shipped GGUF).
+"""SmolLM2-135M-Instruct (the shipped GGUF) through our code against transformers: sampling and
+training steps (PPO memory: bench_ppo_memory.py).
 
-    python bench/bench_real_model.py                  # all three parts: minutes on a 2-core CPU
+    python bench/bench_real_model.py                  # both parts: minutes on a 2-core CPU
     python bench/bench_real_model.py --sampling       # + --profile: where each decode's time goes
     python bench/bench_real_model.py --sampling --sampling-dtype bfloat16   # both in bf16
     python bench/bench_real_model.py --training --modes lora --batch-size 4 --block-size 256
-    python bench/bench_real_model.py --ppo-memory
     python bench/bench_real_model.py --sampling --training --model random --device cuda  # GPU
 
 --sampling: our KV-cache sampler (`training.ml.sampling.generate`) against transformers'
@@ -18,14 +18,6 @@
 --training: optimizer steps (AdamW, ours `make_optimizer` for both) on the same batches of
   real text, full fine-tuning and LoRA (peft on the same targets and rank: ours `add_lora`,
   theirs `get_peft_model`). Ours is `model(x[:, :-1], x[:, 1:])`, theirs `labels=`.
---ppo-memory: peak resident memory of one PPO iteration (`train_ppo`, policy = SmolLM2, reward
-  model = SmolLM2 with a scalar head) with LoRA (one frozen base for policy and reference,
-  the reward model's for the value model) against full fine-tuning (separate reference and
-  value copies, AdamW moments for two whole models). Each setup runs in a fresh process; the
-  peak is taken over the iteration (the high-water mark is reset after loading, whose
-  dequantization briefly holds more than the model), and again once `train_ppo` has returned:
-  with LoRA it merges the adapters then, which gives the value model its own weights (a third
-  trunk) and so costs memory the iteration itself does not.
 
 Timed parts run ours and theirs in alternating rounds and report the best and median round of
 each, so load from other processes on a shared machine shows as spread, not as a bias; the
@@ -39,7 +31,6 @@ import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -363,95 +354,10 @@ def bench_training(args, pair: Pair) -> None:
         gc.collect()
 
 
-# -- 3. PPO peak memory ---------------------------------------------------------------------------
-
-
-def status_kib(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def ppo_child(args) -> None:
-    """One PPO iteration in this (fresh) process; prints its memory figures as JSON."""
-    import resource
-
-    from training.ml.architectures import with_scalar_head
-    from training.ml.model_import import import_checkpoint
-    from training.ml.ppo import PPOConfig, train_ppo
-    from training.ml.shipped import shipped_model_path
-
-    imported = import_checkpoint(shipped_model_path())
-    policy, tokenizer = imported.model, imported.tokenizer
-    reward = with_scalar_head(policy)
-    with DEMO_DATA.open() as f:
-        questions = [json.loads(line)["prompt"] for line, _ in zip(f, range(64), strict=False)]
-    prompts = [[{"role": "user", "content": q}] for q in questions[: args.ppo_prompts]]
-    config = PPOConfig(
-        iterations=1, prompts_per_iteration=args.ppo_prompts, max_new_tokens=args.ppo_new_tokens,
-        minibatch_size=args.ppo_prompts, ppo_epochs=args.ppo_epochs, checkpoint_every=10**9,
-        lora_rank=args.ppo_child_rank,
-    )  # fmt: skip
-    gc.collect()
-    loaded = status_kib("VmRSS")
-    load_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the high-water mark: the peak from here on is the iteration's
-    marks = {}
-
-    def on_step(progress):  # after the iteration, before train_ppo merges the adapters
-        marks["peak"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        marks["s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    train_ppo(policy, tokenizer, prompts, config, reward=reward, on_step=on_step)
-    marks["returned"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"loaded": loaded, "load_peak": load_peak, **marks}))
-
-
-def bench_ppo_memory(args) -> None:
-    print(
-        f"PPO memory: one iteration of {args.ppo_prompts} prompts x {args.ppo_new_tokens} new "
-        f"tokens, {args.ppo_epochs} PPO epoch(s), policy SmolLM2 + reward model SmolLM2 with a "
-        f"scalar head, each setup in a fresh process (peak RSS, GB)"
-    )
-    results = {}
-    for label, rank in ((f"LoRA r={args.lora_rank}", args.lora_rank), ("full", 0)):
-        command = [sys.executable, __file__, "--ppo-child-rank", str(rank),
-                   "--ppo-prompts", str(args.ppo_prompts),
-                   "--ppo-new-tokens", str(args.ppo_new_tokens),
-                   "--ppo-epochs", str(args.ppo_epochs)]  # fmt: skip
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode:
-            print(done.stderr[-3000:])
-            raise SystemExit(f"the {label} PPO process failed ({done.returncode})")
-        results[label] = r = json.loads(done.stdout.strip().splitlines()[-1])
-        models = (
-            "policy + reward trunks; reference = policy with adapters off, value = reward's "
-            "base + adapters"
-            if rank
-            else "policy, reference copy, reward, value copy; AdamW on policy and value"
-        )
-        print(
-            f"  {label:<9} loaded {r['loaded'] / 2**20:5.2f}  peak in the iteration "
-            f"{r['peak'] / 2**20:5.2f}  with the final merge {r['returned'] / 2**20:5.2f}  "
-            f"(import's own peak {r['load_peak'] / 2**20:4.2f}), {r['s']:5.1f} s  [{models}]"
-        )
-    lora, full = results.values()
-    print(
-        f"  LoRA saves {(full['peak'] - lora['peak']) / 2**20:.2f} GB of the iteration's peak: "
-        f"{lora['peak'] / full['peak']:.0%} of full fine-tuning's "
-        f"({full['peak'] / lora['peak']:.1f}x less)"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sampling", action="store_true")
     parser.add_argument("--training", action="store_true")
-    parser.add_argument("--ppo-memory", action="store_true")
     parser.add_argument("--model", default="shipped", choices=("shipped", "random"))
     parser.add_argument("--device", default=None)
     parser.add_argument("--rounds", type=int, default=3)
@@ -467,40 +373,26 @@ def main() -> None:
     parser.add_argument("--block-size", type=int, default=256, help="training")
     parser.add_argument("--steps", type=int, default=1, help="training: steps per round")
     parser.add_argument("--lora-rank", type=int, default=16)
-    parser.add_argument("--ppo-prompts", type=int, default=4)
-    parser.add_argument("--ppo-new-tokens", type=int, default=32)
-    parser.add_argument("--ppo-epochs", type=int, default=1)
-    parser.add_argument("--ppo-child-rank", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # figures as they come, also into a file
-    if args.ppo_child_rank is not None:
-        return ppo_child(args)
-    if not (args.sampling or args.training or args.ppo_memory):
-        args.sampling = args.training = args.ppo_memory = True
+    if not (args.sampling or args.training):
+        args.sampling = args.training = True
     print(f"load average at start {load_average():.2f}")
 
     device = pick_device(args.device)
-    if args.sampling or args.training:
-        start = time.perf_counter()
-        pair = Pair(args.model, device)
-        seconds = time.perf_counter() - start
-        print(f"{describe(device, pair, args.model)}; both loaded in {seconds:.0f} s")
-        if args.sampling:
-            dtype = getattr(torch, args.sampling_dtype)
-            pair.ours.to(dtype)
-            pair.theirs.to(dtype)
-            bench_sampling(args, pair)
-            pair.ours.to(torch.float32)
-            pair.theirs.to(torch.float32)  # (`.float()` is refused for a model from a GGUF)
-        if args.training:
-            bench_training(args, pair)
-        del pair
-        gc.collect()
-    if args.ppo_memory:
-        if device.type != "cpu" or args.model != "shipped":
-            print("(--ppo-memory measures the CPU process's RSS of the shipped model: skipped)")
-        else:
-            bench_ppo_memory(args)
+    start = time.perf_counter()
+    pair = Pair(args.model, device)
+    seconds = time.perf_counter() - start
+    print(f"{describe(device, pair, args.model)}; both loaded in {seconds:.0f} s")
+    if args.sampling:
+        dtype = getattr(torch, args.sampling_dtype)
+        pair.ours.to(dtype)
+        pair.theirs.to(dtype)
+        bench_sampling(args, pair)
+        pair.ours.to(torch.float32)
+        pair.theirs.to(torch.float32)  # (`.float()` is refused for a model from a GGUF)
+    if args.training:
+        bench_training(args, pair)
 
 
 if __name__ == "__main__":

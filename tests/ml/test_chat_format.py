@@ -25,7 +25,8 @@ from training.ml.chat_format import (
     ChatMLFormat,
     chat_format_from_template,
 )
-from training.ml.tokenizer import ChatTokenizer, save_hf_tokenizer
+from training.ml.model_export import save_hf_tokenizer
+from training.ml.tokenizer import ChatTokenizer
 
 # Meta-Llama-3-8B-Instruct's tokenizer_config.json "chat_template"
 LLAMA3_TEMPLATE = (

@@ -11,7 +11,8 @@ import regex
 from tokenizer_refs import corpus, smollm2_fields, smollm2_hf, trained_hf
 from transformers import AutoTokenizer
 
-from training.ml.tokenizer import ChatTokenizer, save_hf_tokenizer
+from training.ml.model_export import save_hf_tokenizer
+from training.ml.tokenizer import ChatTokenizer
 from training.ml.tokenizer_files import (
     PRE_TOKENIZERS,
     R50K_PATTERN,

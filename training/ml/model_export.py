@@ -7,6 +7,8 @@ Generation stops at the token that ends an assistant turn (`tokenizer.end_id`), 
 exported eos: a model fine-tuned here ends its replies the way it was taught to.
 """
 
+import json
+import os
 from pathlib import Path
 
 from torch import nn
@@ -14,7 +16,8 @@ from torch import nn
 from training.ml.architectures import arch_of
 from training.ml.gguf_export import write_gguf
 from training.ml.hf_models import hf_config_for, save_hf_model
-from training.ml.tokenizer import ChatTokenizer, save_hf_tokenizer
+from training.ml.tokenizer import ChatTokenizer
+from training.ml.tokenizer_files import tokenizer_json
 
 GGUF_DTYPES = ("f16", "f32")
 
@@ -28,6 +31,28 @@ def _language_model(model: nn.Module) -> nn.Module:
         raise ValueError("a model with a scalar head (a reward or value model) is not a language "
                          "model to export; export the SFT model or a policy")  # fmt: skip
     return model
+
+
+def save_hf_tokenizer(tokenizer: ChatTokenizer, directory: str | os.PathLike) -> None:
+    """Write tokenizer.json and tokenizer_config.json (with the chat template) that
+    `transformers.AutoTokenizer.from_pretrained(directory)` loads to encode as `tokenizer` does."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "chat_template": tokenizer.chat_format.template,
+        "bos_token": tokenizer.bos_token,
+        "eos_token": tokenizer.eos_token,
+        "pad_token": tokenizer.pad_token or tokenizer.eos_token,
+        "clean_up_tokenization_spaces": False,
+        "model_max_length": 1_000_000_000,
+    }
+    files = {
+        "tokenizer.json": tokenizer_json(tokenizer.bpe_vocab()),
+        "tokenizer_config.json": config,
+    }
+    for name, data in files.items():
+        (directory / name).write_text(json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def export_huggingface(model: nn.Module, tokenizer: ChatTokenizer, directory) -> Path:

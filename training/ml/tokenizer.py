@@ -22,7 +22,8 @@ Sources of encodings:
   the merges then handed to tiktoken for fast encoding, as nanochat does;
 - `ChatTokenizer.from_hf_files(tokenizer_json, tokenizer_config)` and
   `ChatTokenizer.from_gguf_fields(fields)`: a real model's byte-level BPE
-  (training/ml/tokenizer_files.py), written back by `save_hf_tokenizer` and `gguf_fields`.
+  (training/ml/tokenizer_files.py), written back by `gguf_fields` and
+  `training.ml.model_export.save_hf_tokenizer`.
 `save(path)` writes a JSON file (no pickle), `ChatTokenizer.load(path)` reads it back.
 """
 
@@ -53,7 +54,6 @@ from training.ml.tokenizer_files import (
     pre_tokenizer_for_pattern,
     read_gguf_vocab,
     read_tokenizer_json,
-    tokenizer_json,
 )
 
 PAD = "<|pad|>"
@@ -431,28 +431,6 @@ _CONFIG_TOKENS = ("bos_token", "eos_token", "pad_token")
 def _added_token(value) -> str | None:
     """A tokenizer_config.json token: a string, or an AddedToken dict with its "content"."""
     return value.get("content") if isinstance(value, dict) else value
-
-
-def save_hf_tokenizer(tokenizer: ChatTokenizer, directory: str | os.PathLike) -> None:
-    """Write tokenizer.json and tokenizer_config.json (with the chat template) that
-    `transformers.AutoTokenizer.from_pretrained(directory)` loads to encode as `tokenizer` does."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "tokenizer_class": "PreTrainedTokenizerFast",
-        "chat_template": tokenizer.chat_format.template,
-        "bos_token": tokenizer.bos_token,
-        "eos_token": tokenizer.eos_token,
-        "pad_token": tokenizer.pad_token or tokenizer.eos_token,
-        "clean_up_tokenization_spaces": False,
-        "model_max_length": 1_000_000_000,
-    }
-    files = {
-        "tokenizer.json": tokenizer_json(tokenizer.bpe_vocab()),
-        "tokenizer_config.json": config,
-    }
-    for name, data in files.items():
-        (directory / name).write_text(json.dumps(data, ensure_ascii=False, indent=1))
 
 
 def train_tokenizer(
