@@ -32,8 +32,20 @@ PRESETS: dict[str, dict] = {
 }
 
 
+class ConfigFromDict:
+    """`from_dict` for the model config dataclasses."""
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        """From a JSON dict, rejecting unknown keys (a config from another program or version)."""
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**values)
+
+
 @dataclass
-class GPTConfig:
+class GPTConfig(ConfigFromDict):
     vocab_size: int
     block_size: int = 256  # longest sequence: the number of learned positions
     n_layer: int = 4
@@ -62,14 +74,6 @@ class GPTConfig:
         values = {**PRESETS[name], **overrides}
         if "vocab_size" not in values:
             raise ValueError(f"preset {name!r} needs vocab_size=... (the tokenizer's vocab_size)")
-        return cls(**values)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GPTConfig":
-        """From a JSON dict, rejecting unknown keys (a config from another program or version)."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown GPTConfig fields: {sorted(unknown)}")
         return cls(**values)
 
 

@@ -14,13 +14,13 @@ window, which `from_hf` turns into a `block_size` no longer than the window.
 """
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.ml.gpt import CausalLM, KVCache, attention_bias
+from training.ml.gpt import CausalLM, ConfigFromDict, KVCache, attention_bias
 
 ROPE_SCALING_KEYS = {
     "linear": ("factor",),
@@ -30,7 +30,7 @@ HF_MODEL_TYPES = ("llama", "qwen2", "mistral")
 
 
 @dataclass
-class LlamaConfig:
+class LlamaConfig(ConfigFromDict):
     vocab_size: int
     block_size: int = 2048  # longest sequence (Hugging Face's max_position_embeddings)
     n_layer: int = 4
@@ -70,14 +70,6 @@ class LlamaConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         self.rope_scaling = _check_rope_scaling(self.rope_scaling)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "LlamaConfig":
-        """From a JSON dict, rejecting unknown keys (a config from another program or version)."""
-        unknown = set(values) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown LlamaConfig fields: {sorted(unknown)}")
-        return cls(**values)
 
     @classmethod
     def from_hf(cls, hf: dict) -> "LlamaConfig":
