@@ -157,7 +157,8 @@ class Engine:
             token_id = int(token)
             row.generated += 1
             self.last[offset + i] = token_id
-            reason = "stop" if token_id == self.stop_id else "length" if row.remaining <= 0 else None
+            reason = "stop" if token_id == self.stop_id else None
+            reason = reason or ("length" if row.remaining <= 0 else None)
             events.append(Event(row.request.key, token_id, reason))
             if reason is None:
                 keep.append(offset + i)
