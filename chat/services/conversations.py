@@ -141,8 +141,9 @@ def _check_finished(reply: Message) -> None:
 
 def _locked(conversation: Conversation) -> Conversation:
     """The row locked: two tabs sending at once make two messages in order, not one lost."""
-    return (Conversation.objects.select_for_update().select_related("current__generation",
-            "model_version", "project").get(pk=conversation.pk))  # fmt: skip
+    return (Conversation.objects.select_for_update(of=("self",))
+            .select_related("current__generation", "model_version", "project")
+            .get(pk=conversation.pk))  # fmt: skip
 
 
 def _touch(conversation: Conversation, leaf: Message) -> None:

@@ -167,8 +167,10 @@ class InferenceWorker:
             if event.finish_reason != "stop":
                 serving.tokens.append(event.token)
             text = serving.tokenizer.decode(serving.tokens)
-            # A token may end inside a multi-byte character: wait for the rest of it.
-            if not text.endswith("\ufffd") and len(text) > len(serving.sent):
+            # A token may end inside a multi-byte character: wait for the rest of it (unless
+            # the reply ends there).
+            whole = event.done or not text.endswith("\ufffd")
+            if whole and len(text) > len(serving.sent) and text.startswith(serving.sent):
                 channel.publish(self.redis, event.key, "token", text[len(serving.sent) :])
                 serving.sent = text
             if event.done:
