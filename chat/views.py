@@ -103,7 +103,7 @@ def _own_conversation(request, pk):
 
 
 def _message(conversation, message_id) -> Message:
-    message = Message.objects.filter(conversation=conversation, pk=_int(message_id)).first()
+    message = Message.objects.filter(conversation=conversation, pk=message_id).first()
     if message is None:
         raise NotFound("There is no such message in this conversation.")
     return message

@@ -162,3 +162,23 @@ def test_a_chat_message_becomes_a_ranking_task_with_the_conversation_as_its_prom
         assert sequence == prompt_ids + tokenizer.render_reply(text)
         assert length == len(tokenizer.render_reply(text))
     assert len(example.pairs) == 6  # C(4, 2) from one full ordering
+
+
+def test_a_long_conversation_loses_its_oldest_exchanges_first(lively_dir):
+    from training.inference.worker import ContextTooSmall
+    from training.ml.checkpoint import read_config
+    from training.ml.tokenizer import ChatTokenizer
+
+    tokenizer = ChatTokenizer.load(read_config(lively_dir)["tokenizer_path"])
+    exchange = [{"role": "user", "content": f"Question {i}: what does sorted return? " * 2}
+                if i % 2 == 0 else {"role": "assistant", "content": "A new sorted list. " * 3}
+                for i in range(12)]  # fmt: skip
+    turns = [*exchange, {"role": "user", "content": "And the last question?"}]
+    ids, dropped, max_new = fit_prompt(tokenizer, turns, context=128, max_new_tokens=40)
+    assert dropped > 0 and dropped % 2 == 0
+    assert ids == tokenizer.render_prompt(turns[dropped:])  # the newest turns, whole
+    assert len(ids) + 40 <= 128 and max_new == 40
+    assert len(tokenizer.render_prompt(turns[dropped - 2 :])) + 40 > 128  # dropped no more
+    with pytest.raises(ContextTooSmall, match="too long for this model"):
+        fit_prompt(tokenizer, [{"role": "user", "content": "word " * 400}], context=128,
+                   max_new_tokens=40)  # fmt: skip
