@@ -151,8 +151,9 @@ def test_model_and_user_text_is_escaped(lena_client, lena, project, open_model):
     assert "<img src=x" not in page and "&lt;b&gt;bold" in page
 
 
-def test_the_rate_limit_refuses_with_a_message_and_writes_nothing(lena_client, lena, project,
-                                                                  open_model, settings):  # fmt: skip
+def test_the_rate_limit_refuses_with_a_message_and_writes_nothing(
+    lena_client, lena, project, open_model, settings
+):
     settings.CHAT_RATE_LIMIT_PER_MINUTE = 2
     conversation = start(lena, project, open_model)
     finish(conversation.current)
@@ -232,8 +233,9 @@ def test_the_stream_relays_the_workers_events_and_resumes_after_the_last_one(
     assert other.get(f"/chat/replies/{key}/events/").status_code == 404
 
 
-def test_the_stream_of_a_finished_reply_comes_from_the_database(lena_client, lena, project,
-                                                                open_model, inference_redis):  # fmt: skip
+def test_the_stream_of_a_finished_reply_comes_from_the_database(
+    lena_client, lena, project, open_model, inference_redis
+):
     conversation = start(lena, project, open_model)
     finish(conversation.current, "Stored reply")  # its Redis stream expired long ago
     key = conversation.current.generation.key
