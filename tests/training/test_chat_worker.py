@@ -27,31 +27,6 @@ QUESTIONS = ["What does len return?", "How do I sort a list?", "What is a dict?"
              "Explain zip in one line, please, with an example of its use."]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def lively_dir(tiny_base_dir, tmp_path_factory):
-    """The tiny base model with weights drawn wide, so greedy replies differ per prompt and
-    are made of text (the fresh tiny model repeats one control token whatever it is asked)."""
-    import torch
-
-    from training.ml.checkpoint import load_model, save_model
-
-    model, info = load_model(tiny_base_dir)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-    directory = tmp_path_factory.mktemp("lively") / "model"
-    save_model(directory, model, tokenizer_path=info["tokenizer_path"], meta={"stage": "test"})
-    return directory
-
-
-@pytest.fixture
-def base_version(db, lively_dir):
-    from training.services.model_versions import model_version_register
-
-    return model_version_register(checkpoint_dir=str(lively_dir), name="lively")
-
-
 def events_until_done(r, key, timeout=60):
     seen, after = [], "0"
 
@@ -72,10 +47,10 @@ def ask(version, text, labeler=None, **sampling):
                               sampling={**GREEDY, **sampling})  # fmt: skip
 
 
-def test_a_reply_streams_in_order_and_ends_with_done(base_version, inference_worker,
+def test_a_reply_streams_in_order_and_ends_with_done(chat_version, inference_worker,
                                                      inference_redis, labeler):  # fmt: skip
     inference_worker()
-    generation = ask(base_version, QUESTIONS[0], labeler)
+    generation = ask(chat_version, QUESTIONS[0], labeler)
     events = events_until_done(inference_redis, generation.key)
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == "done" and set(kinds[:-1]) == {"token"}
@@ -87,13 +62,13 @@ def test_a_reply_streams_in_order_and_ends_with_done(base_version, inference_wor
     assert generation.finish_reason in ("stop", "length")
 
 
-def test_greedy_replies_are_the_same_batched_as_alone(base_version, inference_worker,
+def test_greedy_replies_are_the_same_batched_as_alone(chat_version, inference_worker,
                                                       inference_redis):  # fmt: skip
-    generations = [ask(base_version, q) for q in QUESTIONS]  # queued together, served together
+    generations = [ask(chat_version, q) for q in QUESTIONS]  # queued together, served together
     inference_worker()
     for g in generations:
         events_until_done(inference_redis, g.key)
-    model, tokenizer = load_version(base_version, "cpu")
+    model, tokenizer = load_version(chat_version, "cpu")
     for g in generations:
         g.refresh_from_db()
         ids, _, max_new = fit_prompt(tokenizer, g.turns, context=model.config.block_size,
@@ -104,9 +79,9 @@ def test_greedy_replies_are_the_same_batched_as_alone(base_version, inference_wo
 
 
 def test_requests_made_while_no_worker_runs_are_served_when_one_starts(
-    base_version, inference_worker, inference_redis
+    chat_version, inference_worker, inference_redis
 ):
-    generation = ask(base_version, QUESTIONS[1])
+    generation = ask(chat_version, QUESTIONS[1])
     assert channel.workers(inference_redis) == []
     assert Generation.objects.get(pk=generation.pk).status == Generation.Status.QUEUED
     inference_worker()
@@ -114,14 +89,14 @@ def test_requests_made_while_no_worker_runs_are_served_when_one_starts(
 
 
 def test_a_chat_message_becomes_a_ranking_task_with_the_conversation_as_its_prompt(
-    base_version, inference_worker, inference_redis, worker_factory, labeler, staff
+    chat_version, inference_worker, inference_redis, worker_factory, labeler, staff
 ):
     project = make_project(k=4)
-    chat_models_allow(project=project, versions=[base_version])
+    chat_models_allow(project=project, versions=[chat_version])
     inference_worker()
     worker_factory(queues=("default",))  # runs the comparison's callback
     conversation = conversation_start(labeler=labeler, project=project,
-                                      model_version=base_version, text=QUESTIONS[0])  # fmt: skip
+                                      model_version=chat_version, text=QUESTIONS[0])  # fmt: skip
     first = conversation.current.generation
     events_until_done(inference_redis, first.key)
     conversation.refresh_from_db()
@@ -152,7 +127,7 @@ def test_a_chat_message_becomes_a_ranking_task_with_the_conversation_as_its_prom
     assert assignment.task == task
     ids = list(task.items.order_by("position").values_list("completion_id", flat=True))
     ranking_submit(assignment_id=assignment.pk, labeler=ranker, order=[[i] for i in ids])
-    _, tokenizer = load_version(base_version, "cpu")
+    _, tokenizer = load_version(chat_version, "cpu")
     [record] = ranking_records(Ranking.objects.filter(task=task))
     assert record.prompt == context
     [example], _ = ranking_examples(tokenizer, [record], block_size=10_000)
@@ -164,12 +139,12 @@ def test_a_chat_message_becomes_a_ranking_task_with_the_conversation_as_its_prom
     assert len(example.pairs) == 6  # C(4, 2) from one full ordering
 
 
-def test_a_long_conversation_loses_its_oldest_exchanges_first(lively_dir):
+def test_a_long_conversation_loses_its_oldest_exchanges_first(chat_model_dir):
     from training.inference.worker import ContextTooSmall
     from training.ml.checkpoint import read_config
     from training.ml.tokenizer import ChatTokenizer
 
-    tokenizer = ChatTokenizer.load(read_config(lively_dir)["tokenizer_path"])
+    tokenizer = ChatTokenizer.load(read_config(chat_model_dir)["tokenizer_path"])
     exchange = [{"role": "user", "content": f"Question {i}: what does sorted return? " * 2}
                 if i % 2 == 0 else {"role": "assistant", "content": "A new sorted list. " * 3}
                 for i in range(12)]  # fmt: skip
