@@ -15,6 +15,7 @@ urlpatterns = [
     path("<int:pk>/messages/<int:message_id>/regenerate/", views.regenerate, name="regenerate"),
     path("<int:pk>/messages/<int:message_id>/show/", views.show, name="show"),
     path("<int:pk>/messages/<int:message_id>/compare/", views.compare, name="compare"),
+    path("suggest/<slug:project_slug>/", views.suggest, name="suggest"),
     path("replies/<uuid:key>/events/", views.events, name="events"),
     path("replies/<uuid:key>/retry/", views.retry, name="retry"),
 ]

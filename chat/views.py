@@ -3,10 +3,12 @@ buttons. Plain forms that redirect; `static/chat/chat.js` streams replies into t
 sent events) and the page works without it, showing replies on reload. A refused action shows
 the conversation again with the message and what was typed, so nothing is lost."""
 
+import json
 from functools import wraps
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.http import JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -21,6 +23,7 @@ from chat.services.conversations import (
     message_edit,
     message_regenerate,
     message_send,
+    suggestion_request,
 )
 from chat.streaming import events_response
 from labeling.errors import Invalid, LabelingError, NotFound
@@ -198,6 +201,30 @@ def compare_random(request):
     messages.success(request, f"{len(made)} chat messages chosen at random: their alternatives "
                               "are being written, then they become ranking tasks.")  # fmt: skip
     return redirect(reverse("chat:index"))
+
+
+@require_POST
+def suggest(request, project_slug):
+    """JSON for the dialogue page's "Suggest" button: where to stream the suggestion from."""
+    try:
+        project = Project.objects.filter(slug=project_slug, is_active=True).first()
+        if project is None:
+            raise NotFound("There is no such project.")
+        try:
+            body = json.loads(request.body or b"{}")
+        except (ValueError, RecursionError):
+            raise Invalid("The request body must be JSON.") from None
+        if not isinstance(body, dict):
+            raise Invalid("The request body must be a JSON object.")
+        seed = body.get("seed", 0)
+        generation = suggestion_request(labeler=request.user, project=project,
+                                        turns=body.get("turns"),
+                                        seed=seed if isinstance(seed, int) else 0)  # fmt: skip
+    except ERRORS as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status)
+    return JsonResponse({"key": str(generation.key), "model": generation.model_version.name,
+                         "events_url": reverse("chat:events", args=[generation.key])},
+                        status=202)  # fmt: skip
 
 
 def _int(value, default=None):

@@ -42,6 +42,21 @@ def chat_models_allow(*, project: Project, versions: list[ModelVersion]) -> Chat
     return settings
 
 
+def suggestion_request(*, labeler, project: Project, turns, seed: int = 0):
+    """A live suggestion for the next assistant turn of a dialogue a labeler is writing: the
+    project's newest model open for chat answers `turns` (which end with a user turn)."""
+    model = chat_models(project).first()
+    if model is None:
+        raise Forbidden(f"No model is open for chat in {project.name}: no live suggestions.")
+    if not isinstance(turns, list) or not turns:
+        raise Invalid("Write the user's turn first: the suggestion answers it.")
+    for turn in turns:
+        if isinstance(turn, dict) and turn.get("role") == "user":
+            clean_text(turn.get("content"), field="A user turn", max_chars=MAX_MESSAGE_CHARS)
+    sampling = {**chat_settings(project).sampling(), "seed": seed}
+    return generation_request(model_version=model, turns=turns, user=labeler, sampling=sampling)
+
+
 def branch(message: Message | None) -> list[Message]:
     """The messages from the conversation's start down to `message`."""
     path = []

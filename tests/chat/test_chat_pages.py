@@ -280,3 +280,40 @@ def test_random_comparisons_need_finished_model_messages(client, project, open_m
     response = client.post("/chat/compare/", {"project": "help", "count": "3"})
     assert response.status_code == 400 and "No model-written chat messages" in response.text
     assert not Generation.objects.exists()
+
+
+def test_a_live_suggestion_answers_the_dialogue_so_far(lena_client, project, open_model):
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"},
+             {"role": "user", "content": "How do I sort a list?"}]  # fmt: skip
+    response = lena_client.post("/chat/suggest/help/", {"turns": turns, "seed": 7},
+                                content_type="application/json")  # fmt: skip
+    assert response.status_code == 202
+    generation = Generation.objects.get(key=response.json()["key"])
+    assert generation.turns == turns and generation.model_version == open_model
+    assert generation.sampling["seed"] == 7
+    assert response.json()["events_url"] == f"/chat/replies/{generation.key}/events/"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ("not json", 400, "must be JSON"),
+        ("[1, 2]", 400, "JSON object"),
+        ('{"turns": []}', 400, "Write the user's turn first"),
+        ('{"turns": [{"role": "assistant", "content": "x"}]}', 400, "role"),
+        ('{"turns": [{"role": "user", "content": "   "}]}', 400, "empty"),
+        ("[" * 100_000, 400, "must be JSON"),
+    ],
+)
+def test_bad_suggestion_requests_are_refused_with_a_message(lena_client, project, open_model,
+                                                            body, status, message):  # fmt: skip
+    response = lena_client.post("/chat/suggest/help/", body, content_type="application/json")
+    assert response.status_code == status and message in response.json()["error"]
+    assert not Generation.objects.exists()
+
+
+def test_no_live_suggestions_without_a_model_open_for_chat(lena_client, project):
+    response = lena_client.post("/chat/suggest/help/",
+                                {"turns": [{"role": "user", "content": "Hi"}]},
+                                content_type="application/json")  # fmt: skip
+    assert response.status_code == 403 and "No model is open" in response.json()["error"]
