@@ -110,6 +110,19 @@ def comparison_collect(generation_id: int) -> ChatComparison | None:
     return comparison
 
 
+def comparisons_collect_finished() -> int:
+    """The periodic sweep: comparisons whose alternatives are all written but whose callback
+    never ran (the broker was unreachable when the last one finished). Returns how many moved."""
+    moved = 0
+    unfinished = [Generation.Status.QUEUED, Generation.Status.RUNNING]
+    waiting = ChatComparison.objects.filter(status=ChatComparison.Status.GENERATING)
+    for comparison in waiting.exclude(alternatives__status__in=unfinished):
+        first = comparison.alternatives.order_by("id").first()
+        if first is not None and comparison_collect(first.pk).status != comparison.status:
+            moved += 1
+    return moved
+
+
 def _completion(generation: Generation, *, original: bool = False) -> dict:
     version = generation.model_version
     return {

@@ -13,6 +13,7 @@ from django.test import Client
 
 from chat import streaming
 from chat.models import ChatComparison, Conversation, Message
+from chat.services.comparisons import chat_comparisons_create, comparisons_collect_finished
 from chat.services.conversations import chat_models_allow, conversation_start
 from labeling.models import Project
 from training.errors import Invalid
@@ -317,3 +318,24 @@ def test_no_live_suggestions_without_a_model_open_for_chat(lena_client, project)
                                 {"turns": [{"role": "user", "content": "Hi"}]},
                                 content_type="application/json")  # fmt: skip
     assert response.status_code == 403 and "No model is open" in response.json()["error"]
+
+
+def test_the_sweep_collects_comparisons_whose_callback_was_lost(lena, project, open_model):
+    conversation = start(lena, project, open_model)
+    finish(conversation.current, "Use sorted().")
+    staff = User.objects.create_user("sam", is_staff=True)
+    [comparison] = chat_comparisons_create(project=project, requested_by=staff,
+                                           messages=[conversation.current])  # fmt: skip
+    alternatives = list(comparison.alternatives.all())
+    for i, generation in enumerate(alternatives[:-1]):
+        generation_finish(generation, text=f"Alternative {i}", finish_reason="stop",
+                          completion_tokens=2)  # fmt: skip
+    assert comparisons_collect_finished() == 0  # one is still being written
+    Generation.objects.filter(pk=alternatives[-1].pk).update(status=Generation.Status.DONE,
+                                                             text="Last one")  # fmt: skip
+    assert comparisons_collect_finished() == 1
+    comparison.refresh_from_db()
+    assert comparison.status == ChatComparison.Status.CREATED
+    texts = {item.completion.text for item in comparison.ranking_task.items.all()}
+    assert texts == {"Use sorted().", "Alternative 0", "Alternative 1", "Last one"}
+    assert comparisons_collect_finished() == 0  # once

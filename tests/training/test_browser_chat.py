@@ -45,7 +45,7 @@ def test_chat_streams_a_reply_and_a_reply_becomes_a_ranking_task(
     expect(page.locator(".worker-down")).to_contain_text("not running")
     assert Conversation.objects.get().current.generation.status == Generation.Status.QUEUED
 
-    inference_worker()
+    live = inference_worker()
     expect(page.locator(".worker-down")).to_be_hidden(timeout=30_000)
     expect(page.locator("button:has-text('Regenerate')")).to_be_visible(timeout=30_000)
     reply = Conversation.objects.get().current.generation
@@ -71,8 +71,8 @@ def test_chat_streams_a_reply_and_a_reply_becomes_a_ranking_task(
         staff.locator("button:has-text('Make a ranking task')").last.click()
     expect(staff.locator(".messages")).to_contain_text("a ranking task of 4 replies")
     assert wait_for(lambda: ChatComparison.objects.filter(
-        status=ChatComparison.Status.CREATED).exists(), timeout=90), [
-        (g.status, g.on_done, g.error) for g in Generation.objects.all()]  # fmt: skip
+        status=ChatComparison.Status.CREATED).exists(), timeout=90), (
+        [(g.status, g.on_done, g.error) for g in Generation.objects.all()], live.output())
 
     task = RankingTask.objects.get(project=project)
     assert len(task.prompt.turns) == 5

@@ -91,7 +91,12 @@ class InferenceWorker:
             self.beat()
             busy = any(engine.busy for engine in self.engines.values())
             for message_id, key in self.take(block_ms=0 if busy else IDLE_BLOCK_MS):
-                self.accept(message_id, key)
+                try:
+                    self.accept(message_id, key)
+                except (redis.ConnectionError, KeyboardInterrupt):
+                    raise
+                except Exception:  # one bad request must not stop everyone's replies
+                    log.exception("request %s could not be served", key)
             for engine in list(self.engines.values()):
                 if engine.busy:
                     self.handle(engine.step())
@@ -162,19 +167,28 @@ class InferenceWorker:
             serving = self.serving.get(event.key)
             if serving is None:
                 continue
-            if not serving.tokens:
-                generations.generation_first_token(serving.generation)
-            if event.finish_reason != "stop":
-                serving.tokens.append(event.token)
-            text = serving.tokenizer.decode(serving.tokens)
-            # A token may end inside a multi-byte character: wait for the rest of it (unless
-            # the reply ends there).
-            whole = event.done or not text.endswith("\ufffd")
-            if whole and len(text) > len(serving.sent) and text.startswith(serving.sent):
-                channel.publish(self.redis, event.key, "token", text[len(serving.sent) :])
-                serving.sent = text
-            if event.done:
-                self.finish(serving, event.finish_reason)
+            try:
+                self.relay(serving, event)
+            except redis.ConnectionError:
+                raise
+            except Exception:  # a database hiccup on one reply: the others go on
+                log.exception("reply %s: could not relay a token", event.key)
+
+    def relay(self, serving: Serving, event: Event) -> None:
+        """Stream the text an event adds; finish the reply on its last event."""
+        if not serving.tokens:
+            generations.generation_first_token(serving.generation)
+        if event.finish_reason != "stop":
+            serving.tokens.append(event.token)
+        text = serving.tokenizer.decode(serving.tokens)
+        # A token may end inside a multi-byte character: wait for the rest of it (unless
+        # the reply ends there).
+        whole = event.done or not text.endswith("\ufffd")
+        if whole and len(text) > len(serving.sent) and text.startswith(serving.sent):
+            channel.publish(self.redis, event.key, "token", text[len(serving.sent) :])
+            serving.sent = text
+        if event.done:
+            self.finish(serving, event.finish_reason)
 
     def finish(self, serving: Serving, finish_reason: str) -> None:
         key = str(serving.generation.key)

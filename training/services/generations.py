@@ -18,7 +18,7 @@ from training.errors import Conflict, Invalid, RateLimited
 from training.inference import channel
 from training.ml.chat_format import check_turns
 from training.models import Generation, ModelVersion
-from webapp.queueing import enqueue_by_name
+from webapp.queueing import QueueUnavailable, enqueue_by_name
 
 log = logging.getLogger(__name__)
 
@@ -130,13 +130,19 @@ def generation_first_token(generation: Generation) -> None:
 def generation_finish(
     generation: Generation, *, text: str, finish_reason: str, completion_tokens: int
 ) -> None:
-    with transaction.atomic():
-        updated = Generation.objects.filter(pk=generation.pk).exclude(
-            status__in=Generation.FINISHED
-        ).update(status=Generation.Status.DONE, text=text, finish_reason=finish_reason,
-                 completion_tokens=completion_tokens, finished_at=timezone.now())  # fmt: skip
-        if updated and generation.on_done:
-            enqueue_by_name(generation.on_done, args=(generation.pk,), queue="default")
+    """Store the text, then call `on_done` back. The text is kept even when the broker cannot
+    take the callback (the callback's own periodic sweep catches up later)."""
+    try:
+        with transaction.atomic():
+            updated = Generation.objects.filter(pk=generation.pk).exclude(
+                status__in=Generation.FINISHED
+            ).update(status=Generation.Status.DONE, text=text, finish_reason=finish_reason,
+                     completion_tokens=completion_tokens, finished_at=timezone.now())  # fmt: skip
+            if updated and generation.on_done:
+                enqueue_by_name(generation.on_done, args=(generation.pk,), queue="default")
+    except QueueUnavailable as exc:
+        log.warning("generation %s: callback %s not queued: %s", generation.key,
+                    generation.on_done, exc)  # fmt: skip
 
 
 def generation_fail(generation: Generation, error: str) -> None:
