@@ -100,6 +100,7 @@ class ImportIn(serializers.Serializer):
     file = serializers.FileField(required=False)
     demonstrations_needed = serializers.IntegerField(required=False, default=1, min_value=0,
                                                      max_value=20)
+    evaluation_share = serializers.FloatField(required=False, default=0.0)
 
     def validate(self, attrs):
         if ("content" in attrs) == ("file" in attrs):

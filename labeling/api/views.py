@@ -131,6 +131,7 @@ def project_import(request, slug):
     report = prompts_import(
         project=selectors.project_by_slug(slug=slug), content=content, format=data["format"],
         author=request.user, demonstrations_needed=data["demonstrations_needed"],
+        evaluation_share=data["evaluation_share"],
     )
     return Response(vars(report), status=status.HTTP_201_CREATED)
 

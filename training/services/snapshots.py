@@ -4,6 +4,9 @@ Labels are never edited after they are written, so "every row of the project cre
 `as_of`" is a fixed set; the run stores the rows themselves (many-to-many) and the labeling
 export id that names the same set (`labeling.exports.snapshot_for`). A ranking submitted one
 moment before a run is created is in that run: there is no export step in between.
+
+Evaluation prompts (`Prompt.is_evaluation`) are held out here, in the one place every training
+snapshot is built: no demonstration, ranking or PPO prompt of theirs ever trains a model.
 """
 
 from dataclasses import dataclass, field
@@ -30,15 +33,19 @@ class Snapshot:
 
 
 def demonstrations_of(project, as_of):
-    return Demonstration.objects.filter(prompt__project=project, created_at__lte=as_of)
+    return Demonstration.objects.filter(
+        prompt__project=project, prompt__is_evaluation=False, created_at__lte=as_of
+    )
 
 
 def rankings_of(project, as_of):
-    return Ranking.objects.filter(task__project=project, created_at__lte=as_of)
+    return Ranking.objects.filter(
+        task__project=project, task__prompt__is_evaluation=False, created_at__lte=as_of
+    )
 
 
 def prompts_of(project):
-    return Prompt.objects.filter(project=project, duplicate_of__isnull=True)
+    return Prompt.objects.filter(project=project, duplicate_of__isnull=True, is_evaluation=False)
 
 
 def prompts_to_sample(project, *, model_version_id: int, limit: int) -> list[int]:
