@@ -30,15 +30,14 @@ REPLY_FLAGS = {
 
 class ComparisonBatch(models.Model):
     class Status(models.TextChoices):
-        SAMPLING = "sampling", "Sampling replies"
-        OPEN = "open", "Open for votes"
+        OPEN = "open", "Open"  # replies come in from the workers, tasks are made as they do
         CANCELLED = "cancelled", "Cancelled"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="comparisons")
     version_ids = models.JSONField(help_text="The compared training.ModelVersion ids.")
     version_names = models.JSONField(default=dict, help_text="{id: name}, for staff pages.")
     prompts = models.ManyToManyField(Prompt, related_name="+")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SAMPLING)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     votes_needed = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(20)],
         help_text="Different labelers voting on each pair.",

@@ -72,8 +72,8 @@ def project_list(request):
 @endpoint(["POST"])
 def task_next(request):
     data = parse(s.NextTaskIn, request.data)
-    claim = (queue.ranking_claim_next if data["kind"] == "ranking"
-             else queue.demonstration_claim_next)
+    claim = {"ranking": queue.ranking_claim_next, "comparison": queue.comparison_claim_next,
+             "demonstration": queue.demonstration_claim_next}[data["kind"]]
     assignment = claim(labeler=request.user, project=_project(data.get("project")))
     if assignment is None:
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,13 +1,19 @@
 """Sample job, the push back: K completions (the project's k) for each of the run's prompts
 from the input model -> ranking tasks in the project (`labeling.services.tasks.
 ranking_tasks_create`), batch by batch. Idempotent: the batch key is the run's, so a resumed
-run skips the prompts it already pushed and a retried push creates nothing twice."""
+run skips the prompts it already pushed and a retried push creates nothing twice.
+
+With `config["comparison"]` (a blind comparison, `training.services.evaluation`): one reply per
+evaluation prompt -> `labeling.services.comparisons.comparison_replies_add`, idempotent the same
+way (a prompt the version already answered in that batch is skipped)."""
 
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 
-from labeling.models import RankingTask
+from labeling.models import ComparisonReply, ComparisonTask, RankingTask
+from labeling.services.comparisons import comparison_replies_add
 from labeling.services.tasks import ranking_tasks_create
 from training.jobs.common import device, load_version
 from training.jobs.runner import Outcome
@@ -23,15 +29,65 @@ def batch_key(run) -> str:
     return f"training-run-{run.pk}"
 
 
+@dataclass
+class RankingPush:
+    """K replies per prompt -> ranking tasks."""
+
+    run: object
+
+    @property
+    def per_prompt(self) -> int:
+        return self.run.project.k
+
+    def done(self) -> set[int]:
+        return set(RankingTask.objects.filter(project=self.run.project, batch_key=batch_key(
+            self.run)).values_list("prompt_id", flat=True))  # fmt: skip
+
+    def push(self, replies: dict[int, list[dict]]) -> None:
+        ranking_tasks_create(project=self.run.project, prompt_completions=list(replies.items()),
+                             batch_key=batch_key(self.run), priority=self.run.config["priority"])
+
+    def metrics(self) -> dict:
+        return {"ranking_tasks": RankingTask.objects.filter(
+            project=self.run.project, batch_key=batch_key(self.run)).count()}  # fmt: skip
+
+
+@dataclass
+class ComparisonPush:
+    """One reply per evaluation prompt -> a blind comparison's replies (and its tasks)."""
+
+    run: object
+    per_prompt = 1
+
+    @property
+    def batch_id(self) -> int:
+        return self.run.config["comparison"]
+
+    def done(self) -> set[int]:
+        return set(ComparisonReply.objects.filter(
+            batch_id=self.batch_id, version_id=self.run.input_model_id
+        ).values_list("prompt_id", flat=True))  # fmt: skip
+
+    def push(self, replies: dict[int, list[dict]]) -> None:
+        comparison_replies_add(
+            batch_id=self.batch_id, version_id=self.run.input_model_id,
+            replies=[(p, r["text"], r["sampling"]) for p, [r] in replies.items()],
+            priority=self.run.config["priority"],
+        )  # fmt: skip
+
+    def metrics(self) -> dict:
+        return {"comparison_tasks": ComparisonTask.objects.filter(batch_id=self.batch_id).count()}
+
+
 def run(context) -> Outcome:
     run, cfg = context.run, context.run.config
-    project, version = run.project, run.input_model
+    version = run.input_model
+    target = ComparisonPush(run) if cfg.get("comparison") else RankingPush(run)
     model, tokenizer = load_version(version)
     dtype = sampling_dtype(device(), settings.SAMPLING_DTYPE)
     model.to(dtype)
     precision = str(dtype).removeprefix("torch.")
-    done = set(RankingTask.objects.filter(project=project, batch_key=batch_key(run))
-               .values_list("prompt_id", flat=True))  # fmt: skip
+    done = target.done()
     limit = model.config.block_size - cfg["max_new_tokens"]
     todo, too_long = [], 0
     for prompt_id, turns in run.prompts.order_by("id").values_list("id", "turns"):
@@ -41,14 +97,14 @@ def run(context) -> Outcome:
         elif prompt_id not in done:
             todo.append((prompt_id, ids))
     batches = [todo[i : i + PROMPTS_PER_BATCH] for i in range(0, len(todo), PROMPTS_PER_BATCH)]
-    context.log(f"sampling {project.k} completions for {len(todo)} prompts from {version.name} "
-                f"in {precision}"
+    context.log(f"sampling {target.per_prompt} completions for {len(todo)} prompts from "
+                f"{version.name} in {precision}"
                 + (f" ({len(done)} pushed before)" if done else "")
                 + (f"; {too_long} prompts too long, skipped" if too_long else ""))  # fmt: skip
     sampling = {name: cfg[name] for name in ("temperature", "top_k", "top_p", "max_new_tokens")}
     started, completions, tokens = time.monotonic(), 0, 0
     for number, batch in enumerate(batches, start=1):
-        config = SampleConfig(num_samples=project.k, seed=cfg["seed"] + number, **sampling)
+        config = SampleConfig(num_samples=target.per_prompt, seed=cfg["seed"] + number, **sampling)
         samples = generate(model, [ids for _, ids in batch], config,
                            stop_id=tokenizer.end_id, pad_id=tokenizer.pad_id)  # fmt: skip
         replies: dict[int, list[dict]] = {prompt_id: [] for prompt_id, _ in batch}
@@ -61,8 +117,7 @@ def run(context) -> Outcome:
                              "dtype": precision},
             })  # fmt: skip
             tokens += len(response)
-        ranking_tasks_create(project=project, prompt_completions=list(replies.items()),
-                             batch_key=batch_key(run), priority=cfg["priority"])  # fmt: skip
+        target.push(replies)
         completions += len(samples.responses)
         seconds = max(time.monotonic() - started, 1e-9)
         metrics = {
@@ -73,10 +128,9 @@ def run(context) -> Outcome:
         }
         if context.reporter(Progress("sample", number, len(batches), metrics)):
             return Outcome(stopped=True)
-    tasks = RankingTask.objects.filter(project=project, batch_key=batch_key(run)).count()
     seconds = time.monotonic() - started
     return Outcome(metrics={
-        "ranking_tasks": tasks, "completions": completions, "seconds": seconds,
+        **target.metrics(), "completions": completions, "seconds": seconds,
         "completions_per_second": completions / seconds if seconds else 0.0,
         "tokens_per_second": tokens / seconds if seconds else 0.0,
         "skipped_long_prompts": too_long,

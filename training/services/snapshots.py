@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 
 from labeling import exports
-from labeling.models import Completion, Demonstration, Prompt, Ranking
+from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt, Ranking
 from training.errors import Invalid
 
 
@@ -86,6 +86,14 @@ def snapshot_take(*, project, kind: str, config: dict, as_of, input_model=None) 
                 demonstrations_of(project, as_of).values_list("id", flat=True)
             )
             _require(len(snap.demonstrations), "demonstrations", "PPO-ptx")
+    elif kind == "sample" and config.get("comparison"):
+        snap.prompts = list(  # a blind comparison: the batch's evaluation prompts, all of them
+            Prompt.objects.filter(project=project, is_evaluation=True,
+                                  pk__in=ComparisonBatch.prompts.through.objects.filter(
+                                      comparisonbatch_id=config["comparison"]
+                                  ).values("prompt_id")).values_list("id", flat=True)
+        )  # fmt: skip
+        _require(len(snap.prompts), "prompts", "a comparison", at_least=1)
     elif kind == "sample":
         snap.prompts = prompts_to_sample(
             project, model_version_id=input_model.pk, limit=config["num_prompts"]
