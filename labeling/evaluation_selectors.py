@@ -4,11 +4,20 @@
 handed next" (the claim service locks rows from it, the home page counts it), as
 `selectors.ranking_tasks_claimable` is for rankings.
 """
-from django.db.models import Count, Exists, F, OuterRef, QuerySet
+from dataclasses import dataclass
+
+from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from labeling.errors import NotFound
-from labeling.models import Assignment, ComparisonBatch, ComparisonTask, Project, Vote
+from labeling.leaderboard import VoteArrays, outcome_codes
+from labeling.models import (
+    Assignment,
+    ComparisonBatch,
+    ComparisonTask,
+    Project,
+    Vote,
+)
 from labeling.selectors import _count, live_leases
 
 A = Assignment.Status
@@ -60,3 +69,53 @@ def batches_for_project(*, project: Project) -> QuerySet:
 def project_votes(*, project: Project) -> QuerySet:
     """Every vote of a project (comparison tasks and the arena), as the leaderboard reads them."""
     return Vote.objects.filter(project=project).order_by("id")
+
+
+@dataclass
+class BatchProgress:
+    batch: ComparisonBatch
+    prompts: int
+    replies: int
+    replies_expected: int
+    tasks: int
+    tasks_complete: int
+    votes: int
+
+
+def batch_progress(*, project: Project, limit: int = 20) -> list[BatchProgress]:
+    """The project's newest comparison batches with how far each has come (staff page)."""
+    batches = batches_for_project(project=project).annotate(
+        n_prompts=Count("prompts", distinct=True),
+        n_replies=Count("replies", distinct=True),
+        n_tasks=Count("tasks", distinct=True),
+        n_complete=Count("tasks", filter=Q(tasks__status="complete"), distinct=True),
+        n_votes=Count("tasks__votes", distinct=True),
+    )[:limit]
+    return [
+        BatchProgress(b, b.n_prompts, b.n_replies, b.n_prompts * len(b.version_ids), b.n_tasks,
+                      b.n_complete, b.n_votes)
+        for b in batches
+    ]
+
+
+def vote_arrays(*, project: Project, version_ids=None) -> tuple[VoteArrays, dict[int, str]]:
+    """Every vote of the project as `labeling.leaderboard` reads them (optionally only those
+    between `version_ids`), and the versions' names as their comparison batches recorded them."""
+    votes = project_votes(project=project)
+    if version_ids is not None:
+        votes = votes.filter(version_a_id__in=version_ids, version_b_id__in=version_ids)
+    rows = list(votes.values_list("version_a_id", "version_b_id", "outcome", "task_id",
+                                  "likert_a", "likert_b"))  # fmt: skip
+    nan = float("nan")
+    arrays = VoteArrays(
+        version_a=[r[0] for r in rows], version_b=[r[1] for r in rows],
+        outcome=outcome_codes(r[2] for r in rows),
+        task=[-1 if r[3] is None else r[3] for r in rows],
+        likert_a=[nan if r[4] is None else r[4] for r in rows],
+        likert_b=[nan if r[5] is None else r[5] for r in rows],
+    )  # fmt: skip
+    names = {}
+    for batch_names in batches_for_project(project=project).values_list("version_names",
+                                                                        flat=True):
+        names.update({int(k): v for k, v in batch_names.items()})
+    return arrays, names
