@@ -354,3 +354,6 @@ class ExportSnapshotAdmin(ReadOnlyAdmin):
     list_display = ["snapshot_id", "project", "as_of", "counts", "created_by", "created_at"]
     list_filter = ["project"]
     search_fields = ["snapshot_id"]
+
+
+from labeling import evaluation_admin  # noqa: E402, F401  registers the evaluation tables

@@ -4,12 +4,14 @@ scores and labels; refusals are 4xx with the form again; the queue offers compar
 import json
 
 import pytest
-from comparison_factories import VERSIONS, make_comparison
+from comparison_factories import VERSIONS, evaluation_prompts, make_comparison
+from labeler_pages import XSS
 from labeling_factories import make_project, make_user
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from labeling.models import Vote
+from labeling.services.comparisons import comparison_batch_create, comparison_replies_add
 from labeling.services.queue import comparison_claim_next
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +47,21 @@ def test_the_page_shows_two_replies_and_never_a_model(client, project):
         assert key in page
     assert "<script>" not in page.split("<body")[1] and " onclick=" not in page  # CSP-friendly
     assert "Prefer the helpful one." in page
+
+
+@pytest.mark.urls("labeling_urls")
+def test_model_text_is_escaped(client):
+    project = make_project(slug="xss")
+    prompt = evaluation_prompts(project, 1)[0]
+    batch = comparison_batch_create(project=project, versions=VERSIONS, request_token="x")
+    for version_id in VERSIONS:
+        comparison_replies_add(batch_id=batch.pk, version_id=version_id,
+                               replies=[(prompt.pk, XSS, {})])
+    labeler = make_user()
+    client.force_login(labeler)
+    lease = comparison_claim_next(labeler=labeler, project=project)
+    page = client.get(f"/label/compare/{lease.pk}/").content.decode()
+    assert XSS not in page and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in page
 
 
 @pytest.mark.urls("labeling_urls")
