@@ -222,7 +222,7 @@ def leaderboard(votes: VoteArrays, *, bootstrap: int = 200, seed: int = 0,
         versions=versions, strength=strength, low=low, high=high, games=games.sum(axis=1),
         wins=wins.sum(axis=1), win_rate=win_rate,
         likert=_likert(votes, pairs.versions),
-        position=_share(int((votes.outcome == 0).sum()), int(decisive.sum())),
+        position=share_interval(int((votes.outcome == 0).sum()), int(decisive.sum())),
         ties=int((~decisive).sum()), agreement=agreement(votes), votes=len(votes.outcome),
         names=names or {},
     )  # fmt: skip
@@ -250,8 +250,8 @@ def _likert(votes: VoteArrays, versions: np.ndarray) -> list[Interval]:
     return out
 
 
-def _share(k: int, n: int) -> Interval:
-    """A proportion with its Wilson 95% interval."""
+def share_interval(k: float, n: int) -> Interval:
+    """A proportion k / n (k may count ties as halves) with its Wilson 95% interval."""
     if n == 0:
         return Interval(np.nan, np.nan, np.nan, 0)
     p = k / n

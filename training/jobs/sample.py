@@ -19,6 +19,7 @@ from training.jobs.common import device, load_version
 from training.jobs.runner import Outcome
 from training.ml.device import sampling_dtype
 from training.ml.progress import Progress
+from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
 
 PROMPTS_PER_BATCH = 8
@@ -43,6 +44,9 @@ class RankingPush:
         return set(RankingTask.objects.filter(project=self.run.project, batch_key=batch_key(
             self.run)).values_list("prompt_id", flat=True))  # fmt: skip
 
+    def score(self, prompts, responses, replies) -> None:
+        pass  # ranking replies are scored by people
+
     def push(self, replies: dict[int, list[dict]]) -> None:
         ranking_tasks_create(project=self.run.project, prompt_completions=list(replies.items()),
                              batch_key=batch_key(self.run), priority=self.run.config["priority"])
@@ -54,9 +58,11 @@ class RankingPush:
 
 @dataclass
 class ComparisonPush:
-    """One reply per evaluation prompt -> a blind comparison's replies (and its tasks)."""
+    """One reply per evaluation prompt -> a blind comparison's replies (and its tasks); with
+    the run's reward model, each reply's score goes with it (`sampling["reward"]`)."""
 
     run: object
+    scorer: RewardModelScorer | None = None
     per_prompt = 1
 
     @property
@@ -67,6 +73,12 @@ class ComparisonPush:
         return set(ComparisonReply.objects.filter(
             batch_id=self.batch_id, version_id=self.run.input_model_id
         ).values_list("prompt_id", flat=True))  # fmt: skip
+
+    def score(self, prompts: list[list[int]], responses: list[list[int]], replies: list[dict]):
+        if self.scorer is not None:
+            for reply, value in zip(replies, self.scorer.score_batch(prompts, responses),
+                                    strict=True):  # fmt: skip
+                reply["sampling"]["reward"] = value
 
     def push(self, replies: dict[int, list[dict]]) -> None:
         comparison_replies_add(
@@ -82,8 +94,15 @@ class ComparisonPush:
 def run(context) -> Outcome:
     run, cfg = context.run, context.run.config
     version = run.input_model
-    target = ComparisonPush(run) if cfg.get("comparison") else RankingPush(run)
     model, tokenizer = load_version(version)
+    if cfg.get("comparison"):
+        scorer = None
+        if run.reward_model is not None:
+            reward_model, _ = load_version(run.reward_model)
+            scorer = RewardModelScorer(reward_model, pad_id=tokenizer.pad_id)
+        target = ComparisonPush(run, scorer)
+    else:
+        target = RankingPush(run)
     dtype = sampling_dtype(device(), settings.SAMPLING_DTYPE)
     model.to(dtype)
     precision = str(dtype).removeprefix("torch.")
@@ -108,15 +127,18 @@ def run(context) -> Outcome:
         samples = generate(model, [ids for _, ids in batch], config,
                            stop_id=tokenizer.end_id, pad_id=tokenizer.pad_id)  # fmt: skip
         replies: dict[int, list[dict]] = {prompt_id: [] for prompt_id, _ in batch}
+        made = []
         for index, response, finished in zip(samples.prompt_index, samples.responses,
                                              samples.finished, strict=True):  # fmt: skip
             text = tokenizer.decode(response).strip() or EMPTY
-            replies[batch[index][0]].append({
+            made.append({
                 "text": text, "model_label": version.name, "model_version_id": version.pk,
                 "sampling": {**sampling, "seed": config.seed, "finished": finished, "run": run.pk,
                              "dtype": precision},
             })  # fmt: skip
+            replies[batch[index][0]].append(made[-1])
             tokens += len(response)
+        target.score([batch[i][1] for i in samples.prompt_index], samples.responses, made)
         target.push(replies)
         completions += len(samples.responses)
         seconds = max(time.monotonic() - started, 1e-9)

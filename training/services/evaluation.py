@@ -28,10 +28,12 @@ SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
 def comparison_start(
     *, project, versions: list[ModelVersion], prompt_ids: list[int] | None = None,
     config: dict | None = None, preset: str = "tiny", votes_needed: int | None = None,
-    created_by=None, request_token: str | None = None, enqueue_it: bool = True,
+    reward_model: ModelVersion | None = None, created_by=None, request_token: str | None = None,
+    enqueue_it: bool = True,
 ) -> ComparisonBatch:  # fmt: skip
     """A comparison batch and its sample runs, or `Invalid` saying what is wrong (nothing is
-    created then). The same `request_token` (a double-clicked form) returns the first batch."""
+    created then). The same `request_token` (a double-clicked form) returns the first batch.
+    With a `reward_model`, each run also records that model's score of every reply."""
     _check_versions(project, versions)
     config = presets.clean_config("sample", {**(config or {}), "comparison": None}, preset=preset)
     sampling = {name: config[name] for name in SAMPLING}
@@ -49,7 +51,8 @@ def comparison_start(
             for version in versions:
                 runs.append(run_create(
                     kind="sample", project=project, config={**config, "comparison": batch.pk},
-                    preset=preset, input_model=version, created_by=created_by,
+                    preset=preset, input_model=version, reward_model=reward_model,
+                    created_by=created_by,
                     request_token=f"comparison-{batch.pk}-{version.pk}", enqueue_it=False,
                 ))  # fmt: skip
             batch = comparison_batch_set_runs(
