@@ -10,6 +10,7 @@ from django.db.models import Count, Exists, F, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from labeling.errors import NotFound
+from labeling.evaluation_models import REPLY_FLAGS
 from labeling.leaderboard import VoteArrays, outcome_codes
 from labeling.models import (
     Assignment,
@@ -98,6 +99,14 @@ def batch_progress(*, project: Project, limit: int = 20) -> list[BatchProgress]:
     ]
 
 
+FLAG_BITS = {name: bit for bit, name in enumerate(REPLY_FLAGS)}
+
+
+def _mask(labels) -> int:
+    """Per-reply labels as bits in `REPLY_FLAGS` order (what `labeling.leaderboard` reads)."""
+    return sum(1 << FLAG_BITS[name] for name in labels if name in FLAG_BITS)
+
+
 def vote_arrays(*, project: Project, version_ids=None) -> tuple[VoteArrays, dict[int, str]]:
     """Every vote of the project as `labeling.leaderboard` reads them (optionally only those
     between `version_ids`), and the versions' names as their comparison batches recorded them."""
@@ -105,7 +114,7 @@ def vote_arrays(*, project: Project, version_ids=None) -> tuple[VoteArrays, dict
     if version_ids is not None:
         votes = votes.filter(version_a_id__in=version_ids, version_b_id__in=version_ids)
     rows = list(votes.values_list("version_a_id", "version_b_id", "outcome", "task_id",
-                                  "likert_a", "likert_b"))  # fmt: skip
+                                  "likert_a", "likert_b", "flags"))  # fmt: skip
     nan = float("nan")
     arrays = VoteArrays(
         version_a=[r[0] for r in rows], version_b=[r[1] for r in rows],
@@ -113,6 +122,8 @@ def vote_arrays(*, project: Project, version_ids=None) -> tuple[VoteArrays, dict
         task=[-1 if r[3] is None else r[3] for r in rows],
         likert_a=[nan if r[4] is None else r[4] for r in rows],
         likert_b=[nan if r[5] is None else r[5] for r in rows],
+        flags_a=[_mask(r[6].get("a", ())) for r in rows],
+        flags_b=[_mask(r[6].get("b", ())) for r in rows],
     )  # fmt: skip
     names = {}
     for batch_names in batches_for_project(project=project).values_list("version_names",

@@ -13,9 +13,10 @@
   the cells (pair, outcome) with the observed shares, so all resamples are drawn at once and
   fitted together, batched (`bench/bench_leaderboard.py`: 50 versions, a million votes, 200
   resamples).
-- The win-rate matrix, Likert means with normal-approximation intervals, position bias (how
-  often the left reply wins a decisive vote) and agreement between labelers voting on the same
-  comparison.
+- The win-rate matrix, Likert means with normal-approximation intervals, the share of each
+  version's replies given each per-reply label (InstructGPT's "makes up facts", ...), position
+  bias (how often the left reply wins a decisive vote) and agreement between labelers voting
+  on the same comparison.
 """
 from dataclasses import dataclass, field
 
@@ -30,7 +31,9 @@ ELO_SCALE, ELO_BASE = 400 / np.log(10), 1000.0
 @dataclass
 class VoteArrays:
     """One entry per vote. `version_a` was shown on the left. `task` groups the votes cast on
-    the same comparison (-1: none, e.g. an arena vote); Likert scores are NaN when not given."""
+    the same comparison (-1: none, e.g. an arena vote); Likert scores are NaN when not given;
+    `flags_a` / `flags_b` are bit masks of per-reply labels (bit k: the k-th name given to
+    `leaderboard(flag_names=...)`)."""
 
     version_a: np.ndarray
     version_b: np.ndarray
@@ -38,6 +41,8 @@ class VoteArrays:
     task: np.ndarray | None = None
     likert_a: np.ndarray | None = None
     likert_b: np.ndarray | None = None
+    flags_a: np.ndarray | None = None
+    flags_b: np.ndarray | None = None
 
     def __post_init__(self):
         self.version_a = np.asarray(self.version_a, dtype=np.int64)
@@ -48,6 +53,9 @@ class VoteArrays:
         nan = np.full(n, np.nan)
         self.likert_a = nan if self.likert_a is None else np.asarray(self.likert_a, float)
         self.likert_b = nan if self.likert_b is None else np.asarray(self.likert_b, float)
+        zero = np.zeros(n, dtype=np.int64)
+        self.flags_a = zero if self.flags_a is None else np.asarray(self.flags_a, np.int64)
+        self.flags_b = zero if self.flags_b is None else np.asarray(self.flags_b, np.int64)
 
 
 def outcome_codes(outcomes) -> np.ndarray:
@@ -159,6 +167,7 @@ class Leaderboard:
     wins: np.ndarray  # wins per version, ties half
     win_rate: np.ndarray  # (n, n): share of i's votes against j that i won; NaN: never met
     likert: list[Interval]
+    flags: dict[str, np.ndarray]  # label -> (n,) share of each version's replies given it
     position: Interval  # share of decisive votes the left reply won
     ties: int
     agreement: Agreement
@@ -184,6 +193,7 @@ class Leaderboard:
             "games": int(self.games[i]), "wins": _num(self.wins[i]),
             "win_share": _num(self.wins[i] / self.games[i]) if self.games[i] else None,
             "likert": self.likert[i].as_dict(),
+            "flags": {name: _num(share[i]) for name, share in self.flags.items()},
         } for rank, i in enumerate(self.order(), start=1)]  # fmt: skip
 
     def as_dict(self) -> dict:
@@ -201,7 +211,8 @@ class Leaderboard:
 
 
 def leaderboard(votes: VoteArrays, *, bootstrap: int = 200, seed: int = 0,
-                names: dict[int, str] | None = None) -> Leaderboard | None:
+                names: dict[int, str] | None = None,
+                flag_names: tuple[str, ...] = ()) -> Leaderboard | None:
     """Everything the leaderboard page shows; None before the first vote."""
     if len(votes.outcome) == 0:
         return None
@@ -222,6 +233,7 @@ def leaderboard(votes: VoteArrays, *, bootstrap: int = 200, seed: int = 0,
         versions=versions, strength=strength, low=low, high=high, games=games.sum(axis=1),
         wins=wins.sum(axis=1), win_rate=win_rate,
         likert=_likert(votes, pairs.versions),
+        flags=_flag_shares(votes, pairs.versions, flag_names),
         position=share_interval(int((votes.outcome == 0).sum()), int(decisive.sum())),
         ties=int((~decisive).sum()), agreement=agreement(votes), votes=len(votes.outcome),
         names=names or {},
@@ -248,6 +260,17 @@ def _likert(votes: VoteArrays, versions: np.ndarray) -> list[Interval]:
         half = Z95 * np.sqrt(variance / count)
         out.append(Interval(mean, mean - half, mean + half, int(count)))
     return out
+
+
+def _flag_shares(votes: VoteArrays, versions: np.ndarray, names) -> dict[str, np.ndarray]:
+    """Per label: the share of each version's judged replies that were given it."""
+    index = np.searchsorted(versions, np.concatenate([votes.version_a, votes.version_b]))
+    masks = np.concatenate([votes.flags_a, votes.flags_b])
+    replies = np.bincount(index, minlength=len(versions))
+    return {
+        name: np.bincount(index, weights=(masks >> bit) & 1, minlength=len(versions)) / replies
+        for bit, name in enumerate(names)
+    }
 
 
 def share_interval(k: float, n: int) -> Interval:

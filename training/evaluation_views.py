@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import evaluation_selectors
+from labeling.evaluation_models import REPLY_FLAGS
 from labeling.leaderboard import leaderboard
 from labeling.selectors import project_by_slug
 from labeling.services.comparisons import evaluation_prompts
@@ -32,7 +33,8 @@ BOOTSTRAP_ROUNDS = 200
 
 def _board(project):
     votes, names = evaluation_selectors.vote_arrays(project=project)
-    return leaderboard(votes, bootstrap=BOOTSTRAP_ROUNDS, names=names)
+    return leaderboard(votes, bootstrap=BOOTSTRAP_ROUNDS, names=names,
+                       flag_names=tuple(REPLY_FLAGS))
 
 
 def _evaluation_page(request, project, *, status=200, posted=None):
@@ -102,6 +104,7 @@ def leaderboard_page(request, slug):
                                                         strict=True)] if matrix else [],
         "matrix_names": [names[v] for v in matrix["versions"]] if matrix else [],
         "summary": board.as_dict() if board else None,
+        "flag_labels": list(REPLY_FLAGS.values()),
     })  # fmt: skip
 
 
@@ -124,11 +127,12 @@ def leaderboard_csv(request, slug):
     board = _board(project)
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow([*CSV_COLUMNS, "likert_mean", "likert_low", "likert_high", "likert_n"])
+    writer.writerow([*CSV_COLUMNS, "likert_mean", "likert_low", "likert_high", "likert_n",
+                     *(f"share_{name}" for name in REPLY_FLAGS)])  # fmt: skip
     for row in board.rows() if board else []:
         likert = row["likert"]
         writer.writerow([*(row[c] for c in CSV_COLUMNS), likert["value"], likert["low"],
-                         likert["high"], likert["n"]])  # fmt: skip
+                         likert["high"], likert["n"], *row["flags"].values()])  # fmt: skip
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{project.slug}-leaderboard.csv"'
     return response

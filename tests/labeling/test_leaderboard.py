@@ -86,6 +86,16 @@ def test_win_rates_position_bias_and_likert():
     assert one.low < one.value < one.high
 
 
+def test_the_share_of_replies_given_each_label():
+    votes = VoteArrays(version_a=[1, 1, 2], version_b=[2, 2, 1], outcome=outcome_codes("aab"),
+                       flags_a=[0b01, 0b11, 0], flags_b=[0, 0b10, 0b10])  # fmt: skip
+    board = leaderboard(votes, bootstrap=0, flag_names=("made_up_facts", "harmful"))
+    # Version 1 wrote 3 replies: flagged "made up facts" twice, "harmful" twice.
+    assert board.flags["made_up_facts"].tolist() == [2 / 3, 0.0]
+    assert board.flags["harmful"].tolist() == [2 / 3, 1 / 3]
+    assert board.rows()[0]["flags"] == {"made_up_facts": 0.6667, "harmful": 0.6667}
+
+
 def test_agreement_counts_pairs_of_votes_on_the_same_comparison():
     votes = VoteArrays(
         version_a=[1] * 6, version_b=[2] * 6, task=[10, 10, 10, 11, 11, -1],

@@ -142,5 +142,6 @@ def test_a_comparison_through_a_real_worker_to_the_leaderboard(
     data = client.get(f"{url}.json").json()
     assert "<svg" in page and "tiny-other" in page and "Win rate" in page
     assert [r["name"] for r in rows] == ["tiny-other", "tiny-base"]
+    assert rows[0]["share_harmful"] == "0.0" and "Replies labeled by the voters" in page
     assert data["votes"] == 4 and data["rows"][0]["version_id"] == favourite
     assert data["win_rate"]["matrix"][0][1] == 1.0

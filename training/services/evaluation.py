@@ -21,6 +21,7 @@ from training import presets
 from training.errors import Invalid
 from training.models import ModelVersion
 from training.services.runs import INPUT_KINDS, run_create, run_enqueue
+from webapp.queueing import QueueUnavailable
 
 SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
 
@@ -59,10 +60,23 @@ def comparison_start(
                 batch_id=batch.pk, run_ids={r.input_model_id: r.pk for r in runs}
             )
             if enqueue_it:
-                transaction.on_commit(lambda: [run_enqueue(r) for r in runs])
+                transaction.on_commit(lambda: _enqueue_all(runs))
     except LabelingError as exc:
         raise Invalid(exc.message) from None
     return batch
+
+
+def _enqueue_all(runs) -> None:
+    """Hand every run to a worker; with Redis down each becomes failed and resumable (not one
+    left "queued" with nothing in the queue), and the first error is raised after."""
+    errors = []
+    for run in runs:
+        try:
+            run_enqueue(run)
+        except QueueUnavailable as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
 
 
 def _check_versions(project, versions: list[ModelVersion]) -> None:
