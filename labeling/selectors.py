@@ -91,6 +91,7 @@ class ProjectQueue:
     demonstrations_waiting: int
     rankings_today: int
     demonstrations_today: int
+    comparisons_waiting: int = 0  # set by the queue page (`labeling.evaluation_selectors`)
 
 
 def labeler_home(*, labeler) -> list[ProjectQueue]:

@@ -63,7 +63,7 @@ def _queue_context(request):
     kind, _, slug = request.GET.get("next", "").partition(":")
     queues = selectors.labeler_home(labeler=request.user)
     comparisons = evaluation_selectors.comparisons_waiting(labeler=request.user)
-    for q in queues:  # shown only where blind comparisons wait (`comparison_views`)
+    for q in queues:  # the "compare replies" line shows only where some wait
         q.comparisons_waiting = comparisons.get(q.project.pk, 0)
     return {"queues": queues, "next_kind": kind, "next_project": slug}
 

@@ -145,8 +145,8 @@ def _lease(*, labeler, row, kind, now) -> Assignment:
         setattr(assignment, KINDS[kind].target, row)
         row.prompt.project = project  # for the caller's page: no query for it
     # The related rows were just read (and locked): no need to look them up again.
-    assignment.full_clean(exclude=["task", "prompt", "labeler"], validate_unique=False,
-                          validate_constraints=False)
+    assignment.full_clean(exclude=["task", "comparison", "prompt", "labeler"],
+                          validate_unique=False, validate_constraints=False)
     assignment.save()
     return assignment
 
