@@ -29,6 +29,7 @@ from labeling.models import (
     TaskCompletion,
 )
 from labeling.services.demonstrations import prompt_update
+from labeling.services.evaluation_prompts import prompts_mark_evaluation
 from labeling.services.exports import export_snapshot_create
 from labeling.services.projects import EDITABLE, project_create, project_update
 from labeling.services.queue import assignments_release
@@ -128,16 +129,17 @@ class DuplicateFilter(admin.SimpleListFilter):
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ["id", "summary", "project", "source", "demonstrations_count",
+    list_display = ["id", "summary", "project", "source", "is_evaluation", "demonstrations_count",
                     "demonstrations_needed", "duplicate_of_id", "author", "created_at"]
-    list_filter = ["project", "source", DuplicateFilter]
+    list_filter = ["project", "source", "is_evaluation", DuplicateFilter]
+    actions = ["hold_out_for_evaluation", "return_to_training"]
     search_fields = ["text", "=content_hash"]
     list_select_related = ["project", "author"]
     raw_id_fields = ["duplicate_of"]
     readonly_fields = ["project", "turns", "text", "content_hash", "source", "author",
-                       "demonstrations_count", "created_at"]
+                       "demonstrations_count", "is_evaluation", "created_at"]
     fields = ["project", "text", "turns", "demonstrations_needed", "demonstrations_count",
-              "duplicate_of", "content_hash", "source", "author", "created_at"]
+              "duplicate_of", "content_hash", "source", "author", "is_evaluation", "created_at"]
 
     def has_add_permission(self, request):
         return False  # prompts come in through import, the API or a labeler's dialogue
@@ -145,6 +147,26 @@ class PromptAdmin(admin.ModelAdmin):
     @admin.display(description="prompt")
     def summary(self, obj):
         return short(obj.text)
+
+    @admin.action(description="Hold out for evaluation (never trained on)")
+    def hold_out_for_evaluation(self, request, queryset):
+        self._mark_evaluation(request, queryset, True)
+
+    @admin.action(description="Return to training (no longer an evaluation prompt)")
+    def return_to_training(self, request, queryset):
+        self._mark_evaluation(request, queryset, False)
+
+    def _mark_evaluation(self, request, queryset, is_evaluation: bool):
+        by_project: dict[int, list[int]] = {}
+        for project_id, prompt_id in queryset.values_list("project_id", "id"):
+            by_project.setdefault(project_id, []).append(prompt_id)
+        changed = sum(
+            prompts_mark_evaluation(project=Project.objects.get(pk=project_id), prompt_ids=ids,
+                                    is_evaluation=is_evaluation)
+            for project_id, ids in by_project.items()
+        )
+        what = "held out for evaluation" if is_evaluation else "returned to training"
+        self.message_user(request, f"{changed} prompt(s) {what}.")
 
     def get_urls(self):
         view = self.admin_site.admin_view(self.import_view)  # staff login, CSRF, never cached
@@ -166,6 +188,7 @@ class PromptAdmin(admin.ModelAdmin):
                         project=project, content=upload.read(MAX_BYTES + 1),
                         format=format_for(upload.name), author=request.user,
                         demonstrations_needed=form.cleaned_data["demonstrations_needed"],
+                        evaluation_share=form.cleaned_data["evaluation_share"] or 0.0,
                     )
                 except LabelingError as exc:
                     self.message_user(request, exc.message, messages.ERROR)
@@ -331,3 +354,6 @@ class ExportSnapshotAdmin(ReadOnlyAdmin):
     list_display = ["snapshot_id", "project", "as_of", "counts", "created_by", "created_at"]
     list_filter = ["project"]
     search_fields = ["snapshot_id"]
+
+
+from labeling import evaluation_admin  # noqa: E402, F401  registers the evaluation tables

@@ -175,3 +175,8 @@ class PromptImportForm(forms.Form):
         min_value=0, max_value=20, initial=1,
         help_text="For lines that do not say: how many people should write a demonstration.",
     )
+    evaluation_share = forms.FloatField(
+        min_value=0, max_value=1, initial=0, required=False,
+        help_text="Hold out this random share of the new prompts for evaluation (0 to 1); "
+                  "a line can also say \"evaluation\": true.",
+    )

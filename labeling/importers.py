@@ -5,8 +5,10 @@ JSONL, one object a line, any of:
     {"turns": [{"role": "user", "content": ...}, ...]}   a dialogue so far (also "messages")
     ... plus "response": "text"                          a demonstration of the prompt
     ... plus "demonstrations_needed": 2                  how many people should write one
+    ... plus "evaluation": true                          held out for evaluation, never trained on
 A "messages"/"turns" list that ends with an assistant turn is a prompt plus its demonstration.
-CSV: a header with `prompt` and optionally `response` and `demonstrations_needed`.
+CSV: a header with `prompt` and optionally `response`, `demonstrations_needed`, `evaluation`.
+`evaluation_share` holds out a seeded random share of the new prompts as well.
 
 A file is at most `MAX_BYTES`; callers holding an upload read `MAX_BYTES + 1` bytes of it, so an
 oversized file is refused here without reading it whole. Every line is checked before anything
@@ -27,6 +29,7 @@ from django.db.models import F
 
 from labeling.errors import ImportFailed, Invalid
 from labeling.models import Demonstration, Project, Prompt
+from labeling.services.evaluation_prompts import evaluation_share_pick
 from labeling.validation import clean_text, clean_turns, content_hash, render_turns
 
 MAX_LINES = 100_000
@@ -42,13 +45,15 @@ class ImportReport:
     flagged_duplicates: int = 0
     already_present: int = 0
     demonstrations: int = 0
+    evaluation: int = 0  # new prompts held out for evaluation
     prompt_ids: list[int] = field(default_factory=list)
 
     def summary(self) -> str:
         return (
             f"{self.lines} lines: {self.created} prompts created "
             f"({self.flagged_duplicates} flagged as near-duplicates), "
-            f"{self.already_present} already present, {self.demonstrations} demonstrations."
+            f"{self.already_present} already present, {self.demonstrations} demonstrations"
+            + (f", {self.evaluation} held out for evaluation." if self.evaluation else ".")
         )
 
 
@@ -59,6 +64,7 @@ class _Line:
     response: str | None
     needed: int
     digest: str = ""
+    evaluation: bool = False
 
 
 def format_for(filename: str) -> str:
@@ -74,10 +80,12 @@ def prompts_import(
     author=None,
     demonstrations_needed: int = 1,
     source: str = Prompt.Source.IMPORTED,
+    evaluation_share: float = 0.0,
 ) -> ImportReport:
     """Parse, check every line, then write everything in one transaction (or raise)."""
     if format not in FORMATS:
         raise Invalid(f"Import format is one of {', '.join(FORMATS)}.")
+    evaluation_share_pick([], share=evaluation_share, seed=0)  # checks the share before parsing
     if len(content) > MAX_BYTES:
         raise Invalid(f"The file is larger than {MAX_BYTES // 2**20} MB; split it into "
                       "smaller imports.")
@@ -97,7 +105,8 @@ def prompts_import(
             f"{len(errors)} line(s) have errors; nothing was imported.",
             errors=errors[:MAX_ERRORS_REPORTED],
         )
-    return _write(project=project, lines=lines, author=author, source=source)
+    return _write(project=project, lines=lines, author=author, source=source,
+                  evaluation_share=evaluation_share)
 
 
 def _decode(content: str | bytes) -> str:
@@ -161,7 +170,16 @@ def _line(number: int, row, default_needed: int, author) -> _Line:
         needed = int(needed)
     if isinstance(needed, bool) or not isinstance(needed, int) or not 0 <= needed <= 20:
         raise Invalid("demonstrations_needed is a whole number from 0 to 20.")
-    return _Line(number, turns, response, needed, content_hash(turns))
+    return _Line(number, turns, response, needed, content_hash(turns),
+                 evaluation=_flag(row.get("evaluation", False)))
+
+
+def _flag(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "0", "false", "no"):
+        return value.strip().lower() in ("1", "true", "yes")
+    raise Invalid("evaluation is true or false.")
 
 
 def _token(project: Project, turns: list[dict], response: str) -> str:
@@ -170,7 +188,7 @@ def _token(project: Project, turns: list[dict], response: str) -> str:
 
 
 @transaction.atomic
-def _write(*, project, lines: list[_Line], author, source) -> ImportReport:
+def _write(*, project, lines: list[_Line], author, source, evaluation_share) -> ImportReport:
     report = ImportReport(lines=len(lines))
     known: dict[str, list[Prompt]] = {}  # hash -> prompts of the project, oldest first
     digests = list({line.digest for line in lines})
@@ -191,7 +209,7 @@ def _write(*, project, lines: list[_Line], author, source) -> ImportReport:
             prompt = Prompt(
                 project=project, turns=line.turns, text=render_turns(line.turns),
                 content_hash=line.digest, duplicate_of=original, source=source,
-                author=None, demonstrations_needed=line.needed,
+                author=None, demonstrations_needed=line.needed, is_evaluation=line.evaluation,
             )
             report.flagged_duplicates += original is not None
             same.append(prompt)
@@ -215,6 +233,10 @@ def _write(*, project, lines: list[_Line], author, source) -> ImportReport:
     Prompt.objects.bulk_create(new_prompts, batch_size=1000)
     report.created = len(new_prompts)
     report.prompt_ids = [p.pk for p in new_prompts]
+    held_out = evaluation_share_pick([p.pk for p in new_prompts if not p.is_evaluation],
+                                     share=evaluation_share, seed=project.pk)  # fmt: skip
+    Prompt.objects.filter(pk__in=held_out).update(is_evaluation=True)
+    report.evaluation = len(held_out) + sum(p.is_evaluation for p in new_prompts)
     Demonstration.objects.bulk_create(
         [
             Demonstration(prompt=prompt, author=author, client_token=token,

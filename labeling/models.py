@@ -64,6 +64,9 @@ class Prompt(models.Model):
     )
     demonstrations_needed = models.PositiveSmallIntegerField(default=1)
     demonstrations_count = models.PositiveSmallIntegerField(default=0)  # denormalized
+    # Held out for human evaluation: never in an SFT, reward-model or PPO snapshot
+    # (`training.services.snapshots`), never sampled for ranking, never asked to demonstrate.
+    is_evaluation = models.BooleanField(default=False, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -164,6 +167,7 @@ class Assignment(models.Model):
     class Kind(models.TextChoices):
         RANKING = "ranking", "Ranking"
         DEMONSTRATION = "demonstration", "Demonstration"
+        COMPARISON = "comparison", "Comparison"
 
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -175,7 +179,11 @@ class Assignment(models.Model):
     task = models.ForeignKey(
         RankingTask, on_delete=models.CASCADE, null=True, blank=True, related_name="assignments"
     )
-    # Set for both kinds (a ranking task's prompt), so the project is always prompt.project.
+    comparison = models.ForeignKey(
+        "ComparisonTask", on_delete=models.CASCADE, null=True, blank=True,
+        related_name="assignments",
+    )
+    # Set for every kind (a task's prompt), so the project is always prompt.project.
     prompt = models.ForeignKey(
         Prompt, on_delete=models.CASCADE, null=True, blank=True, related_name="assignments"
     )
@@ -190,6 +198,8 @@ class Assignment(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["task", "status", "expires_at"], name="assignment_task_lease"),
+            models.Index(fields=["comparison", "status", "expires_at"],
+                         name="assignment_comparison_lease"),
             models.Index(fields=["prompt", "status", "expires_at"], name="assignment_prompt_lease"),
             models.Index(fields=["labeler", "status"], name="assignment_labeler_status"),
         ]
@@ -200,8 +210,11 @@ class Assignment(models.Model):
                 name="assignment_one_active_per_kind",
             ),
             models.CheckConstraint(
-                condition=Q(kind="ranking", task__isnull=False)
-                | Q(kind="demonstration", task__isnull=True, prompt__isnull=False),
+                condition=Q(kind="ranking", task__isnull=False, comparison__isnull=True)
+                | Q(kind="demonstration", task__isnull=True, comparison__isnull=True,
+                    prompt__isnull=False)
+                | Q(kind="comparison", task__isnull=True, comparison__isnull=False,
+                    prompt__isnull=False),
                 name="assignment_kind_target",
             ),
         ]
@@ -310,3 +323,12 @@ class ExportSnapshot(models.Model):
 
     def __str__(self):
         return self.snapshot_id
+
+
+# The evaluation tables (blind comparisons of model versions) live in their own module.
+from labeling.evaluation_models import (  # noqa: E402, F401
+    ComparisonBatch,
+    ComparisonReply,
+    ComparisonTask,
+    Vote,
+)

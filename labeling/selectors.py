@@ -65,7 +65,8 @@ def prompts_to_demonstrate(*, labeler, project: Project | None = None, now=None)
     """Prompts still wanting a demonstration that this labeler may write, oldest first."""
     now = now or timezone.now()
     qs = Prompt.objects.filter(
-        demonstrations_count__lt=F("demonstrations_needed"), duplicate_of__isnull=True
+        demonstrations_count__lt=F("demonstrations_needed"), duplicate_of__isnull=True,
+        is_evaluation=False,
     )
     qs = qs.filter(project=project) if project else qs.filter(project__is_active=True)
     mine = Assignment.objects.filter(
@@ -90,6 +91,7 @@ class ProjectQueue:
     demonstrations_waiting: int
     rankings_today: int
     demonstrations_today: int
+    comparisons_waiting: int = 0  # set by the queue page (`labeling.evaluation_selectors`)
 
 
 def labeler_home(*, labeler) -> list[ProjectQueue]:

@@ -1,7 +1,7 @@
 """The labeler UI, mounted at /label/ (`path("label/", include("labeling.urls"))`)."""
 from django.urls import path
 
-from labeling import views
+from labeling import comparison_views, views
 
 app_name = "labeling"
 
@@ -17,6 +17,10 @@ urlpatterns = [
          name="demonstration-submit"),
     path("dialogue/<slug:project_slug>/", views.dialogue, name="dialogue"),
     path("dialogue/<slug:project_slug>/submit/", views.dialogue_post, name="dialogue-submit"),
+    path("compare/next/", comparison_views.comparison_next, name="comparison-next"),
+    path("compare/<int:assignment_id>/", comparison_views.comparison, name="comparison"),
+    path("compare/<int:assignment_id>/submit/", comparison_views.comparison_post,
+         name="comparison-submit"),
     path("tasks/<int:assignment_id>/renew/", views.renew, name="renew"),
     path("tasks/<int:assignment_id>/skip/", views.skip, name="skip"),
     path("stats/<slug:project_slug>/", views.stats, name="stats"),

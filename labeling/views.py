@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling import selectors
+from labeling import evaluation_selectors, selectors
 from labeling.agreement import project_agreement
 from labeling.errors import Conflict, Forbidden, Invalid, LabelingError
 from labeling.forms import DemonstrationForm, DialogueForm, RankingForm, SkipForm, now_ms
@@ -29,7 +29,8 @@ from labeling.services.queue import (
 from labeling.services.rankings import ranking_submit
 
 KIND = Assignment.Kind
-PAGE = {KIND.RANKING: "labeling:ranking", KIND.DEMONSTRATION: "labeling:demonstration"}
+PAGE = {KIND.RANKING: "labeling:ranking", KIND.DEMONSTRATION: "labeling:demonstration",
+        KIND.COMPARISON: "labeling:comparison"}
 
 
 def error_response(request, exc: LabelingError):
@@ -60,8 +61,11 @@ def _home_after(project, kind):
 
 def _queue_context(request):
     kind, _, slug = request.GET.get("next", "").partition(":")
-    return {"queues": selectors.labeler_home(labeler=request.user), "next_kind": kind,
-            "next_project": slug}
+    queues = selectors.labeler_home(labeler=request.user)
+    comparisons = evaluation_selectors.comparisons_waiting(labeler=request.user)
+    for q in queues:  # the "compare replies" line shows only where some wait
+        q.comparisons_waiting = comparisons.get(q.project.pk, 0)
+    return {"queues": queues, "next_kind": kind, "next_project": slug}
 
 
 @require_GET
@@ -84,7 +88,8 @@ def _claim(request, claim, kind):
     project = _project_posted(request)
     assignment = claim(labeler=request.user, project=project)
     if assignment is None:
-        what = "ranking task" if kind == KIND.RANKING else "prompt to answer"
+        what = {KIND.RANKING: "ranking task", KIND.DEMONSTRATION: "prompt to answer",
+                KIND.COMPARISON: "comparison"}[kind]
         where = f" in {project.name}" if project else ""
         messages.info(request, f"No {what} is waiting for you{where} right now. Thank you!")
         return redirect("labeling:home")

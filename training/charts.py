@@ -111,3 +111,49 @@ def run_charts(kind: str, curves: dict[str, list[tuple[int, float]]]) -> list:
         if series:
             charts.append(svg_line_chart(title, series))
     return charts
+
+
+def svg_interval_chart(title: str, rows: list[tuple[str, float, float, float]], *,
+                       unit: str = ""):  # fmt: skip
+    """One row per (name, value, low, high), best first: a dot at the value and a bar over its
+    interval, on a shared axis (the leaderboard's ratings with their 95% intervals)."""
+    rows = [r for r in rows if math.isfinite(r[1])]
+    if not rows:
+        return format_html('<p class="muted">{}: no votes yet</p>', title)
+    ends = [v for _, value, low, high in rows for v in (value, low, high) if math.isfinite(v)]
+    x0, x1 = min(ends), max(ends)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    label_w, row_h, width = 150, 18, 560
+    height = PAD_TOP + row_h * len(rows) + PAD_BOTTOM
+    inner = width - label_w - PAD_RIGHT - 10
+
+    def sx(x):
+        return label_w + (x - x0) / (x1 - x0) * inner
+
+    marks = []
+    for i, (name, value, low, high) in enumerate(rows):
+        y = PAD_TOP + row_h * i + row_h / 2
+        lo = low if math.isfinite(low) else value
+        hi = high if math.isfinite(high) else value
+        marks.append(format_html(
+            '<text x="{}" y="{}" font-size="11" text-anchor="end">{}</text>'
+            '<line x1="{}" y1="{}" x2="{}" y2="{}" stroke="{}" stroke-width="3"/>'
+            '<circle cx="{}" cy="{}" r="4" fill="{}"><title>{}: {} ({} to {})</title></circle>',
+            label_w - 6, f"{y + 4:.1f}", name, f"{sx(lo):.1f}", f"{y:.1f}", f"{sx(hi):.1f}",
+            f"{y:.1f}", "#9db2ec", f"{sx(value):.1f}", f"{y:.1f}", COLORS[0], name, _fmt(value),
+            _fmt(lo), _fmt(hi),
+        ))  # fmt: skip
+    bottom = height - PAD_BOTTOM
+    return format_html(
+        '<svg class="chart interval-chart" viewBox="0 0 {w} {h}" width="{w}" height="{h}" '
+        'role="img" aria-label="{title}">'
+        '<text x="{lw}" y="13" font-size="12" font-weight="600">{title}</text>'
+        '<line x1="{lw}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#999"/>'
+        '<text x="{lw}" y="{xlab}" font-size="10">{xmin}</text>'
+        '<text x="{right}" y="{xlab}" font-size="10" text-anchor="end">{xmax} {unit}</text>'
+        "{marks}</svg>",
+        w=width, h=height, title=title, lw=label_w, bottom=bottom, right=width - PAD_RIGHT,
+        xlab=height - 6, xmin=_fmt(x0), xmax=_fmt(x1), unit=unit,
+        marks=mark_safe("".join(marks)),  # each built by format_html above
+    )  # fmt: skip

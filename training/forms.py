@@ -55,6 +55,8 @@ def start_form(kind: str, *, project, preset: str = "tiny", posted=None, error="
     values = presets.defaults(kind, preset)
     fields = []
     for name, spec in presets.FIELDS[kind].items():
+        if spec.internal:
+            continue
         value = values[name]
         if posted is not None and f"{PREFIX}{name}" in posted:
             value = posted.get(f"{PREFIX}{name}")

@@ -165,13 +165,16 @@ class Round(models.Model):
     """One pass of the loop in a project: the policy samples K replies per prompt (pushed as
     ranking tasks) -> people rank them -> a reward model -> PPO -> a new policy, which the next
     round samples from. `training.services.rounds` moves it on when a run finishes or enough
-    rankings are in; `stage` is where it waits."""
+    rankings are in; `stage` is where it waits. With `config["evaluate"]` it ends with a blind
+    human comparison of the new policy against the one it started from (and their SFT model) on
+    the evaluation prompts (`comparison`), the reward model scoring the same replies."""
 
     class Stage(models.TextChoices):
         SAMPLING = "sampling", "Sampling"
         RANKING = "ranking", "Waiting for rankings"
         REWARD = "reward", "Training the reward model"
         PPO = "ppo", "Running PPO"
+        EVALUATE = "evaluate", "Sampling for human evaluation"
         DONE = "done", "Done"
 
     project = models.ForeignKey("labeling.Project", on_delete=models.PROTECT, related_name="rounds")
@@ -190,7 +193,12 @@ class Round(models.Model):
     ppo_run = models.ForeignKey(
         TrainingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
-    # {"sample": {...}, "reward": {...}, "ppo": {...}, "preset": "tiny", "chain": true}
+    comparison = models.ForeignKey(
+        "labeling.ComparisonBatch", on_delete=models.PROTECT, null=True, blank=True,
+        related_name="+",
+    )
+    # {"sample": {...}, "reward": {...}, "ppo": {...}, "preset": "tiny", "chain": true,
+    #  "evaluate": false}
     config = models.JSONField(default=dict, blank=True)
     rankings_needed = models.PositiveIntegerField(
         default=0, help_text="Ranked tasks of this round before the reward model (0: all)."
@@ -216,10 +224,16 @@ class Round(models.Model):
 
     @property
     def current_run(self) -> TrainingRun | None:
+        if self.stage == self.Stage.EVALUATE:
+            return self.evaluation_runs()[0] if self.comparison_id else None
         return {"sampling": self.sample_run, "reward": self.reward_run, "ppo": self.ppo_run}.get(
             self.stage
         )
 
+    def evaluation_runs(self) -> list[TrainingRun]:
+        """The comparison's sample runs, one not yet succeeded first (the one to watch)."""
+        runs = TrainingRun.objects.filter(pk__in=self.comparison.run_ids.values()).order_by("id")
+        return sorted(runs, key=lambda r: r.status == TrainingRun.Status.SUCCEEDED)
 
 class Generation(models.Model):
     """One reply the live model writes for a person (a chat turn, a suggestion, an alternative).

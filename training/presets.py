@@ -22,6 +22,7 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple = ()
+    internal: bool = False  # set by the code that makes the run, not shown on a start form
 
 
 def _f(type_, default, help="", **kw):
@@ -111,6 +112,10 @@ FIELDS: dict[str, dict[str, Field]] = {
         "top_p": _f(float, 0.95, minimum=0.01, maximum=1.0),
         "priority": _f(int, 0, "queue priority of the ranking tasks"),
         "seed": _f(int, 0),
+        # A blind comparison's replies (`training.services.evaluation`): one reply per
+        # evaluation prompt of that labeling.ComparisonBatch, not K per prompt for ranking.
+        "comparison": _f(int, None, "comparison batch", optional=True, minimum=1,
+                         internal=True),
     },
 }
 

@@ -9,6 +9,7 @@ from django.db.models import Count, Q
 from labeling.models import Demonstration, Prompt, Ranking, RankingTask
 from training.errors import NotFound
 from training.models import ModelVersion, Round, RunMetric, TrainingRun
+from training.round_evaluation import round_evaluation
 
 K = ModelVersion.Kind
 
@@ -216,6 +217,7 @@ class RoundRow:
     tasks: int
     reward: ModelVersion | None
     policy_out: ModelVersion | None
+    evaluation: list | None = None  # `training.round_evaluation.Matchup`s, with a comparison
 
 
 def rounds_for_project(*, project, limit: int = 10, only: int | None = None) -> list[RoundRow]:
@@ -224,7 +226,7 @@ def rounds_for_project(*, project, limit: int = 10, only: int | None = None) -> 
     rounds = (
         Round.objects.filter(project=project, **({"pk": only} if only else {}))
         .select_related("policy", "sample_run", "reward_run__output_model",
-                        "ppo_run__output_model")
+                        "ppo_run__output_model", "comparison")
         .order_by("-number")[:limit]
     )  # fmt: skip
     batches = [f"{SAMPLE_BATCH_PREFIX}{r.sample_run_id}" for r in rounds if r.sample_run_id]
@@ -242,6 +244,7 @@ def rounds_for_project(*, project, limit: int = 10, only: int | None = None) -> 
             round=r, ranked=c["ranked"], needed=needed, tasks=c["tasks"],
             reward=r.reward_run.output_model if r.reward_run else None,
             policy_out=r.ppo_run.output_model if r.ppo_run else None,
+            evaluation=round_evaluation(r),
         ))  # fmt: skip
     return rows
 

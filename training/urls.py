@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from training import views
+from training import evaluation_views, views
 
 app_name = "training"
 
@@ -12,6 +12,15 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.project, name="project"),
     path("projects/<slug:slug>/start/<slug:kind>/", views.start, name="start"),
     path("projects/<slug:slug>/rounds/continue/", views.continue_round, name="continue-round"),
+    path("projects/<slug:slug>/evaluation/", evaluation_views.evaluation, name="evaluation"),
+    path("projects/<slug:slug>/evaluation/compare/", evaluation_views.compare_start,
+         name="compare-start"),
+    path("projects/<slug:slug>/leaderboard/", evaluation_views.leaderboard_page,
+         name="leaderboard"),
+    path("projects/<slug:slug>/leaderboard.json", evaluation_views.leaderboard_json,
+         name="leaderboard-json"),
+    path("projects/<slug:slug>/leaderboard.csv", evaluation_views.leaderboard_csv,
+         name="leaderboard-csv"),
     path("runs/<int:run_id>/", views.run, name="run"),
     path("runs/<int:run_id>/live/", views.run_live, name="run-live"),
     path("runs/<int:run_id>/cancel/", views.cancel, name="cancel"),

@@ -111,7 +111,8 @@ def continue_round(request, slug):
     """Move the open round on (resuming its failed run), or open the next round."""
     project = project_by_slug(slug=slug)
     try:
-        round_ = round_continue(project=project, by=request.user)
+        round_ = round_continue(project=project, by=request.user,
+                                evaluate=request.POST.get("evaluate") == "on")
     except QueueUnavailable as exc:
         messages.error(request, f"The round's run was recorded but not started: {exc}")
     else:

@@ -2,6 +2,7 @@
 services (a serializer never repeats them)."""
 from rest_framework import serializers
 
+from labeling.evaluation_selectors import comparison_sides
 from labeling.importers import format_for
 from labeling.models import Assignment, Demonstration, ExportSnapshot, Project, Ranking, Skip
 from labeling.selectors import completions_for
@@ -15,7 +16,8 @@ class ProjectSerializer(serializers.ModelSerializer):
 
 class AssignmentSerializer(serializers.ModelSerializer):
     """A lease as a labeler (or a labeling tool) sees it: the model behind each completion is
-    hidden and the completions are in the assignment's own shuffled order."""
+    hidden and the completions are in the assignment's own shuffled order (a comparison's two
+    replies: side a, the left one, then side b)."""
 
     project = serializers.CharField(source="prompt.project.slug")
     guidelines = serializers.CharField(source="prompt.project.guidelines")
@@ -24,13 +26,16 @@ class AssignmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Assignment
-        fields = ["id", "kind", "status", "task", "created_at", "expires_at", "project",
-                  "guidelines", "prompt", "completions"]
+        fields = ["id", "kind", "status", "task", "comparison", "created_at", "expires_at",
+                  "project", "guidelines", "prompt", "completions"]
 
     def get_prompt(self, obj):
         return {"id": obj.prompt_id, "turns": obj.prompt.turns}
 
     def get_completions(self, obj):
+        if obj.kind == Assignment.Kind.COMPARISON:
+            sides = zip("ab", comparison_sides(assignment=obj), strict=True)
+            return [{"side": side, "id": c.pk, "text": c.text} for side, c in sides]
         return [{"id": c.pk, "text": c.text} for c in completions_for(assignment=obj)]
 
 
@@ -100,6 +105,7 @@ class ImportIn(serializers.Serializer):
     file = serializers.FileField(required=False)
     demonstrations_needed = serializers.IntegerField(required=False, default=1, min_value=0,
                                                      max_value=20)
+    evaluation_share = serializers.FloatField(required=False, default=0.0)
 
     def validate(self, attrs):
         if ("content" in attrs) == ("file" in attrs):

@@ -1,7 +1,7 @@
 """The labeling JSON API. Mount with `path("api/labeling/", include("labeling.api.urls"))`."""
 from django.urls import path
 
-from labeling.api import views
+from labeling.api import comparisons, views
 
 app_name = "labeling_api"
 
@@ -17,6 +17,7 @@ urlpatterns = [
     path("assignments/<int:assignment_id>/ranking/", views.ranking_submit, name="ranking"),
     path("assignments/<int:assignment_id>/demonstration/", views.demonstration_submit,
          name="demonstration"),
+    path("assignments/<int:assignment_id>/vote/", comparisons.vote_submit, name="vote"),
     path("assignments/<int:assignment_id>/renew/", views.assignment_renew, name="renew"),
     path("assignments/<int:assignment_id>/skip/", views.assignment_skip, name="skip"),
     path("dialogues/", views.dialogue_create, name="dialogues"),

@@ -72,8 +72,8 @@ def project_list(request):
 @endpoint(["POST"])
 def task_next(request):
     data = parse(s.NextTaskIn, request.data)
-    claim = (queue.ranking_claim_next if data["kind"] == "ranking"
-             else queue.demonstration_claim_next)
+    claim = {"ranking": queue.ranking_claim_next, "comparison": queue.comparison_claim_next,
+             "demonstration": queue.demonstration_claim_next}[data["kind"]]
     assignment = claim(labeler=request.user, project=_project(data.get("project")))
     if assignment is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -131,6 +131,7 @@ def project_import(request, slug):
     report = prompts_import(
         project=selectors.project_by_slug(slug=slug), content=content, format=data["format"],
         author=request.user, demonstrations_needed=data["demonstrations_needed"],
+        evaluation_share=data["evaluation_share"],
     )
     return Response(vars(report), status=status.HTTP_201_CREATED)
 

@@ -9,19 +9,47 @@ sees every lease committed before the lock was taken. On SQLite `select_for_upda
 there the settings open every transaction with BEGIN IMMEDIATE, which serializes writers, so
 the same code is correct. Lock order everywhere: user, assignment, task.
 """
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from labeling import selectors
+from labeling import evaluation_selectors, selectors
 from labeling.errors import Conflict, Forbidden, NotFound
-from labeling.models import Assignment, Project, Prompt, RankingTask, Skip
+from labeling.models import Assignment, ComparisonTask, Project, Prompt, RankingTask, Skip
 from labeling.validation import MAX_REASON_CHARS, clean_text
 
 A = Assignment.Status
 CLAIM_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class QueueKind:
+    """What the queue needs to know about one kind of work: where its rows come from, which
+    Assignment field leases one, and which of its counters say "enough"."""
+
+    claimable: Callable  # selector(labeler=, project=, now=) -> QuerySet in queue order
+    model: type
+    target: str  # the Assignment field naming the row
+    done: str
+    needed: str
+    open_status: str | None  # the row's status that may still be served (None: no status)
+
+
+KINDS = {
+    Assignment.Kind.RANKING: QueueKind(
+        selectors.ranking_tasks_claimable, RankingTask, "task", "rankings_count",
+        "rankings_needed", RankingTask.Status.OPEN),
+    Assignment.Kind.DEMONSTRATION: QueueKind(
+        selectors.prompts_to_demonstrate, Prompt, "prompt", "demonstrations_count",
+        "demonstrations_needed", None),
+    Assignment.Kind.COMPARISON: QueueKind(
+        evaluation_selectors.comparison_tasks_claimable, ComparisonTask, "comparison",
+        "votes_count", "votes_needed", ComparisonTask.Status.OPEN),
+}  # fmt: skip
 
 
 def ranking_claim_next(*, labeler, project: Project | None = None) -> Assignment | None:
@@ -30,6 +58,10 @@ def ranking_claim_next(*, labeler, project: Project | None = None) -> Assignment
 
 def demonstration_claim_next(*, labeler, project: Project | None = None) -> Assignment | None:
     return _claim(labeler=labeler, project=project, kind=Assignment.Kind.DEMONSTRATION)
+
+
+def comparison_claim_next(*, labeler, project: Project | None = None) -> Assignment | None:
+    return _claim(labeler=labeler, project=project, kind=Assignment.Kind.COMPARISON)
 
 
 @transaction.atomic
@@ -84,11 +116,8 @@ def _current_lease(*, labeler, kind, project, now) -> Assignment | None:
 
 
 def _lock_next(*, labeler, project, kind, now, exclude, wait=False):
-    if kind == Assignment.Kind.RANKING:
-        qs = selectors.ranking_tasks_claimable(labeler=labeler, project=project, now=now)
-    else:
-        qs = selectors.prompts_to_demonstrate(labeler=labeler, project=project, now=now)
-    related = ("project", "prompt") if kind == Assignment.Kind.RANKING else ("project",)
+    qs = KINDS[kind].claimable(labeler=labeler, project=project, now=now)
+    related = ("project",) if kind == Assignment.Kind.DEMONSTRATION else ("project", "prompt")
     qs = qs.exclude(pk__in=exclude).select_related(*related)
     return qs.select_for_update(skip_locked=not wait, of=("self",)).first()
 
@@ -96,31 +125,28 @@ def _lock_next(*, labeler, project, kind, now, exclude, wait=False):
 def _has_free_slot(row, *, kind, now) -> bool:
     """Re-count under the row lock. The row itself is current (PostgreSQL returns the newest
     version of a row it locks); the live leases are counted by this new statement."""
-    if kind == Assignment.Kind.RANKING:
-        live = selectors.live_leases(now=now, task=row).count()
-        return row.status == RankingTask.Status.OPEN and row.rankings_count + live < (
-            row.rankings_needed
-        )
-    live = selectors.live_leases(now=now, prompt=row, kind=kind).count()
-    return row.demonstrations_count + live < row.demonstrations_needed
+    spec = KINDS[kind]
+    live = selectors.live_leases(now=now, kind=kind, **{spec.target: row}).count()
+    is_open = spec.open_status is None or row.status == spec.open_status
+    return is_open and getattr(row, spec.done) + live < getattr(row, spec.needed)
 
 
 def _lease(*, labeler, row, kind, now) -> Assignment:
     project = row.project
-    ranking = kind == Assignment.Kind.RANKING
+    on_prompt = kind == Assignment.Kind.DEMONSTRATION
     assignment = Assignment(
         kind=kind,
-        task=row if ranking else None,
-        prompt=row.prompt if ranking else row,
+        prompt=row if on_prompt else row.prompt,
         labeler=labeler,
         created_at=now,
         expires_at=now + timedelta(seconds=project.lease_seconds),
     )
-    if ranking:
+    if not on_prompt:
+        setattr(assignment, KINDS[kind].target, row)
         row.prompt.project = project  # for the caller's page: no query for it
     # The related rows were just read (and locked): no need to look them up again.
-    assignment.full_clean(exclude=["task", "prompt", "labeler"], validate_unique=False,
-                          validate_constraints=False)
+    assignment.full_clean(exclude=["task", "comparison", "prompt", "labeler"],
+                          validate_unique=False, validate_constraints=False)
     assignment.save()
     return assignment
 
@@ -132,7 +158,7 @@ def lock_own_assignment(*, assignment_id, labeler) -> Assignment:
         raise NotFound("No such task.")
     assignment = (
         Assignment.objects.select_for_update(of=("self",))
-        .select_related("prompt__project", "task")
+        .select_related("prompt__project", "task", "comparison")
         .filter(pk=assignment_id)
         .first()
     )
@@ -166,10 +192,9 @@ def _revive_or_conflict(assignment: Assignment, *, now) -> None:
     ).exclude(pk=assignment.pk)
     if other.exists():
         raise taken
-    if assignment.kind == Assignment.Kind.RANKING:
-        row = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
-    else:
-        row = Prompt.objects.select_for_update().get(pk=assignment.prompt_id)
+    spec = KINDS[assignment.kind]
+    row_id = getattr(assignment, f"{spec.target}_id")
+    row = spec.model.objects.select_for_update().get(pk=row_id)
     if not _has_free_slot(row, kind=assignment.kind, now=now):
         raise taken
 

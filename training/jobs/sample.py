@@ -1,19 +1,26 @@
 """Sample job, the push back: K completions (the project's k) for each of the run's prompts
 from the input model -> ranking tasks in the project (`labeling.services.tasks.
 ranking_tasks_create`), batch by batch. Idempotent: the batch key is the run's, so a resumed
-run skips the prompts it already pushed and a retried push creates nothing twice."""
+run skips the prompts it already pushed and a retried push creates nothing twice.
+
+With `config["comparison"]` (a blind comparison, `training.services.evaluation`): one reply per
+evaluation prompt -> `labeling.services.comparisons.comparison_replies_add`, idempotent the same
+way (a prompt the version already answered in that batch is skipped)."""
 
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 
-from labeling.models import RankingTask
+from labeling.models import ComparisonReply, ComparisonTask, RankingTask
+from labeling.services.comparisons import comparison_replies_add
 from labeling.services.tasks import ranking_tasks_create
 from labeling.validation import EMPTY_REPLY
 from training.jobs.common import device, load_version
 from training.jobs.runner import Outcome
 from training.ml.device import sampling_dtype
 from training.ml.progress import Progress
+from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
 
 PROMPTS_PER_BATCH = 8
@@ -23,15 +30,83 @@ def batch_key(run) -> str:
     return f"training-run-{run.pk}"
 
 
+@dataclass
+class RankingPush:
+    """K replies per prompt -> ranking tasks."""
+
+    run: object
+
+    @property
+    def per_prompt(self) -> int:
+        return self.run.project.k
+
+    def done(self) -> set[int]:
+        return set(RankingTask.objects.filter(project=self.run.project, batch_key=batch_key(
+            self.run)).values_list("prompt_id", flat=True))  # fmt: skip
+
+    def score(self, prompts, responses, replies) -> None:
+        pass  # ranking replies are scored by people
+
+    def push(self, replies: dict[int, list[dict]]) -> None:
+        ranking_tasks_create(project=self.run.project, prompt_completions=list(replies.items()),
+                             batch_key=batch_key(self.run), priority=self.run.config["priority"])
+
+    def metrics(self) -> dict:
+        return {"ranking_tasks": RankingTask.objects.filter(
+            project=self.run.project, batch_key=batch_key(self.run)).count()}  # fmt: skip
+
+
+@dataclass
+class ComparisonPush:
+    """One reply per evaluation prompt -> a blind comparison's replies (and its tasks); with
+    the run's reward model, each reply's score goes with it (`sampling["reward"]`)."""
+
+    run: object
+    scorer: RewardModelScorer | None = None
+    per_prompt = 1
+
+    @property
+    def batch_id(self) -> int:
+        return self.run.config["comparison"]
+
+    def done(self) -> set[int]:
+        return set(ComparisonReply.objects.filter(
+            batch_id=self.batch_id, version_id=self.run.input_model_id
+        ).values_list("prompt_id", flat=True))  # fmt: skip
+
+    def score(self, prompts: list[list[int]], responses: list[list[int]], replies: list[dict]):
+        if self.scorer is not None:
+            for reply, value in zip(replies, self.scorer.score_batch(prompts, responses),
+                                    strict=True):  # fmt: skip
+                reply["sampling"]["reward"] = value
+
+    def push(self, replies: dict[int, list[dict]]) -> None:
+        comparison_replies_add(
+            batch_id=self.batch_id, version_id=self.run.input_model_id,
+            replies=[(p, r["text"], r["sampling"]) for p, [r] in replies.items()],
+            priority=self.run.config["priority"],
+        )  # fmt: skip
+
+    def metrics(self) -> dict:
+        return {"comparison_tasks": ComparisonTask.objects.filter(batch_id=self.batch_id).count()}
+
+
 def run(context) -> Outcome:
     run, cfg = context.run, context.run.config
-    project, version = run.project, run.input_model
+    version = run.input_model
     model, tokenizer = load_version(version)
+    if cfg.get("comparison"):
+        scorer = None
+        if run.reward_model is not None:
+            reward_model, _ = load_version(run.reward_model)
+            scorer = RewardModelScorer(reward_model, pad_id=tokenizer.pad_id)
+        target = ComparisonPush(run, scorer)
+    else:
+        target = RankingPush(run)
     dtype = sampling_dtype(device(), settings.SAMPLING_DTYPE)
     model.to(dtype)
     precision = str(dtype).removeprefix("torch.")
-    done = set(RankingTask.objects.filter(project=project, batch_key=batch_key(run))
-               .values_list("prompt_id", flat=True))  # fmt: skip
+    done = target.done()
     limit = model.config.block_size - cfg["max_new_tokens"]
     todo, too_long = [], 0
     for prompt_id, turns in run.prompts.order_by("id").values_list("id", "turns"):
@@ -41,28 +116,30 @@ def run(context) -> Outcome:
         elif prompt_id not in done:
             todo.append((prompt_id, ids))
     batches = [todo[i : i + PROMPTS_PER_BATCH] for i in range(0, len(todo), PROMPTS_PER_BATCH)]
-    context.log(f"sampling {project.k} completions for {len(todo)} prompts from {version.name} "
-                f"in {precision}"
+    context.log(f"sampling {target.per_prompt} completions for {len(todo)} prompts from "
+                f"{version.name} in {precision}"
                 + (f" ({len(done)} pushed before)" if done else "")
                 + (f"; {too_long} prompts too long, skipped" if too_long else ""))  # fmt: skip
     sampling = {name: cfg[name] for name in ("temperature", "top_k", "top_p", "max_new_tokens")}
     started, completions, tokens = time.monotonic(), 0, 0
     for number, batch in enumerate(batches, start=1):
-        config = SampleConfig(num_samples=project.k, seed=cfg["seed"] + number, **sampling)
+        config = SampleConfig(num_samples=target.per_prompt, seed=cfg["seed"] + number, **sampling)
         samples = generate(model, [ids for _, ids in batch], config,
                            stop_id=tokenizer.end_id, pad_id=tokenizer.pad_id)  # fmt: skip
         replies: dict[int, list[dict]] = {prompt_id: [] for prompt_id, _ in batch}
+        made = []
         for index, response, finished in zip(samples.prompt_index, samples.responses,
                                              samples.finished, strict=True):  # fmt: skip
             text = tokenizer.decode(response).strip() or EMPTY_REPLY
-            replies[batch[index][0]].append({
+            made.append({
                 "text": text, "model_label": version.name, "model_version_id": version.pk,
                 "sampling": {**sampling, "seed": config.seed, "finished": finished, "run": run.pk,
                              "dtype": precision},
             })  # fmt: skip
+            replies[batch[index][0]].append(made[-1])
             tokens += len(response)
-        ranking_tasks_create(project=project, prompt_completions=list(replies.items()),
-                             batch_key=batch_key(run), priority=cfg["priority"])  # fmt: skip
+        target.score([batch[i][1] for i in samples.prompt_index], samples.responses, made)
+        target.push(replies)
         completions += len(samples.responses)
         seconds = max(time.monotonic() - started, 1e-9)
         metrics = {
@@ -73,10 +150,9 @@ def run(context) -> Outcome:
         }
         if context.reporter(Progress("sample", number, len(batches), metrics)):
             return Outcome(stopped=True)
-    tasks = RankingTask.objects.filter(project=project, batch_key=batch_key(run)).count()
     seconds = time.monotonic() - started
     return Outcome(metrics={
-        "ranking_tasks": tasks, "completions": completions, "seconds": seconds,
+        **target.metrics(), "completions": completions, "seconds": seconds,
         "completions_per_second": completions / seconds if seconds else 0.0,
         "tokens_per_second": tokens / seconds if seconds else 0.0,
         "skipped_long_prompts": too_long,

@@ -1,7 +1,10 @@
 """Rounds: the loop chained. A round samples from its policy (ranking tasks pushed to people),
 waits until enough of those tasks are ranked, trains a reward model on every ranking of the
-project, runs PPO from its policy against it, and (unless told not to) starts the next round
-from the new policy.
+project, runs PPO from its policy against it, with `config["evaluate"]` samples the new
+policy, its parent and their SFT model on the evaluation prompts for a blind human comparison
+(the reward model scoring the same replies), and (unless told not to) starts the next round
+from the new policy. People's votes on that comparison come in after the round is done; the
+project page sets them beside the reward model's opinion (`training.round_evaluation`).
 
     round_start(project=p, policy=sft)      # round 1: its sample run is queued
     round_advance(round_id=r.pk)            # one call moves it as far as it can go now
@@ -17,10 +20,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from labeling.services.comparisons import evaluation_prompts
 from training import presets
 from training.errors import Conflict, Invalid
 from training.models import ModelVersion, Round, TrainingRun
 from training.selectors import latest_version, rounds_for_project, sft_ancestor, suggested_preset
+from training.services.evaluation import comparison_start
 from training.services.runs import run_create, run_enqueue, run_resume
 
 S, St = TrainingRun.Status, Round.Stage
@@ -76,6 +81,10 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
     run = round_.current_run
     if stage in (St.SAMPLING, St.REWARD, St.PPO) and (run is None or run.status != S.SUCCEEDED):
         return False
+    if stage == St.EVALUATE:
+        if any(r.status != S.SUCCEEDED for r in round_.evaluation_runs()):
+            return False
+        return _finish(round_, by=by, enqueue_it=enqueue_it)
     if stage == St.SAMPLING:
         return _move(round_, St.RANKING)
     if stage == St.RANKING:
@@ -90,10 +99,42 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
                   enqueue_it=enqueue_it)  # fmt: skip
         return _move(round_, St.PPO)
     if stage == St.PPO:
-        _move(round_, St.DONE, finished_at=timezone.now())
-        if round_.config.get("chain", True):
-            transaction.on_commit(lambda: _start_next(round_, by=by, enqueue_it=enqueue_it))
+        if round_.config.get("evaluate") and evaluation_prompts(round_.project).exists():
+            _start_evaluation(round_, by=by, enqueue_it=enqueue_it)
+            return _move(round_, St.EVALUATE)
+        return _finish(round_, by=by, enqueue_it=enqueue_it)
     return False
+
+
+def _finish(round_: Round, *, by, enqueue_it: bool) -> bool:
+    _move(round_, St.DONE, finished_at=timezone.now())
+    if round_.config.get("chain", True):
+        transaction.on_commit(lambda: _start_next(round_, by=by, enqueue_it=enqueue_it))
+    return False
+
+
+def _start_evaluation(round_: Round, *, by, enqueue_it: bool) -> None:
+    """The new policy against the policy the round started from and their SFT model, on the
+    evaluation prompts, replies scored by the round's reward model; made once (its token)."""
+    policy = round_.ppo_run.output_model
+    versions = [policy, round_.policy]
+    anchor = sft_ancestor(round_.policy)
+    if anchor is not None and anchor.pk != round_.policy_id:
+        versions.append(anchor)
+    round_.comparison = comparison_start(
+        project=round_.project, versions=versions, config=_sampling(round_.config),
+        preset=round_.config.get("preset", "tiny"), reward_model=round_.reward_run.output_model,
+        created_by=by or round_.created_by, request_token=f"round-{round_.pk}-evaluate",
+        enqueue_it=enqueue_it,
+    )  # fmt: skip
+    round_.save(update_fields=["comparison"])
+
+
+def _sampling(config: dict) -> dict:
+    """The round's sampling settings that also suit its evaluation replies."""
+    sample = config.get("sample", {})
+    return {k: sample[k] for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
+            if k in sample}  # fmt: skip
 
 
 def _start_next(round_: Round, *, by, enqueue_it: bool) -> None:
@@ -140,22 +181,31 @@ def rounds_after_run(*, run_id: int) -> Round | None:
         round_ = Round.objects.exclude(stage=St.DONE).filter(**{f"{kind}_run_id": run_id}).first()
         if round_ is not None:
             return round_advance(round_id=round_.pk)
+    for round_ in Round.objects.filter(stage=St.EVALUATE).select_related("comparison"):
+        if run_id in round_.comparison.run_ids.values():
+            return round_advance(round_id=round_.pk)
     return None
 
 
-def round_continue(*, project, by=None, enqueue_it: bool = True) -> Round:
+def round_continue(
+    *, project, by=None, enqueue_it: bool = True, evaluate: bool | None = None
+) -> Round:
     """The "continue round" button: the open round moved on (its failed run resumed), or, with
-    none open, a new round from the newest policy with the last round's settings."""
+    none open, a new round from the newest policy with the last round's settings (`evaluate`,
+    when given, says whether it ends with a human evaluation)."""
     open_round = Round.objects.filter(project=project).exclude(stage=St.DONE).first()
     if open_round is not None:
         run = open_round.current_run
         resume = run is not None and run.status in (S.FAILED, S.CANCELLED)
         return round_advance(round_id=open_round.pk, resume=resume, by=by, enqueue_it=enqueue_it)
     last = Round.objects.filter(project=project).order_by("-number").first()
+    config = last.config if last else {"preset": suggested_preset(project=project)}
+    if evaluate is not None:
+        config = {**config, "evaluate": evaluate}
     return round_start(
         project=project,
         policy=last.ppo_run.output_model if last and last.ppo_run else None,
-        config=last.config if last else {"preset": suggested_preset(project=project)},
+        config=config,
         rankings_needed=last.rankings_needed if last else 0,
         created_by=by,
         enqueue_it=enqueue_it,
@@ -165,7 +215,8 @@ def round_continue(*, project, by=None, enqueue_it: bool = True) -> Round:
 def _clean(config: dict) -> dict:
     """Each stage's settings checked now (not when the stage comes, hours later)."""
     preset = config.get("preset", "tiny")
-    out = {"preset": preset, "chain": bool(config.get("chain", True))}
+    out = {"preset": preset, "chain": bool(config.get("chain", True)),
+           "evaluate": bool(config.get("evaluate", False))}
     for kind in STAGE_KINDS:
         out[kind] = presets.clean_config(kind, config.get(kind) or {}, preset=preset)
     return out

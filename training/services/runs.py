@@ -91,6 +91,8 @@ def _check_inputs(kind, input_model, reward_model) -> None:
         raise Invalid(f"A {kind} run cannot start from {input_model.name} ({input_model.kind}).")
     if kind == "ppo" and (reward_model is None or reward_model.kind != K.REWARD):
         raise Invalid("PPO needs a reward model: train one first.")
+    if kind == "sample" and reward_model is not None and reward_model.kind != K.REWARD:
+        raise Invalid(f"{reward_model.name} is not a reward model.")
 
 
 def _create(*, kind, project, config, input_model, reward_model, created_by, request_token):
@@ -105,7 +107,9 @@ def _create(*, kind, project, config, input_model, reward_model, created_by, req
         project=project,
         config=config,
         input_model=input_model,
-        reward_model=reward_model if kind == "ppo" else None,
+        # A sample run scores its replies with a reward model when given one (a round's
+        # evaluation: what the reward model thinks of the replies people compare).
+        reward_model=reward_model if kind in ("ppo", "sample") else None,
         created_by=created_by,
         request_token=request_token or None,
         created_at=now,

@@ -4,6 +4,9 @@ Labels are never edited after they are written, so "every row of the project cre
 `as_of`" is a fixed set; the run stores the rows themselves (many-to-many) and the labeling
 export id that names the same set (`labeling.exports.snapshot_for`). A ranking submitted one
 moment before a run is created is in that run: there is no export step in between.
+
+Evaluation prompts (`Prompt.is_evaluation`) are held out here, in the one place every training
+snapshot is built: no demonstration, ranking or PPO prompt of theirs ever trains a model.
 """
 
 from dataclasses import dataclass, field
@@ -12,7 +15,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 
 from labeling import exports
-from labeling.models import Completion, Demonstration, Prompt, Ranking
+from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt, Ranking
 from training.errors import Invalid
 
 
@@ -30,15 +33,19 @@ class Snapshot:
 
 
 def demonstrations_of(project, as_of):
-    return Demonstration.objects.filter(prompt__project=project, created_at__lte=as_of)
+    return Demonstration.objects.filter(
+        prompt__project=project, prompt__is_evaluation=False, created_at__lte=as_of
+    )
 
 
 def rankings_of(project, as_of):
-    return Ranking.objects.filter(task__project=project, created_at__lte=as_of)
+    return Ranking.objects.filter(
+        task__project=project, task__prompt__is_evaluation=False, created_at__lte=as_of
+    )
 
 
 def prompts_of(project):
-    return Prompt.objects.filter(project=project, duplicate_of__isnull=True)
+    return Prompt.objects.filter(project=project, duplicate_of__isnull=True, is_evaluation=False)
 
 
 def prompts_to_sample(project, *, model_version_id: int, limit: int) -> list[int]:
@@ -79,6 +86,14 @@ def snapshot_take(*, project, kind: str, config: dict, as_of, input_model=None) 
                 demonstrations_of(project, as_of).values_list("id", flat=True)
             )
             _require(len(snap.demonstrations), "demonstrations", "PPO-ptx")
+    elif kind == "sample" and config.get("comparison"):
+        snap.prompts = list(  # a blind comparison: the batch's evaluation prompts, all of them
+            Prompt.objects.filter(project=project, is_evaluation=True,
+                                  pk__in=ComparisonBatch.prompts.through.objects.filter(
+                                      comparisonbatch_id=config["comparison"]
+                                  ).values("prompt_id")).values_list("id", flat=True)
+        )  # fmt: skip
+        _require(len(snap.prompts), "prompts", "a comparison", at_least=1)
     elif kind == "sample":
         snap.prompts = prompts_to_sample(
             project, model_version_id=input_model.pk, limit=config["num_prompts"]

@@ -21,8 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("--format", choices=["jsonl", "csv"], help="default: from the suffix")
         parser.add_argument("--author", help="username credited with the demonstrations")
         parser.add_argument("--demonstrations-needed", type=int, default=1)
+        parser.add_argument("--evaluation-share", type=float, default=0.0,
+                            help="hold out this random share of the new prompts for evaluation")
 
-    def handle(self, *args, path, project, format, author, demonstrations_needed, **options):
+    def handle(self, *args, path, project, format, author, demonstrations_needed,
+               evaluation_share, **options):
         user = None
         if author:
             user = get_user_model().objects.filter(username=author).first()
@@ -34,7 +37,7 @@ class Command(BaseCommand):
             report = prompts_import(
                 project=selectors.project_by_slug(slug=project), content=content,
                 format=format or format_for(path.name), author=user,
-                demonstrations_needed=demonstrations_needed,
+                demonstrations_needed=demonstrations_needed, evaluation_share=evaluation_share,
             )
         except ImportFailed as exc:
             for number, message in exc.errors:

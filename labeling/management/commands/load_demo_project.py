@@ -1,11 +1,13 @@
 """Create the demo project from labeling/demo/python_stdlib.jsonl. Safe to run again.
 
-    python manage.py load_demo_project [--author demo] [--ranking-tasks 40]
+    python manage.py load_demo_project [--author demo] [--ranking-tasks 40] \
+        [--evaluation-share 0.05]
 
 Prompts come with their demonstrations, credited to `--author` (created without a usable
 password if missing). `--ranking-tasks N` also pushes N ranking tasks whose K completions are
 the prompt's own answer and other prompts' answers (model label "demo-shuffle"), so there is
-something to rank before any model has been trained.
+something to rank before any model has been trained. A random `--evaluation-share` of the new
+prompts is held out for human evaluation (never trained on).
 """
 import random
 from pathlib import Path
@@ -34,8 +36,9 @@ class Command(BaseCommand):
         parser.add_argument("--slug", default="python-stdlib")
         parser.add_argument("--ranking-tasks", type=int, default=0)
         parser.add_argument("--file", type=Path, default=DEMO_FILE)
+        parser.add_argument("--evaluation-share", type=float, default=0.05)
 
-    def handle(self, *args, author, slug, ranking_tasks, file, **options):
+    def handle(self, *args, author, slug, ranking_tasks, file, evaluation_share, **options):
         user, _ = get_user_model().objects.get_or_create(
             username=author, defaults={"password": "!"}  # "!": an unusable password
         )
@@ -45,18 +48,18 @@ class Command(BaseCommand):
         )
         report = prompts_import(
             project=project, content=file.read_bytes(), format="jsonl", author=user,
-            source=Prompt.Source.DEMO,
+            source=Prompt.Source.DEMO, evaluation_share=evaluation_share,
         )
         pushed = self._ranking_tasks(project, ranking_tasks) if ranking_tasks else 0
         self.stdout.write(
             f"{'Created' if created else 'Updated'} {project.slug}: {report.created} new prompts, "
-            f"{report.demonstrations} new demonstrations by {user.username}, "
-            f"{pushed} ranking tasks."
+            f"{report.demonstrations} new demonstrations by {user.username} "
+            f"({report.evaluation} prompts held out for evaluation), {pushed} ranking tasks."
         )
 
     def _ranking_tasks(self, project, n) -> int:
         answers = dict(
-            Demonstration.objects.filter(prompt__project=project)
+            Demonstration.objects.filter(prompt__project=project, prompt__is_evaluation=False)
             .order_by("id").values_list("prompt_id", "turns")
         )
         prompt_ids = sorted(answers)[:n]
