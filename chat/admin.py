@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from chat.models import ChatComparison, ChatSettings, Conversation, Message
+from chat.models import ArenaBattle, ChatComparison, ChatSettings, Conversation, Message
 
 
 @admin.register(ChatSettings)
@@ -33,3 +33,10 @@ class ChatComparisonAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     readonly_fields = ("message", "requested_by", "alternatives", "status", "ranking_task",
                        "error", "created_at")  # fmt: skip
+
+
+@admin.register(ArenaBattle)
+class ArenaBattleAdmin(admin.ModelAdmin):
+    list_display = ("text", "labeler", "project", "vote", "created_at")
+    list_filter = ("project",)
+    readonly_fields = ("project", "labeler", "text", "reply_a", "reply_b", "vote", "created_at")

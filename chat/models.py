@@ -122,3 +122,32 @@ class ChatComparison(models.Model):
 
     def __str__(self):
         return f"comparison of message {self.message_id}"
+
+
+class ArenaBattle(models.Model):
+    """Two anonymous model versions answer the same message side by side; the labeler's vote
+    is a `labeling.Vote` (source "arena") that the leaderboard counts with the comparisons."""
+
+    project = models.ForeignKey(
+        "labeling.Project", on_delete=models.CASCADE, related_name="arena_battles"
+    )
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="arena_battles"
+    )
+    text = models.TextField()
+    reply_a = models.OneToOneField(
+        "training.Generation", on_delete=models.PROTECT, related_name="+"
+    )  # the left side
+    reply_b = models.OneToOneField(
+        "training.Generation", on_delete=models.PROTECT, related_name="+"
+    )
+    vote = models.OneToOneField(
+        "labeling.Vote", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self):
+        return f"arena battle {self.pk}"

@@ -14,7 +14,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from chat import selectors
-from chat.models import Message
+from chat.models import ArenaBattle, Message
+from chat.services.arena import arena_get, arena_start, arena_vote
 from chat.services.comparisons import chat_comparisons_create
 from chat.services.conversations import (
     chat_models,
@@ -27,7 +28,7 @@ from chat.services.conversations import (
 )
 from chat.streaming import events_response
 from labeling.errors import Invalid, LabelingError, NotFound
-from labeling.models import Project
+from labeling.models import Project, Vote
 from training.errors import TrainingError
 from training.models import Generation, ModelVersion
 from training.services.generations import generation_resubmit
@@ -225,6 +226,51 @@ def suggest(request, project_slug):
     return JsonResponse({"key": str(generation.key), "model": generation.model_version.name,
                          "events_url": reverse("chat:events", args=[generation.key])},
                         status=202)  # fmt: skip
+
+
+@require_GET
+def arena(request):
+    return _arena_page(request)
+
+
+def _arena_page(request, error=None, draft="", status=200):
+    offers = [(p, models) for p, models in _projects_with_models() if len(models) >= 2]
+    battles = ArenaBattle.objects.filter(labeler=request.user).select_related(
+        "vote", "reply_a__model_version", "reply_b__model_version")[:50]  # fmt: skip
+    context = {"offers": offers, "battles": battles, "error": error, "draft": draft}
+    return render(request, "chat/arena.html", context, status=status)
+
+
+@require_POST
+def arena_start_view(request):
+    text = request.POST.get("text", "")
+    try:
+        project = Project.objects.filter(slug=request.POST.get("project", ""),
+                                         is_active=True).first()  # fmt: skip
+        if project is None:
+            raise Invalid("Choose a project.")
+        battle = arena_start(labeler=request.user, project=project, text=text)
+    except ERRORS as exc:
+        return _arena_page(request, error=exc.message, draft=text, status=exc.status)
+    return redirect("chat:arena-battle", battle.pk)
+
+
+@require_GET
+@chat_errors
+def arena_battle(request, pk):
+    battle = arena_get(labeler=request.user, pk=pk)
+    replies = [("A", battle.reply_a), ("B", battle.reply_b)]
+    return render(request, "chat/arena_battle.html", {
+        "battle": battle, "replies": replies, "outcomes": Vote.Outcome.choices,
+        "ready": all(g.status == Generation.Status.DONE for _, g in replies),
+    })  # fmt: skip
+
+
+@require_POST
+@chat_errors
+def arena_vote_view(request, pk):
+    arena_vote(labeler=request.user, pk=pk, outcome=request.POST.get("outcome", ""))
+    return redirect("chat:arena-battle", pk)
 
 
 def _int(value, default=None):
