@@ -42,23 +42,39 @@ def ranking_tasks_claimable(*, labeler, project: Project | None = None, now=None
     """Open tasks with a free slot that this labeler may rank, in queue order.
 
     Never a task they ranked, skipped or hold; never one on a prompt they wrote or
-    demonstrated (nobody ranks replies to their own words).
+    demonstrated (nobody ranks replies to their own words); never a gold task (the claim mixes
+    those in from `gold_tasks_claimable`).
     """
     now = now or timezone.now()
+    qs = _open_tasks_for(labeler=labeler, project=project).filter(
+        gold_best__isnull=True, gold_worst__isnull=True
+    )
+    return (
+        qs.alias(live=_count(live_leases(now=now, task=OuterRef("pk")), "task"))
+        .filter(rankings_count__lt=F("rankings_needed") - F("live"))
+        .order_by("-priority", "created_at", "id")
+    )
+
+
+def gold_tasks_claimable(*, labeler, project: Project | None = None) -> QuerySet:
+    """Gold tasks this labeler has not seen, in projects that mix gold in. Every labeler gets
+    each one (no slot count): its answer is known, the point is to compare them against it."""
+    return (
+        _open_tasks_for(labeler=labeler, project=project)
+        .filter(Q(gold_best__isnull=False) | Q(gold_worst__isnull=False), project__gold_rate__gt=0)
+        .order_by("created_at", "id")
+    )
+
+
+def _open_tasks_for(*, labeler, project) -> QuerySet:
+    """Open tasks of the project (or of every active one) that this labeler may be handed."""
     qs = RankingTask.objects.filter(status=RankingTask.Status.OPEN)
     qs = qs.filter(project=project) if project else qs.filter(project__is_active=True)
     mine = Assignment.objects.filter(
         task=OuterRef("pk"), labeler=labeler, status__in=[A.SUBMITTED, A.SKIPPED, A.ACTIVE]
     )
     own_demo = Demonstration.objects.filter(prompt=OuterRef("prompt_id"), author=labeler)
-    return (
-        qs.alias(live=_count(live_leases(now=now, task=OuterRef("pk")), "task"))
-        .filter(rankings_count__lt=F("rankings_needed") - F("live"))
-        .exclude(prompt__author=labeler)
-        .exclude(Exists(mine))
-        .exclude(Exists(own_demo))
-        .order_by("-priority", "created_at", "id")
-    )
+    return qs.exclude(prompt__author=labeler).exclude(Exists(mine)).exclude(Exists(own_demo))
 
 
 def prompts_to_demonstrate(*, labeler, project: Project | None = None, now=None) -> QuerySet:

@@ -15,10 +15,15 @@ def project_create(
     k: int = 4,
     overlap: int = 1,
     lease_seconds: int = 600,
+    **quality,
 ) -> Project:
+    """`quality`: any of the quality-control settings (`QUALITY`), else their defaults."""
+    unknown = set(quality) - set(QUALITY)
+    if unknown:
+        raise Invalid(f"Not a project setting: {', '.join(sorted(unknown))}.")
     project = Project(
         name=name, slug=slug or slugify(name), guidelines=guidelines, k=k, overlap=overlap,
-        lease_seconds=lease_seconds,
+        lease_seconds=lease_seconds, **quality,
     )
     _clean(project)
     project.save()
@@ -44,7 +49,8 @@ def _clean(project: Project) -> None:
         raise Invalid("; ".join(problems)) from exc
 
 
-EDITABLE = ("name", "slug", "guidelines", "k", "overlap", "lease_seconds", "is_active")
+QUALITY = ("gold_rate", "gold_min_accuracy", "sft_include_unedited")
+EDITABLE = ("name", "slug", "guidelines", "k", "overlap", "lease_seconds", "is_active", *QUALITY)
 
 
 @transaction.atomic
