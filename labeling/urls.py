@@ -20,4 +20,6 @@ urlpatterns = [
     path("tasks/<int:assignment_id>/renew/", views.renew, name="renew"),
     path("tasks/<int:assignment_id>/skip/", views.skip, name="skip"),
     path("stats/<slug:project_slug>/", views.stats, name="stats"),
+    path("stats/<slug:project_slug>/exclusion/", views.labeler_exclusion,
+         name="labeler-exclusion"),
 ]

@@ -19,7 +19,9 @@ from labeling.agreement import project_agreement
 from labeling.errors import Conflict, Forbidden, Invalid, LabelingError
 from labeling.forms import DemonstrationForm, DialogueForm, RankingForm, SkipForm, now_ms
 from labeling.models import Assignment
+from labeling.quality import RULES, LabelerQuality, labeler_quality
 from labeling.services.demonstrations import demonstration_submit, dialogue_create
+from labeling.services.quality import labeler_exclude, labeler_include
 from labeling.services.queue import (
     assignment_renew,
     assignment_skip,
@@ -323,9 +325,32 @@ def stats(request, project_slug):
     project = selectors.project_by_slug(slug=project_slug)
     agreement = project_agreement(project=project)
     taus = {a.labeler_id: a for a in agreement.labelers}
-    rows = [(s, taus.get(s.labeler_id)) for s in selectors.labeler_stats(project=project)]
-    context = {"project": project, "rows": rows, "agreement": agreement}
+    quality = labeler_quality(project=project)
+    rows = [
+        (s, taus.get(s.labeler_id), quality.get(s.labeler_id, LabelerQuality(s.labeler_id)))
+        for s in selectors.labeler_stats(project=project)
+    ]
+    context = {"project": project, "rows": rows, "agreement": agreement, "rules": RULES}
     return render(request, "labeling/stats.html", context)
+
+
+@require_POST
+@labeling_errors
+def labeler_exclusion(request, project_slug):
+    """Staff: leave a labeler's rankings out of snapshots from now on, or take them back."""
+    if not request.user.is_staff:
+        raise Forbidden("Excluding labelers is for staff.")
+    project = selectors.project_by_slug(slug=project_slug)
+    labeler_id = request.POST.get("labeler", "")
+    if request.POST.get("action") == "include":
+        labeler_include(project=project, labeler_id=labeler_id)
+        messages.success(request, "Their rankings are used again by snapshots from now on.")
+    else:
+        labeler_exclude(project=project, labeler_id=labeler_id, created_by=request.user,
+                        reason=request.POST.get("reason", ""))
+        messages.success(request, "Their rankings are left out of snapshots from now on; "
+                                  "runs already created keep the rows they trained on.")
+    return redirect("labeling:stats", project.slug)
 
 
 def _invalid(form) -> LabelingError:

@@ -67,14 +67,14 @@ def test_labels_are_read_only_and_tasks_cannot_be_added_by_hand(admin_client, wo
 def test_project_add_and_change_go_through_the_services(admin_client):
     response = admin_client.post(f"{ADMIN}project/add/", {
         "name": "Beta", "slug": "beta", "guidelines": "Be kind", "k": 5, "overlap": 3,
-        "lease_seconds": 300, "is_active": "on",
+        "lease_seconds": 300, "is_active": "on", "gold_rate": 0.1, "gold_min_accuracy": 0.7,
     })
     assert response.status_code == 302, response.content
     project = Project.objects.get(slug="beta")
     assert (project.k, project.overlap) == (5, 3)
     response = admin_client.post(f"{ADMIN}project/{project.pk}/change/", {
         "name": "Beta", "slug": "beta", "guidelines": "Be kinder", "k": 5, "overlap": 2,
-        "lease_seconds": 300, "is_active": "on",
+        "lease_seconds": 300, "is_active": "on", "gold_rate": 0.1, "gold_min_accuracy": 0.7,
     })
     assert response.status_code == 302
     project.refresh_from_db()

@@ -140,3 +140,42 @@ def test_edit_distance_is_exact_for_local_edits_of_long_texts():
     assert edit_distance(long, long + "# done") == 6
     # Changes everywhere: an upper bound, still positive.
     assert edit_distance(long, long.replace("x", "y")) >= 4000
+
+
+def test_staff_see_speeders_and_exclude_them_from_the_labelers_page(client, db):
+    project = make_project(slug="qc")
+    make_tasks(project, 8)
+    steady, speedy = make_user("steady"), make_user("speedy")
+    for _ in range(4):
+        rank(steady, project, ms=30_000)
+        rank(speedy, project, ms=500)
+    client.force_login(speedy)
+    assert client.post("/label/stats/qc/exclusion/", {"labeler": speedy.pk}).status_code == 403
+    client.force_login(make_user("sam", is_staff=True))
+    page = client.get("/label/stats/qc/").content.decode()
+    row = page[page.index(f'id="labeler-{speedy.pk}"'):].split("</tr>")[0]
+    assert "speeder" in row and "Exclude their rankings" in row
+    response = client.post("/label/stats/qc/exclusion/",
+                           {"labeler": speedy.pk, "action": "exclude", "reason": "speeder"})
+    assert response.status_code == 302
+    assert LabelerExclusion.objects.get().labeler == speedy
+    page = client.get("/label/stats/qc/").content.decode()
+    assert "Use their rankings again" in page
+    assert client.post("/label/stats/qc/exclusion/", {"labeler": "x"}).status_code == 404
+    client.post("/label/stats/qc/exclusion/", {"labeler": speedy.pk, "action": "include"})
+    assert LabelerExclusion.objects.get().lifted_at is not None
+
+
+def test_staff_set_a_gold_answer_in_the_admin(admin_client, db):
+    project = make_project()
+    task = make_tasks(project, 1)[0]
+    url = f"/admin/labeling/rankingtask/{task.pk}/gold/"
+    assert "Save the gold answer" in admin_client.get(url).content.decode()
+    first, *_, last = ids(task)
+    assert admin_client.post(url, {"best": first, "worst": first}).status_code == 400
+    assert admin_client.post(url, {"best": first, "worst": last}).status_code == 302
+    task.refresh_from_db()
+    assert (task.gold_best_id, task.gold_worst_id) == (first, last)
+    listing = admin_client.get("/admin/labeling/rankingtask/?gold=yes").content.decode()
+    assert "gold ✓" in listing
+    assert admin_client.get("/admin/labeling/rankingtask/999999/gold/").status_code == 404
