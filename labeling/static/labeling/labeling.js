@@ -6,8 +6,9 @@
  * - Time spent: visible time on the page is posted in the form's time_spent_ms field.
  * - Ctrl+Enter (Cmd+Enter) submits the task form; a submitted form cannot be submitted twice.
  * - Lease: htmx renews it every minute; a 4xx answer (lease lost) is shown, not ignored.
- * - Ranking: drag and drop, or the keyboard alone (keys listed on the page), ties included;
- *   the rank selects of the no-JavaScript form are kept in step and are what gets posted.
+ * - Ranking: replies start unplaced in a tray; drag and drop, or the keyboard alone (keys
+ *   listed on the page), ties included; the submit waits until every reply is placed. The
+ *   rank selects of the no-JavaScript form are kept in step and are what gets posted.
  * - Dialogue: add and remove turns without a round trip.
  */
 (function () {
@@ -271,7 +272,14 @@
   /* --------------------------------------------------------------- ranking */
 
   function ranker(form) {
+    // Replies start in a tray, unplaced: a ranking is something the labeler decided, never the
+    // order the page happened to show. The submit waits until every reply is placed.
     var list = form.querySelector("[data-cards]");
+    var tray = form.querySelector("[data-tray]");
+    var trayBox = form.querySelector("[data-tray-box]");
+    var trayCount = form.querySelector("[data-tray-count]");
+    var empty = form.querySelector("[data-ranking-empty]");
+    var unplacedError = form.querySelector("[data-unplaced-error]");
     var live = form.querySelector("[data-announce]");
     var allBad = form.querySelector('input[name="all_bad"]');
     var cards = Array.prototype.slice.call(list.querySelectorAll(".completion"));
@@ -292,12 +300,16 @@
       for (var i = 0; i < groups.length; i++) if (groups[i].indexOf(card) !== -1) return i;
       return -1;
     }
+    function unplaced() {
+      return cards.filter(function (c) { return groupOf(c) === -1; });
+    }
 
     function fromSelects() {
       // Equal numbers are a tie; the numbers' order is the ranking (as the server reads them).
+      // A reply without a number is not placed yet.
       var values = cards.map(function (c) { return parseInt(select(c).value, 10); });
-      if (values.some(isNaN)) return null;
-      var distinct = values.slice().sort(function (a, b) { return a - b; })
+      var distinct = values.filter(function (v) { return !isNaN(v); })
+        .sort(function (a, b) { return a - b; })
         .filter(function (v, i, all) { return i === 0 || all[i - 1] !== v; });
       return distinct.map(function (v) {
         return cards.filter(function (c, i) { return values[i] === v; });
@@ -321,7 +333,20 @@
       var current = Array.prototype.slice.call(list.children);
       var same = current.length === flat.length && current.every(function (c, i) { return c === flat[i]; });
       if (!same) flat.forEach(function (card) { list.appendChild(card); });
-      if (shown) shown.value = flat.map(function (c) { return c.getAttribute("data-id"); }).join(",");
+      var waiting = unplaced();
+      waiting.forEach(function (card) {
+        card.classList.remove("tied");
+        card.querySelector("[data-rank]").textContent = "–";
+        card.querySelector("[data-tie-note]").hidden = true;
+        select(card).value = "";
+        card.setAttribute("aria-label", name(card) + ", not placed yet");
+        if (card.parentNode !== tray) tray.appendChild(card);
+      });
+      trayBox.hidden = !waiting.length;
+      trayCount.textContent = waiting.length + " of " + k;
+      empty.hidden = flat.length > 0;
+      if (!waiting.length) unplacedError.hidden = true;
+      if (shown) shown.value = flat.concat(waiting).map(function (c) { return c.getAttribute("data-id"); }).join(",");
       if (focus) focus.focus({ preventScroll: false });
       if (message && live) live.textContent = message;
       if (form.dataset.draftKey) saveDraft(form);
@@ -329,19 +354,41 @@
 
     function take(card) {
       var gi = groupOf(card);
+      if (gi === -1) return;
       groups[gi].splice(groups[gi].indexOf(card), 1);
       if (!groups[gi].length) groups.splice(gi, 1);
     }
 
+    function placed(card, from) {
+      // Keyboard flow: after placing a reply from the tray, go on to the next unplaced one.
+      var next = from ? unplaced()[0] : null;
+      render(next || card, name(card) + " is now rank " + (groupOf(card) + 1) +
+        (next ? "; next: " + name(next) : ""));
+    }
+
     function moveTo(card, rank) {
+      var fromTray = groupOf(card) === -1;
       take(card);
       var at = Math.max(0, Math.min(rank - 1, groups.length));
       groups.splice(at, 0, [card]);
-      render(card, name(card) + " is now rank " + (at + 1));
+      placed(card, fromTray);
+    }
+
+    function placeNext(card) {
+      if (groupOf(card) !== -1) return;
+      groups.push([card]);
+      placed(card, true);
+    }
+
+    function unplace(card) {
+      if (groupOf(card) === -1) return;
+      take(card);
+      render(card, name(card) + " is back with the unplaced replies");
     }
 
     function move(card, step) {
       var gi = groupOf(card);
+      if (gi === -1) return neighbour(card, step);
       if (groups[gi].length > 1) {
         // Leaving a tie: it becomes its own rank just above or below the group.
         take(card);
@@ -358,6 +405,7 @@
 
     function toggleTie(card) {
       var gi = groupOf(card);
+      if (gi === -1) return;
       var group = groups[gi];
       if (group.length > 1 && group.indexOf(card) > 0) {
         take(card);
@@ -378,10 +426,12 @@
 
     function dropAt(card, target, after) {
       if (card === target) return;
+      var fromTray = groupOf(card) === -1;
       take(card);
-      var gi = groupOf(target);
-      groups.splice(after ? gi + 1 : gi, 0, [card]);
-      render(card, name(card) + " is now rank " + (groupOf(card) + 1));
+      var gi = target ? groupOf(target) : -1;
+      if (gi === -1) groups.push([card]);
+      else groups.splice(after ? gi + 1 : gi, 0, [card]);
+      placed(card, fromTray);
     }
 
     function toggleFlag(card, flag) {
@@ -393,14 +443,15 @@
     }
 
     function neighbour(card, step) {
-      var flat = Array.prototype.slice.call(list.children);
+      var flat = Array.prototype.slice.call(tray.children).concat(
+        Array.prototype.slice.call(list.children));
       var next = flat[flat.indexOf(card) + step];
       if (next) next.focus();
     }
 
     // Keys act on the focused card (not while typing in a field).
     var FLAG_KEYS = { h: "harmful", u: "untrue", p: "private" };
-    list.addEventListener("keydown", function (event) {
+    form.addEventListener("keydown", function (event) {
       var card = event.target.closest && event.target.closest(".completion");
       if (!card || event.target !== card || event.ctrlKey || event.metaKey || event.altKey) return;
       var key = event.key;
@@ -408,6 +459,8 @@
       if (key === "ArrowUp") move(card, -1);
       else if (key === "ArrowDown") move(card, +1);
       else if (/^[1-9]$/.test(key) && Number(key) <= k) moveTo(card, Number(key));
+      else if (key === "Enter") placeNext(card);
+      else if (key === "0" || key === "Delete" || key === "Backspace") unplace(card);
       else if (key === "t" || key === "T") toggleTie(card);
       else if (key === "j" || key === "J") neighbour(card, +1);
       else if (key === "k" || key === "K") neighbour(card, -1);
@@ -420,7 +473,7 @@
       if (handled) event.preventDefault();
     });
 
-    list.addEventListener("click", function (event) {
+    form.addEventListener("click", function (event) {
       var button = event.target.closest("[data-move]");
       if (!button) return;
       event.preventDefault();
@@ -429,29 +482,47 @@
       if (what === "up") move(card, -1);
       else if (what === "down") move(card, +1);
       else if (what === "tie") toggleTie(card);
+      else if (what === "place") placeNext(card);
+      else if (what === "unplace") unplace(card);
     });
 
-    list.addEventListener("change", function (event) {
-      if (event.target.tagName !== "SELECT") return;
-      var parsed = fromSelects();
-      if (parsed) {
-        groups = parsed;
-        render(event.target.closest(".completion"));
-      }
+    form.addEventListener("change", function (event) {
+      if (event.target.tagName !== "SELECT" || !event.target.closest(".completion")) return;
+      groups = fromSelects();
+      render(event.target.closest(".completion"));
     });
 
-    // Drag and drop (HTML5): drop on the upper half of a card to go above it, lower half below.
+    // Registered before guardSubmit's listener: a refused submit never reaches it. The
+    // browser's own check of the (required) selects would stop the submit silently instead.
+    form.noValidate = true;
+    form.addEventListener("submit", function (event) {
+      var waiting = unplaced();
+      if (!waiting.length) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      unplacedError.textContent = "Place every reply first: " + waiting.length +
+        " of " + k + " not placed yet.";
+      unplacedError.hidden = false;
+      waiting[0].focus();
+    });
+
+    // Drag and drop (HTML5): drop on the upper half of a card to go above it, lower half below;
+    // on the ranking's empty space to go last; on the tray to unplace.
     var dragged = null;
     function clearMarks() {
       cards.forEach(function (c) { c.classList.remove("drop-before", "drop-after"); });
     }
     function dropTarget(event) {
       var target = event.target.closest && event.target.closest(".completion");
-      if (!target || target === dragged) return null;
-      var rect = target.getBoundingClientRect();
-      return { card: target, after: event.clientY > rect.top + rect.height / 2 };
+      if (target && target !== dragged && target.parentNode === list) {
+        var rect = target.getBoundingClientRect();
+        return { card: target, after: event.clientY > rect.top + rect.height / 2 };
+      }
+      if (event.target.closest && event.target.closest("[data-tray-box]")) return { tray: true };
+      if (event.target === list || event.target === empty) return { card: null, after: true };
+      return null;
     }
-    list.addEventListener("dragstart", function (event) {
+    form.addEventListener("dragstart", function (event) {
       var card = event.target.closest && event.target.closest(".completion");
       if (!card) return;
       dragged = card;
@@ -459,22 +530,25 @@
       event.dataTransfer.effectAllowed = "move";
       event.dataTransfer.setData("text/plain", card.getAttribute("data-id"));
     });
-    list.addEventListener("dragover", function (event) {
+    form.addEventListener("dragover", function (event) {
       if (!dragged) return;
+      var t = dropTarget(event);
+      clearMarks();
+      if (!t) return;
       event.preventDefault();
       event.dataTransfer.dropEffect = "move";
-      clearMarks();
-      var t = dropTarget(event);
-      if (t) t.card.classList.add(t.after ? "drop-after" : "drop-before");
+      if (t.card) t.card.classList.add(t.after ? "drop-after" : "drop-before");
     });
-    list.addEventListener("drop", function (event) {
+    form.addEventListener("drop", function (event) {
       if (!dragged) return;
-      event.preventDefault();
       var t = dropTarget(event);
       clearMarks();
-      if (t) dropAt(dragged, t.card, t.after);
+      if (!t) return;
+      event.preventDefault();
+      if (t.tray) unplace(dragged);
+      else dropAt(dragged, t.card, t.after);
     });
-    list.addEventListener("dragend", function () {
+    form.addEventListener("dragend", function () {
       if (dragged) dragged.classList.remove("dragging");
       dragged = null;
       clearMarks();
@@ -487,7 +561,7 @@
       card.querySelectorAll("select, input, button").forEach(function (el) { el.tabIndex = -1; });
     });
 
-    groups = fromSelects() || cards.map(function (c) { return [c]; });
+    groups = fromSelects();
     render(null);
     form._ranking = function () {
       return groups.map(function (g) { return g.map(function (c) { return c.getAttribute("data-id"); }); });
