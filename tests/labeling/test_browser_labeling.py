@@ -239,3 +239,43 @@ def test_a_lost_lease_says_so_on_the_page(page, project, lena):
     page.evaluate("htmx.trigger('#lease', 'renew')")
     expect(page.locator("#lease")).to_contain_text("went to someone else")
     shot(page, "8-lease-lost")
+
+
+HOSTILE_MARKDOWN = (
+    "**Bold** question <script>window.pwned = 'script'</script>\n"
+    "[a link](javascript:window.pwned='link') [another](JaVaScRiPt:window.pwned='caps')\n"
+    "<img src=x onerror=\"window.pwned='img'\"> "
+    "<a href=\"javascript:window.pwned='raw'\" onclick=\"window.pwned='click'\">raw</a>\n\n"
+    "```python\ndef f():\n    return 1\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+)
+
+
+def test_markdown_is_rendered_and_a_hostile_payload_never_runs(page, project, lena):
+    project.guidelines = f"Guidelines {HOSTILE_MARKDOWN}"
+    project.save(update_fields=["guidelines"])
+    prompt = make_prompt(project, HOSTILE_MARKDOWN)
+    make_tasks(project, prompts=[prompt])  # the completions repeat the prompt's text
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Rank replies')")
+    shot(page, "9-markdown")
+    for box in (".turn-content", ".completion-text", ".guidelines .text"):
+        md = page.locator(box).first
+        expect(md.locator("strong")).to_have_text("Bold")
+        expect(md.locator("pre code span.k").first).to_have_text("def")  # highlighted
+        expect(md.locator("table td").first).to_have_text("1")
+        expect(md).to_contain_text("<script>window.pwned")  # raw HTML is shown as text
+    # Click every link the payload made, and hover the text where the image would be.
+    for link in page.locator(".md a").all():
+        link.click()
+    page.locator(".turn-content").first.hover()
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.pwned") is None
+    assert page.evaluate(
+        "[...document.querySelectorAll('main *')].filter(e => e.tagName === 'SCRIPT' || "
+        "e.tagName === 'IMG' || [...e.attributes].some(a => a.name.startsWith('on')) || "
+        "(e.getAttribute('href') || '').toLowerCase().startsWith('javascript')).length"
+    ) == 0
+    font = page.locator(".turn-content pre code").first.evaluate(
+        "e => getComputedStyle(e).fontFamily")
+    assert "mono" in font.lower()
