@@ -16,7 +16,12 @@ K_MIN, K_MAX = 4, 9
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
-    guidelines = models.TextField(blank=True)
+    guidelines = models.TextField(blank=True, help_text="Shown on every task (Markdown).")
+    # Per kind of task, shown under the general guidelines on that kind's pages only.
+    ranking_guidelines = models.TextField(blank=True)
+    writing_guidelines = models.TextField(blank=True, help_text="Writing a reply to a prompt.")
+    dialogue_guidelines = models.TextField(blank=True, help_text="Writing a whole dialogue.")
+    comparison_guidelines = models.TextField(blank=True, help_text="Comparing two replies.")
     k = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(K_MIN), MaxValueValidator(K_MAX)],
         help_text="Completions per ranking task.",

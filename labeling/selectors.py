@@ -231,3 +231,41 @@ def _median(values: list[int]) -> int | None:
     values = sorted(values)
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) // 2
+
+
+@dataclass
+class TaskProgress:
+    """The line above a task: how far its batch (or the project) is, and the labeler's day."""
+
+    scope: str  # "this batch" / "this project"
+    done: int
+    total: int
+    verb: str  # "ranked" / "answered"
+    today: int
+
+
+def task_progress(*, assignment: Assignment) -> TaskProgress:
+    project_id, labeler = assignment.prompt.project_id, assignment.labeler_id
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    if assignment.kind == Assignment.Kind.RANKING:
+        batch = assignment.task.batch_key
+        tasks = RankingTask.objects.filter(
+            project_id=project_id, gold_best__isnull=True, gold_worst__isnull=True
+        ).exclude(status=RankingTask.Status.CANCELLED)
+        if batch:
+            tasks = tasks.filter(batch_key=batch)
+        counts = tasks.aggregate(total=Count("id"),
+                                 done=Count("id", filter=Q(status=RankingTask.Status.COMPLETE)))
+        mine = Ranking.objects.filter(task__project_id=project_id, labeler_id=labeler,
+                                      created_at__gte=today).count()
+        return TaskProgress("this batch" if batch else "this project", counts["done"],
+                            counts["total"], "ranked", mine)
+    prompts = Prompt.objects.filter(project_id=project_id, duplicate_of__isnull=True,
+                                    demonstrations_needed__gt=0)
+    counts = prompts.aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(demonstrations_count__gte=F("demonstrations_needed"))),
+    )
+    mine = Demonstration.objects.filter(prompt__project_id=project_id, author_id=labeler,
+                                        created_at__gte=today).count()
+    return TaskProgress("this project", counts["done"], counts["total"], "answered", mine)

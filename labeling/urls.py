@@ -17,6 +17,7 @@ urlpatterns = [
          name="demonstration-submit"),
     path("dialogue/<slug:project_slug>/", views.dialogue, name="dialogue"),
     path("dialogue/<slug:project_slug>/submit/", views.dialogue_post, name="dialogue-submit"),
+    path("preview/", views.preview, name="preview"),
     path("tasks/<int:assignment_id>/renew/", views.renew, name="renew"),
     path("tasks/<int:assignment_id>/skip/", views.skip, name="skip"),
     path("stats/<slug:project_slug>/", views.stats, name="stats"),

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import selectors
@@ -29,6 +30,7 @@ from labeling.services.queue import (
     ranking_claim_next,
 )
 from labeling.services.rankings import ranking_submit
+from labeling.validation import MAX_TEXT_CHARS, MAX_TURNS
 
 KIND = Assignment.Kind
 PAGE = {KIND.RANKING: "labeling:ranking", KIND.DEMONSTRATION: "labeling:demonstration"}
@@ -55,6 +57,23 @@ def labeling_errors(view):
 def _home_after(project, kind):
     """Back to the queue with the button for the same kind of work in focus (Enter goes on)."""
     return redirect(f"{reverse('labeling:home')}?{urlencode({'next': f'{kind}:{project.slug}'})}")
+
+
+CLAIM = {KIND.RANKING: ranking_claim_next, KIND.DEMONSTRATION: demonstration_claim_next}
+
+
+def _go_on(request, project, kind, done: str):
+    """After a submit or a skip: straight to the next task of the same kind in the project (the
+    page links back to the queue), or the queue when none is left."""
+    try:
+        assignment = CLAIM[kind](labeler=request.user, project=project)
+    except LabelingError:
+        assignment = None  # e.g. the project closed meanwhile: the queue says what is open
+    if assignment is None:
+        messages.success(request, f"{done} That was the last one waiting for you here.")
+        return _home_after(project, kind)
+    messages.success(request, f"{done} Here is the next one.")
+    return redirect(PAGE[kind], assignment.pk)
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -123,6 +142,7 @@ def _task_context(assignment, **extra):
         "prompt": assignment.prompt,
         "lease_error": lease_error,
         "opened_at": now_ms(),
+        "progress": selectors.task_progress(assignment=assignment),
         **extra,
     }
 
@@ -141,6 +161,7 @@ def _ranking_page(request, assignment, form, *, status=200, error=None):
 
 
 @require_GET
+@never_cache  # "back" after a submit asks again, and hears "already submitted"
 @labeling_errors
 def ranking(request, assignment_id):
     assignment = _own(request, assignment_id)
@@ -168,19 +189,19 @@ def ranking_post(request, assignment_id):
         )
     except LabelingError as exc:
         return _ranking_page(request, assignment, form, status=exc.status, error=exc.message)
-    messages.success(request, "Ranking saved. Thank you!")
-    return _home_after(assignment.prompt.project, KIND.RANKING)
+    return _go_on(request, assignment.prompt.project, KIND.RANKING, "Ranking saved. Thank you!")
 
 
 # ------------------------------------------------------------------------- demonstration
 
 
 def _demonstration_page(request, assignment, form, *, status=200, error=None):
-    context = _task_context(assignment, form=form, error=error)
+    context = _task_context(assignment, form=form, error=error, max_chars=MAX_TEXT_CHARS)
     return render(request, "labeling/demonstration.html", context, status=status)
 
 
 @require_GET
+@never_cache
 @labeling_errors
 def demonstration(request, assignment_id):
     assignment = _own(request, assignment_id)
@@ -207,8 +228,8 @@ def demonstration_post(request, assignment_id):
         )
     except LabelingError as exc:
         return _demonstration_page(request, assignment, form, status=exc.status, error=exc.message)
-    messages.success(request, "Demonstration saved. Thank you!")
-    return _home_after(assignment.prompt.project, KIND.DEMONSTRATION)
+    return _go_on(request, assignment.prompt.project, KIND.DEMONSTRATION,
+                  "Demonstration saved. Thank you!")
 
 
 # ------------------------------------------------------------------------------ dialogue
@@ -229,6 +250,7 @@ def _dialogue_page(request, project, form, *, texts=None, status=200, error=None
     context = {
         "project": project, "form": form, "rows": form.rows(texts), "error": error,
         "opened_at": now_ms(), "offer": offer, "from_suggestion": bool(suggestion_id),
+        "max_chars": MAX_TEXT_CHARS,
     }
     return render(request, "labeling/dialogue.html", context, status=status)
 
@@ -279,6 +301,18 @@ def dialogue_post(request, project_slug):
     return _home_after(project, "dialogue")
 
 
+@require_POST
+def preview(request):
+    """htmx: the writing box's text (a reply, or a dialogue's turns) as the pages render it."""
+    turns = request.POST.getlist("turn")[:MAX_TURNS]
+    if turns:
+        items = [("user" if i % 2 == 0 else "assistant", text[:MAX_TEXT_CHARS])
+                 for i, text in enumerate(turns)]
+    else:
+        items = [("assistant", request.POST.get("reply", "")[:MAX_TEXT_CHARS])]
+    return render(request, "labeling/_preview.html", {"items": items})
+
+
 # -------------------------------------------------------------------------------- leases
 
 
@@ -309,8 +343,8 @@ def skip(request, assignment_id):
         return error_response(request, _invalid(form))
     assignment_skip(assignment_id=assignment.pk, labeler=request.user,
                     reason=form.cleaned_data["reason"])
-    messages.info(request, "Skipped: you will not be shown this task again.")
-    return _home_after(assignment.prompt.project, assignment.kind)
+    return _go_on(request, assignment.prompt.project, assignment.kind,
+                  "Skipped: you will not be shown this task again.")
 
 
 # ---------------------------------------------------------------------------------- staff

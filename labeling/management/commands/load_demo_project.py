@@ -19,10 +19,18 @@ from labeling.services.projects import project_get_or_create
 from labeling.services.tasks import ranking_tasks_create
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "python_stdlib.jsonl"
-GUIDELINES = """Rank the answers from most to least helpful for a Python programmer.
+GUIDELINES = """Questions a Python programmer asks about the standard library.
 - Correct first: an answer that names the wrong function is worse than a vague right one.
 - Then clear and short: say what the function does, in a sentence or two.
+"""
+RANKING_GUIDELINES = """Rank the answers from most to least helpful.
 - Flag anything harmful, untrue or private. Mark ties when two answers are equally good.
+"""
+WRITING_GUIDELINES = """Write the answer you would want to read: the function's name, what it
+does, and a two-line example in a fenced block (```python ... ```) when it helps.
+"""
+DIALOGUE_GUIDELINES = """Play a programmer asking about the standard library and the assistant
+answering; follow-up questions may go deeper (edge cases, alternatives). End with the assistant.
 """
 
 
@@ -41,7 +49,8 @@ class Command(BaseCommand):
         )
         project, created = project_get_or_create(
             name="Python standard library (demo)", slug=slug, guidelines=GUIDELINES, k=4,
-            overlap=2,
+            overlap=2, ranking_guidelines=RANKING_GUIDELINES,
+            writing_guidelines=WRITING_GUIDELINES, dialogue_guidelines=DIALOGUE_GUIDELINES,
         )
         report = prompts_import(
             project=project, content=file.read_bytes(), format="jsonl", author=user,

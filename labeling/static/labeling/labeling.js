@@ -87,6 +87,13 @@
     return true;
   }
 
+  function draftNewerThanPage(form) {
+    var draft = readJSON(PREFIX + "draft:" + form.dataset.draftKey);
+    var opened = form.querySelector('input[name="opened_at"]');
+    return !!(draft && draft.saved && opened && Number(opened.value) &&
+      draft.saved > Number(opened.value));
+  }
+
   function dropFinishedDraft() {
     // A submit was sent from the page named in PENDING. If this page is that form again, the
     // server refused it and shows it with the message: keep the draft. Otherwise it went through.
@@ -151,9 +158,14 @@
         });
       }, 0);
     });
-    // Back/forward cache: a page shown again must be usable again.
+    // Back/forward cache: a page shown again after its submit went out asks the server again
+    // (which says "already submitted"); any other page shown again must be usable again.
     window.addEventListener("pageshow", function (event) {
       if (!event.persisted) return;
+      if (form.dataset.submitting && form.hasAttribute("data-draft-key")) {
+        window.location.reload();
+        return;
+      }
       delete form.dataset.submitting;
       form.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
     });
@@ -165,6 +177,17 @@
     else if (button) button.click();
     else form.submit();
   }
+
+  // Alt+S: skip this task (opens the skip form with its reason in focus).
+  document.addEventListener("keydown", function (event) {
+    if (!event.altKey || event.ctrlKey || event.metaKey || (event.key || "").toLowerCase() !== "s") return;
+    var skip = document.querySelector("details.skip");
+    if (!skip) return;
+    event.preventDefault();
+    skip.open = true;
+    var reason = skip.querySelector('input[name="reason"]');
+    if (reason) reason.focus();
+  });
 
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
@@ -206,13 +229,70 @@
   function countChars(textarea) {
     var out = document.getElementById(textarea.getAttribute("data-count"));
     if (!out) return;
-    var max = textarea.maxLength > 0 ? textarea.maxLength : null;
+    var max = Number(textarea.getAttribute("data-max-chars")) || null;
     function update() {
       var n = textarea.value.length;
       out.textContent = n + (max ? " / " + max : "") + " characters";
     }
     textarea.addEventListener("input", update);
     update();
+  }
+
+  /* ---------------------------------------------------------- writing box */
+
+  function writingBox(textarea) {
+    // Tab indents inside a ``` code block (elsewhere it moves on, as everywhere); the length
+    // limit warns instead of cutting a paste short (the server refuses what is too long); a
+    // monospace switch for code.
+    var max = Number(textarea.getAttribute("data-max-chars")) || 0;
+    var warn = document.createElement("p");
+    warn.className = "field-error";
+    warn.hidden = true;
+    warn.setAttribute("data-limit-warning", "");
+    warn.setAttribute("role", "alert");
+    textarea.insertAdjacentElement("afterend", warn);
+
+    function inCode() {
+      var before = textarea.value.slice(0, textarea.selectionStart);
+      return ((before.match(/^\s*```/gm) || []).length % 2) === 1;
+    }
+    textarea.addEventListener("keydown", function (event) {
+      if (event.key !== "Tab" || event.ctrlKey || event.altKey || event.metaKey || !inCode()) return;
+      event.preventDefault();
+      var start = textarea.selectionStart, end = textarea.selectionEnd;
+      if (event.shiftKey) {
+        var lineStart = textarea.value.lastIndexOf("\n", start - 1) + 1;
+        var spaces = textarea.value.slice(lineStart, lineStart + 4).match(/^ */)[0].length;
+        if (!spaces) return;
+        textarea.setRangeText("", lineStart, lineStart + spaces, "preserve");
+        textarea.setSelectionRange(Math.max(lineStart, start - spaces), Math.max(lineStart, end - spaces));
+      } else {
+        textarea.setRangeText("    ", start, end, "end");
+      }
+      textarea.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    function checkLength() {
+      if (!warn || !max) return;
+      var over = textarea.value.length - max;
+      warn.hidden = over <= 0;
+      warn.textContent = over > 0 ? "Too long by " + over + " characters (at most " + max +
+        "): shorten it before submitting." : "";
+    }
+    textarea.addEventListener("input", checkLength);
+    checkLength();
+    textarea.classList.toggle("monospace", readJSON(PREFIX + "monospace") === true);
+  }
+
+  function monospaceSwitch(box) {
+    // One switch per page, remembered in this browser: every writing box in monospace.
+    var key = PREFIX + "monospace";
+    box.checked = readJSON(key) === true;
+    box.addEventListener("change", function () {
+      writeJSON(key, box.checked);
+      document.querySelectorAll("textarea[data-writing]").forEach(function (t) {
+        t.classList.toggle("monospace", box.checked);
+      });
+    });
   }
 
   /* -------------------------------------------------------------- dialogue */
@@ -246,6 +326,7 @@
       var li = template.content.firstElementChild.cloneNode(true);
       list.appendChild(li);
       refresh();
+      writingBox(li.querySelector("textarea"));
       if (focus) li.querySelector("textarea").focus();
     }
 
@@ -585,8 +666,9 @@
     document.querySelectorAll("form[data-task-form]").forEach(function (form) {
       if (form.hasAttribute("data-dialogue")) dialogueEditor(form);
       if (form.dataset.draftKey) {
-        // A form re-shown by the server with an error carries what was posted: keep that.
-        if (!form.hasAttribute("data-server-values")) restoreDraft(form);
+        // A form re-shown by the server with an error carries what was posted: keep that,
+        // unless the draft is newer (typed after the error page came, then reloaded).
+        if (!form.hasAttribute("data-server-values") || draftNewerThanPage(form)) restoreDraft(form);
         form.addEventListener("input", function () { saveDraft(form); });
         form.addEventListener("change", function () { saveDraft(form); });
         trackTime(form);
@@ -597,8 +679,11 @@
     document.querySelectorAll("textarea[data-count]").forEach(countChars);
     document.querySelectorAll("details[data-remember]").forEach(rememberOpen);
     if (document.querySelector("[data-lease-expires]")) watchLease();
-    var first = document.querySelector("[data-autofocus]");
+    var first = document.querySelector("[data-autofocus]") ||
+      document.querySelector("[data-tray] .completion, [data-cards] .completion");
     if (first) first.focus();
+    document.querySelectorAll("textarea[data-writing]").forEach(writingBox);
+    document.querySelectorAll("input[data-monospace]").forEach(monospaceSwitch);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
