@@ -57,7 +57,8 @@ def test_each_kind_of_task_shows_its_own_guidelines(lena_client, labeler, projec
 
 
 def test_the_writing_preview_renders_markdown_safely(lena_client):
-    response = lena_client.post("/label/preview/", {"reply": f"**Hi** {XSS}\n```python\nx = 1\n```"})
+    reply = f"**Hi** {XSS}\n```python\nx = 1\n```"
+    response = lena_client.post("/label/preview/", {"reply": reply})
     page = response.content.decode()
     assert "<strong>Hi</strong>" in page and '<span class="n">x</span>' in page
     assert "<script>" not in page and "&lt;script&gt;" in page
