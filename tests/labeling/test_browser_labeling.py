@@ -279,3 +279,47 @@ def test_markdown_is_rendered_and_a_hostile_payload_never_runs(page, project, le
     font = page.locator(".turn-content pre code").first.evaluate(
         "e => getComputedStyle(e).fontFamily")
     assert "mono" in font.lower()
+
+
+def test_submit_goes_on_to_the_next_task_and_back_says_already_submitted(page, project, lena):
+    make_tasks(project, 2)
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Rank replies')")
+    first_url = page.url
+    expect(page.locator("#progress")).to_contain_text("This batch: 0 of 2 ranked")
+    expect(page.locator(".completion").first).to_be_focused()  # ready for the number keys
+    for _ in range(4):
+        page.keyboard.press("Enter")  # place each reply next, in the order shown
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    expect(page.locator(".messages")).to_contain_text("Here is the next one.")
+    expect(page.locator("#progress")).to_contain_text("This batch: 1 of 2 ranked")
+    assert page.url != first_url and "/label/rank/" in page.url
+    page.go_back()
+    expect(page.locator(".alert.success")).to_contain_text("You already submitted this task")
+    expect(page.locator("#ranking-form")).to_have_count(0)
+    assert Ranking.objects.count() == 1
+
+
+def test_writing_box_indents_code_warns_over_the_limit_and_previews(page, project, lena):
+    make_prompt(project, "Show a loop.")
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Write a reply')")
+    reply = page.locator("textarea[name=reply]")
+    page.keyboard.type("Like this:\n```python\nfor x in xs:\n")
+    page.keyboard.press("Tab")  # inside the fence: an indent, not the next control
+    page.keyboard.type("print(x)\n```\n")
+    expect(reply).to_be_focused()
+    expect(reply).to_have_value("Like this:\n```python\nfor x in xs:\n    print(x)\n```\n")
+    page.click("button:has-text('Preview')")
+    expect(page.locator("#writing-preview pre code")).to_contain_text("print(x)")
+    expect(page.locator("#writing-preview .md span.k").first).to_have_text("for")
+    page.check("input[data-monospace]")
+    assert "mono" in reply.evaluate("e => getComputedStyle(e).fontFamily").lower()
+    # A paste over the limit is kept whole, with a warning (the server refuses it, not the box).
+    reply.evaluate("(e) => { e.value = 'x'.repeat(20005);"
+                   " e.dispatchEvent(new Event('input', {bubbles: true})); }")
+    expect(page.locator("[data-limit-warning]")).to_contain_text("Too long by 5 characters")
+    assert reply.evaluate("e => e.value.length") == 20005
