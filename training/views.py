@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling.errors import LabelingError
@@ -21,6 +22,7 @@ from labeling.selectors import project_by_slug
 from training import presets, selectors
 from training.charts import run_charts
 from training.errors import TrainingError
+from training.first_steps import first_steps
 from training.forms import NEEDS, parse_start, start_form
 from training.services.exports import exports_of, model_version_export
 from training.services.rounds import round_continue
@@ -51,8 +53,10 @@ def staff_only(view):
 @require_GET
 @staff_only
 def index(request):
+    projects = list(Project.objects.order_by("name"))
+    now = timezone.now()
     return render(request, "training/index.html", {
-        "projects": Project.objects.order_by("name"),
+        "projects": [(p, first_steps(project=p, now=now)) for p in projects],
         "runs": selectors.runs_recent(limit=20),
     })  # fmt: skip
 

@@ -178,3 +178,25 @@ def test_curves_are_thinned_for_long_runs(project_with_demos, base_version):
     curve = metric_points(run=run, max_points=100)["loss"]
     assert len(curve) <= 101 and curve[0][0] == 1 and curve[-1][0] == 1000
     assert re.match(r"^\d", str(curve[0][0]))
+
+
+def test_the_training_page_lists_each_projects_first_steps(staff_client, project_with_demos,
+                                                           settings):
+    settings.TRAINING_MIN_DEMONSTRATIONS = 20
+    empty = make_project(name="Empty one")
+    page = staff_client.get("/training/").content.decode()
+    start = page.index(f"First steps of {project_with_demos.name}")
+    steps = page[start:page.index("</ol>", start)]
+    assert "○ A base model" in steps and "import_model --shipped" in steps
+    assert "at least 20 demonstrations: the project has 12" in steps
+    assert "○ The first round" in steps and "Needs an SFT model" in steps
+    assert empty.name in page
+    settings.TRAINING_MIN_DEMONSTRATIONS = 8
+    page = staff_client.get("/training/").content.decode()
+    assert "the project has 12 (enough: start SFT on the project&#x27;s page)" in page
+
+
+def test_a_registered_base_model_ticks_the_first_step(staff_client, project_with_demos,
+                                                      base_version):
+    page = staff_client.get("/training/").content.decode()
+    assert "✓ A base model" in page and "tiny-base is registered" in page

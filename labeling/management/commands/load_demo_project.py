@@ -1,12 +1,14 @@
 """Create the demo project from labeling/demo/python_stdlib.jsonl. Safe to run again.
 
-    python manage.py load_demo_project [--author demo] [--ranking-tasks 40]
+    python manage.py load_demo_project [--author demo] [--ranking-tasks 40] [--open-prompts 16]
 
 Prompts come with their demonstrations, credited to `--author` (created without a usable
-password if missing). `--ranking-tasks N` also pushes N ranking tasks whose K completions are
+password if missing), except the last `--open-prompts N`: those wait for a labeler to write
+their ideal reply. `--ranking-tasks N` also pushes N ranking tasks whose K completions are
 the prompt's own answer and other prompts' answers (model label "demo-shuffle"), so there is
 something to rank before any model has been trained.
 """
+import json
 import random
 from pathlib import Path
 
@@ -41,9 +43,11 @@ class Command(BaseCommand):
         parser.add_argument("--author", default="demo")
         parser.add_argument("--slug", default="python-stdlib")
         parser.add_argument("--ranking-tasks", type=int, default=0)
+        parser.add_argument("--open-prompts", type=int, default=0,
+                            help="the last N prompts come without their answer (to be written)")
         parser.add_argument("--file", type=Path, default=DEMO_FILE)
 
-    def handle(self, *args, author, slug, ranking_tasks, file, **options):
+    def handle(self, *args, author, slug, ranking_tasks, open_prompts, file, **options):
         user, _ = get_user_model().objects.get_or_create(
             username=author, defaults={"password": "!"}  # "!": an unusable password
         )
@@ -53,8 +57,8 @@ class Command(BaseCommand):
             writing_guidelines=WRITING_GUIDELINES, dialogue_guidelines=DIALOGUE_GUIDELINES,
         )
         report = prompts_import(
-            project=project, content=file.read_bytes(), format="jsonl", author=user,
-            source=Prompt.Source.DEMO,
+            project=project, content=_without_answers(file, open_prompts), format="jsonl",
+            author=user, source=Prompt.Source.DEMO,
         )
         pushed = self._ranking_tasks(project, ranking_tasks) if ranking_tasks else 0
         self.stdout.write(
@@ -81,3 +85,14 @@ class Command(BaseCommand):
         return len(ranking_tasks_create(
             project=project, prompt_completions=batch, batch_key="demo"
         ))
+
+
+def _without_answers(file: Path, n: int) -> bytes:
+    """The file's lines, the last `n` without their "response": prompts left to be answered."""
+    lines = [line for line in file.read_text().splitlines() if line.strip()]
+    if n > 0:
+        cut = max(0, len(lines) - n)
+        open_rows = [json.loads(line) for line in lines[cut:]]
+        lines[cut:] = [json.dumps({k: v for k, v in row.items() if k != "response"})
+                       for row in open_rows]
+    return ("\n".join(lines) + "\n").encode()
