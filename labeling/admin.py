@@ -176,8 +176,7 @@ class PromptAdmin(admin.ModelAdmin):
                 else:
                     self.message_user(request, f"{project.name}: {report.summary()}",
                                       messages.SUCCESS)
-                    changelist = reverse("admin:labeling_prompt_changelist")
-                    return HttpResponseRedirect(f"{changelist}?project__id__exact={project.pk}")
+                    return HttpResponseRedirect(_imported_url(project, report.prompt_ids))
         else:
             form = PromptImportForm(initial={"project": request.GET.get("project")})
         context = {
@@ -194,6 +193,21 @@ class PromptAdmin(admin.ModelAdmin):
             demonstrations_needed=form.cleaned_data["demonstrations_needed"],
             duplicate_of=form.cleaned_data["duplicate_of"],
         )
+
+
+MAX_IDS_IN_URL = 500
+
+
+def _imported_url(project, prompt_ids: list[int]) -> str:
+    """The prompt list showing exactly the prompts an import created (by id; a large import by
+    its id range, which bulk creation keeps contiguous), or the project's prompts if none."""
+    changelist = reverse("admin:labeling_prompt_changelist")
+    if not prompt_ids:
+        return f"{changelist}?project__id__exact={project.pk}"
+    if len(prompt_ids) <= MAX_IDS_IN_URL:
+        return f"{changelist}?id__in={','.join(map(str, prompt_ids))}"
+    return (f"{changelist}?project__id__exact={project.pk}"
+            f"&id__gte={min(prompt_ids)}&id__lte={max(prompt_ids)}")
 
 
 @admin.register(Completion)

@@ -150,9 +150,11 @@ def test_staff_import_a_file_from_the_prompt_list(admin_client):
     response = admin_client.post(
         IMPORT, {"project": project.pk, "demonstrations_needed": 2,
                  "file": upload("prompts.jsonl", lines)}, follow=True)
-    assert response.redirect_chain[-1][0] == f"{ADMIN}prompt/?project__id__exact={project.pk}"
-    assert "Imports: 2 lines: 2 prompts created" in response.content.decode()
     hamlet, prime = project.prompts.order_by("id")
+    # The list shows exactly what was imported.
+    assert response.redirect_chain[-1][0] == f"{ADMIN}prompt/?id__in={hamlet.pk},{prime.pk}"
+    assert "Imports: 2 lines: 2 prompts created" in response.content.decode()
+    assert "2 prompts" in response.content.decode()
     assert (hamlet.text, hamlet.demonstrations.get().author.username) == (
         "Who wrote Hamlet?", "root")
     assert prime.demonstrations_needed == 2
@@ -163,13 +165,17 @@ def test_staff_import_a_file_from_the_prompt_list(admin_client):
 
 def test_a_bad_file_lists_every_bad_line_and_imports_nothing(admin_client):
     project = make_project()
-    lines = '{"prompt": "Fine"}\nnot json\n{"prompt": ""}\n'
+    lines = ('{"prompt": "Fine"}\nnot json\n{"prompt": ""}\n{"text": "Hi"}\n'
+             '{"prompt": "unterminated\n')
     response = admin_client.post(IMPORT, {"project": project.pk, "demonstrations_needed": 1,
                                           "file": upload("bad.jsonl", lines)})
     assert response.status_code == 400
     page = response.content.decode()
-    assert "2 line(s) have errors; nothing was imported." in page
+    assert "4 line(s) have errors; nothing was imported." in page
     assert "<td>2</td><td>Not JSON" in page and "<td>3</td>" in page
+    assert "<td>4</td><td>A line needs &quot;prompt&quot;, &quot;turns&quot; or " in page
+    assert "this one has &quot;text&quot;" in page
+    assert "Unterminated string starting at column 12." in page  # not "at at column"
     assert not Prompt.objects.exists()
 
 
