@@ -30,7 +30,9 @@ from training.services.runs import run_cancel, run_create, run_resume
 from training.services.snapshots import minimum
 from webapp.queueing import QueueUnavailable
 
-START_KINDS = ("sft", "reward", "ppo", "sample", "pretrain")
+# In the loop's order: a base model first (pretraining, when none is imported), then SFT, then a
+# round's sample, reward model and PPO.
+START_KINDS = ("pretrain", "sft", "sample", "reward", "ppo")
 
 
 def staff_only(view):

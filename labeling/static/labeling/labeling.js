@@ -224,6 +224,19 @@
     }, 5000);
   }
 
+  /* ----------------------------------------------------------- local time */
+
+  // The server writes times in UTC; the page shows them in the viewer's own time.
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local-time]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      el.title = when.toString();
+    });
+  }
+  document.addEventListener("htmx:afterSwap", function () { localTimes(document); });
+
   /* ----------------------------------------------------------- char count */
 
   function countChars(textarea) {
@@ -318,7 +331,8 @@
         lab.setAttribute("for", id);
         lab.textContent = "Turn " + (i + 1) + " · " + label(r);
       });
-      addButton.textContent = "+ Add a " + label(role(items.length)).toLowerCase() + " turn";
+      var next = role(items.length);
+      addButton.textContent = "+ Add " + (next === "user" ? "a user" : "an assistant") + " turn";
       removeButton.disabled = items.length <= 2;
     }
 
@@ -684,6 +698,7 @@
     if (first) first.focus();
     document.querySelectorAll("textarea[data-writing]").forEach(writingBox);
     document.querySelectorAll("input[data-monospace]").forEach(monospaceSwitch);
+    localTimes(document);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);
