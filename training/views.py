@@ -24,6 +24,7 @@ from training.charts import run_charts
 from training.errors import TrainingError
 from training.first_steps import first_steps
 from training.forms import NEEDS, parse_start, start_form
+from training.run_health import run_pace, run_warnings
 from training.services.exports import exports_of, model_version_export
 from training.services.rounds import round_continue
 from training.services.runs import run_cancel, run_create, run_resume
@@ -128,7 +129,9 @@ def continue_round(request, slug):
 def _run_context(run):
     curves = selectors.metric_points(run=run)
     return {"run": run, "charts": run_charts(run.kind, curves),
-            "snapshot": selectors.snapshot_counts(run=run)}  # fmt: skip
+            "snapshot": selectors.snapshot_counts(run=run),
+            "pace": run_pace(run, now=timezone.now()),
+            "warnings": run_warnings(run, curves)}  # fmt: skip
 
 
 @require_GET

@@ -289,6 +289,7 @@ def test_submit_goes_on_to_the_next_task_and_back_says_already_submitted(page, p
     first_url = page.url
     expect(page.locator("#progress")).to_contain_text("This batch: 0 of 2 ranked")
     expect(page.locator(".completion").first).to_be_focused()  # ready for the number keys
+    expect(page.locator("#lease time")).not_to_contain_text("UTC")  # the viewer's own time
     for _ in range(4):
         page.keyboard.press("Enter")  # place each reply next, in the order shown
     with page.expect_navigation():
