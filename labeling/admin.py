@@ -6,10 +6,11 @@ import zipfile
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from labeling import exports
@@ -21,6 +22,7 @@ from labeling.models import (
     Completion,
     Demonstration,
     ExportSnapshot,
+    LabelerExclusion,
     Project,
     Prompt,
     Ranking,
@@ -32,6 +34,7 @@ from labeling.services.demonstrations import prompt_update
 from labeling.services.evaluation_prompts import prompts_mark_evaluation
 from labeling.services.exports import export_snapshot_create
 from labeling.services.projects import EDITABLE, project_create, project_update
+from labeling.services.quality import ranking_task_set_gold
 from labeling.services.queue import assignments_release
 from labeling.services.tasks import ranking_tasks_cancel, ranking_tasks_reopen
 
@@ -196,8 +199,7 @@ class PromptAdmin(admin.ModelAdmin):
                 else:
                     self.message_user(request, f"{project.name}: {report.summary()}",
                                       messages.SUCCESS)
-                    changelist = reverse("admin:labeling_prompt_changelist")
-                    return HttpResponseRedirect(f"{changelist}?project__id__exact={project.pk}")
+                    return HttpResponseRedirect(_imported_url(project, report.prompt_ids))
         else:
             form = PromptImportForm(initial={"project": request.GET.get("project")})
         context = {
@@ -214,6 +216,21 @@ class PromptAdmin(admin.ModelAdmin):
             demonstrations_needed=form.cleaned_data["demonstrations_needed"],
             duplicate_of=form.cleaned_data["duplicate_of"],
         )
+
+
+MAX_IDS_IN_URL = 500
+
+
+def _imported_url(project, prompt_ids: list[int]) -> str:
+    """The prompt list showing exactly the prompts an import created (by id; a large import by
+    its id range, which bulk creation keeps contiguous), or the project's prompts if none."""
+    changelist = reverse("admin:labeling_prompt_changelist")
+    if not prompt_ids:
+        return f"{changelist}?project__id__exact={project.pk}"
+    if len(prompt_ids) <= MAX_IDS_IN_URL:
+        return f"{changelist}?id__in={','.join(map(str, prompt_ids))}"
+    return (f"{changelist}?project__id__exact={project.pk}"
+            f"&id__gte={min(prompt_ids)}&id__lte={max(prompt_ids)}")
 
 
 @admin.register(Completion)
@@ -250,11 +267,27 @@ class TaskCompletionInline(admin.TabularInline):
         return short(obj.completion.text, 200)
 
 
+class GoldFilter(admin.SimpleListFilter):
+    title = "gold"
+    parameter_name = "gold"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Gold tasks"), ("no", "Ordinary tasks")]
+
+    def queryset(self, request, queryset):
+        gold = Q(gold_best__isnull=False) | Q(gold_worst__isnull=False)
+        if self.value() == "yes":
+            return queryset.filter(gold)
+        if self.value() == "no":
+            return queryset.exclude(gold)
+        return queryset
+
+
 @admin.register(RankingTask)
 class RankingTaskAdmin(admin.ModelAdmin):
     list_display = ["id", "project", "prompt_summary", "status", "rankings_count",
-                    "rankings_needed", "priority", "batch_key", "created_at"]
-    list_filter = ["status", "project", "batch_key"]
+                    "rankings_needed", "priority", "batch_key", "gold", "created_at"]
+    list_filter = ["status", "project", "batch_key", GoldFilter]
     search_fields = ["prompt__text", "=batch_key"]
     list_select_related = ["project", "prompt"]
     readonly_fields = ["project", "prompt", "status", "rankings_count", "rankings_needed",
@@ -271,6 +304,44 @@ class RankingTaskAdmin(admin.ModelAdmin):
     @admin.display(description="prompt")
     def prompt_summary(self, obj):
         return short(obj.prompt.text)
+
+    @admin.display(description="gold")
+    def gold(self, obj):
+        url = reverse("admin:labeling_rankingtask_gold", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, "gold ✓" if obj.is_gold else "make gold")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view(self.gold_view)
+        return [path("<int:task_id>/gold/", view, name="labeling_rankingtask_gold"),
+                *super().get_urls()]
+
+    def gold_view(self, request, task_id):
+        """Staff set a task's known best and/or worst reply (`ranking_task_set_gold`): it is
+        then mixed into labelers' queues at the project's gold rate and scores them."""
+        if not request.user.has_perm("labeling.view_rankingtask"):
+            raise PermissionDenied
+        task = RankingTask.objects.select_related("prompt", "project").filter(pk=task_id).first()
+        if task is None:
+            raise Http404("No such ranking task.")
+        status = 200
+        if request.method == "POST":
+            try:
+                ranking_task_set_gold(task_id=task.pk, best_id=request.POST.get("best") or None,
+                                      worst_id=request.POST.get("worst") or None)
+            except LabelingError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                status = 400
+            else:
+                self.message_user(request, f"Task {task.pk}: gold answer saved.", messages.SUCCESS)
+                changelist = reverse("admin:labeling_rankingtask_changelist")
+                return HttpResponseRedirect(f"{changelist}?gold=yes")
+        context = {
+            **self.admin_site.each_context(request), "opts": self.opts, "task": task,
+            "title": f"Gold answer of task {task.pk}",
+            "completions": [i.completion for i in task.items.select_related("completion")],
+        }
+        return TemplateResponse(request, "admin/labeling/rankingtask/gold.html", context,
+                                status=status)
 
     @admin.action(description="Re-open: ask for one more ranking (complete or cancelled tasks)")
     def reopen(self, request, queryset):
@@ -328,17 +399,48 @@ class RankingAdmin(ReadOnlyAdmin):
         return bool(obj.flags)
 
 
+class UneditedFilter(admin.SimpleListFilter):
+    title = "model suggestion"
+    parameter_name = "suggestion"
+
+    def lookups(self, request, model_admin):
+        return [("unedited", "Saved unedited"), ("edited", "Edited"), ("none", "No suggestion")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "unedited":
+            return queryset.filter(suggestion__isnull=False, edit_distance=0)
+        if self.value() == "edited":
+            return queryset.filter(suggestion__isnull=False, edit_distance__gt=0)
+        if self.value() == "none":
+            return queryset.filter(suggestion__isnull=True)
+        return queryset
+
+
 @admin.register(Demonstration)
 class DemonstrationAdmin(ReadOnlyAdmin):
-    list_display = ["id", "prompt_summary", "author", "is_dialogue", "time_spent_ms",
-                    "created_at"]
-    list_filter = ["is_dialogue", "prompt__project", "created_at"]
+    list_display = ["id", "prompt_summary", "author", "is_dialogue", "edit_distance",
+                    "unedited", "time_spent_ms", "created_at"]
+    list_filter = ["is_dialogue", UneditedFilter, "prompt__project", "created_at"]
     search_fields = ["author__username", "prompt__text"]
     list_select_related = ["author", "prompt"]
 
     @admin.display(description="prompt")
     def prompt_summary(self, obj):
         return short(obj.prompt.text)
+
+    @admin.display(boolean=True, description="unedited suggestion")
+    def unedited(self, obj):
+        return obj.is_unedited_suggestion
+
+
+@admin.register(LabelerExclusion)
+class LabelerExclusionAdmin(ReadOnlyAdmin):
+    """Made and lifted on the labelers page (/label/stats/<project>/); listed here."""
+
+    list_display = ["id", "project", "labeler", "reason", "created_by", "created_at", "lifted_at"]
+    list_filter = ["project"]
+    search_fields = ["labeler__username", "reason"]
+    list_select_related = ["project", "labeler", "created_by"]
 
 
 @admin.register(Skip)

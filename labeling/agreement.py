@@ -105,6 +105,9 @@ class LabelerAgreement:
     rankings: int
     overlapping_tasks: int
     mean_tau: float | None  # with the other labelers of the same tasks
+    # Alpha over the tasks this labeler shared with others (everyone's ranks on those tasks):
+    # low when this labeler's tasks are where the disagreement is.
+    alpha: float | None = None
 
 
 @dataclass
@@ -133,6 +136,7 @@ def project_agreement(*, project, as_of=None) -> AgreementReport:
     counts: Counter = Counter()
     overlapping: Counter = Counter()
     units: list[list[float]] = []
+    labeler_units: dict[int, list[list[float]]] = defaultdict(list)
     tasks = with_overlap = 0
     for group in ranking_groups(project=project, as_of=as_of):
         tasks += 1
@@ -143,10 +147,14 @@ def project_agreement(*, project, as_of=None) -> AgreementReport:
             continue
         with_overlap += 1
         ranks = [midranks(r["order"]) for r in rankings]
-        for completion in group["completions"]:
-            units.append([rk[completion["id"]] for rk in ranks if completion["id"] in rk])
+        task_units = [
+            [rk[completion["id"]] for rk in ranks if completion["id"] in rk]
+            for completion in group["completions"]
+        ]
+        units.extend(task_units)
         for r in rankings:
             overlapping[r["labeler_id"]] += 1
+            labeler_units[r["labeler_id"]].extend(task_units)
         for x, y in combinations(rankings, 2):
             tau = kendall_tau_b(x["order"], y["order"])
             a, b = sorted((x["labeler_id"], y["labeler_id"]))
@@ -163,7 +171,8 @@ def project_agreement(*, project, as_of=None) -> AgreementReport:
         mean_tau=_mean(all_taus),
         alpha=krippendorff_alpha(units),
         labelers=[
-            LabelerAgreement(pk, names.get(pk, "?"), counts[pk], overlapping[pk], _mean(taus[pk]))
+            LabelerAgreement(pk, names.get(pk, "?"), counts[pk], overlapping[pk], _mean(taus[pk]),
+                             krippendorff_alpha(labeler_units[pk]))
             for pk in sorted(counts, key=lambda pk: names.get(pk, ""))
         ],
         pairs=[

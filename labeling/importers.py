@@ -126,7 +126,9 @@ def _rows_jsonl(content) -> list[tuple[int, object]]:
         try:
             rows.append((number, json.loads(raw)))
         except json.JSONDecodeError as exc:
-            rows.append((number, Invalid(f"Not JSON: {exc.msg} at column {exc.colno}.")))
+            # Some of json's messages end in "at" ("Unterminated string starting at").
+            where = exc.msg.removesuffix(" at")
+            rows.append((number, Invalid(f"Not JSON: {where} at column {exc.colno}.")))
     return rows
 
 
@@ -152,7 +154,10 @@ def _line(number: int, row, default_needed: int, author) -> _Line:
         raise Invalid("Each line is an object.")
     turns = row.get("turns", row.get("messages"))
     if turns is None:
-        turns = [{"role": "user", "content": clean_text(row.get("prompt"), field="prompt")}]
+        if "prompt" not in row:
+            found = ", ".join(f'"{key}"' for key in list(row)[:5]) or "nothing"
+            raise Invalid(f'A line needs "prompt", "turns" or "messages"; this one has {found}.')
+        turns = [{"role": "user", "content": clean_text(row["prompt"], field="prompt")}]
     response = row.get("response", row.get("demonstration"))
     if isinstance(turns, list) and turns and isinstance(turns[-1], dict) and (
         turns[-1].get("role") == "assistant"

@@ -16,7 +16,12 @@ K_MIN, K_MAX = 4, 9
 class Project(models.Model):
     name = models.CharField(max_length=200, unique=True)
     slug = models.SlugField(max_length=100, unique=True)
-    guidelines = models.TextField(blank=True)
+    guidelines = models.TextField(blank=True, help_text="Shown on every task (Markdown).")
+    # Per kind of task, shown under the general guidelines on that kind's pages only.
+    ranking_guidelines = models.TextField(blank=True)
+    writing_guidelines = models.TextField(blank=True, help_text="Writing a reply to a prompt.")
+    dialogue_guidelines = models.TextField(blank=True, help_text="Writing a whole dialogue.")
+    comparison_guidelines = models.TextField(blank=True, help_text="Comparing two replies.")
     k = models.PositiveSmallIntegerField(
         default=4, validators=[MinValueValidator(K_MIN), MaxValueValidator(K_MAX)],
         help_text="Completions per ranking task.",
@@ -29,6 +34,21 @@ class Project(models.Model):
         default=600, validators=[MinValueValidator(30), MaxValueValidator(86400)]
     )
     is_active = models.BooleanField(default=True)
+    # Quality control (see labeling.quality): gold tasks mixed into the ranking queue at this
+    # rate; a labeler whose accuracy on them falls under the threshold is flagged.
+    gold_rate = models.FloatField(
+        default=0.1, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of ranking claims that hand out a gold task (0 to 1) when one is waiting.",
+    )
+    gold_min_accuracy = models.FloatField(
+        default=0.7, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A labeler whose accuracy on gold tasks is below this is flagged.",
+    )
+    sft_include_unedited = models.BooleanField(
+        default=False,
+        help_text="Train SFT also on dialogues saved from a model suggestion without any edit "
+                  "(they are the model's words, not a person's).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -120,6 +140,14 @@ class RankingTask(models.Model):
     priority = models.IntegerField(default=0)
     # Idempotency key of the push that created the task (`ranking_tasks_create`).
     batch_key = models.CharField(max_length=100, blank=True)
+    # A gold task has a known answer (its best reply, its worst, or both, set by staff): it is
+    # served to every labeler at the project's gold rate and never completes.
+    gold_best = models.ForeignKey(
+        Completion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    gold_worst = models.ForeignKey(
+        Completion, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -141,6 +169,10 @@ class RankingTask(models.Model):
 
     def __str__(self):
         return f"Task #{self.pk} ({self.status}, {self.rankings_count}/{self.rankings_needed})"
+
+    @property
+    def is_gold(self) -> bool:
+        return self.gold_best_id is not None or self.gold_worst_id is not None
 
 
 class TaskCompletion(models.Model):
@@ -239,6 +271,9 @@ class Demonstration(models.Model):
     assignment = models.OneToOneField(
         Assignment, on_delete=models.SET_NULL, null=True, blank=True, related_name="demonstration"
     )
+    # Characters changed from the suggestion (None without one); 0 means saved unedited, the
+    # model's words rather than a person's (left out of SFT unless the project says otherwise).
+    edit_distance = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
     client_token = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
@@ -248,6 +283,10 @@ class Demonstration(models.Model):
 
     def __str__(self):
         return f"Demonstration #{self.pk} by {self.author_id}"
+
+    @property
+    def is_unedited_suggestion(self) -> bool:
+        return self.suggestion_id is not None and self.edit_distance == 0
 
 
 class Ranking(models.Model):
@@ -299,6 +338,37 @@ class Skip(models.Model):
 
     def __str__(self):
         return f"Skip of {self.kind} by {self.labeler_id}: {self.reason[:40]}"
+
+
+class LabelerExclusion(models.Model):
+    """Staff leave a labeler's rankings of a project out of training data (a speeder, a
+    labeler failing gold tasks). A snapshot as of a moment applies the exclusions in force at
+    that moment, so re-reading an old snapshot gives the same rows; lifting one sets
+    `lifted_at` instead of deleting the record."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="exclusions")
+    labeler = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="exclusions"
+    )
+    reason = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "labeler"], condition=Q(lifted_at__isnull=True),
+                name="exclusion_one_in_force",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Rankings of {self.labeler_id} excluded from {self.project_id}"
 
 
 class ExportSnapshot(models.Model):

@@ -42,23 +42,39 @@ def ranking_tasks_claimable(*, labeler, project: Project | None = None, now=None
     """Open tasks with a free slot that this labeler may rank, in queue order.
 
     Never a task they ranked, skipped or hold; never one on a prompt they wrote or
-    demonstrated (nobody ranks replies to their own words).
+    demonstrated (nobody ranks replies to their own words); never a gold task (the claim mixes
+    those in from `gold_tasks_claimable`).
     """
     now = now or timezone.now()
+    qs = _open_tasks_for(labeler=labeler, project=project).filter(
+        gold_best__isnull=True, gold_worst__isnull=True
+    )
+    return (
+        qs.alias(live=_count(live_leases(now=now, task=OuterRef("pk")), "task"))
+        .filter(rankings_count__lt=F("rankings_needed") - F("live"))
+        .order_by("-priority", "created_at", "id")
+    )
+
+
+def gold_tasks_claimable(*, labeler, project: Project | None = None) -> QuerySet:
+    """Gold tasks this labeler has not seen, in projects that mix gold in. Every labeler gets
+    each one (no slot count): its answer is known, the point is to compare them against it."""
+    return (
+        _open_tasks_for(labeler=labeler, project=project)
+        .filter(Q(gold_best__isnull=False) | Q(gold_worst__isnull=False), project__gold_rate__gt=0)
+        .order_by("created_at", "id")
+    )
+
+
+def _open_tasks_for(*, labeler, project) -> QuerySet:
+    """Open tasks of the project (or of every active one) that this labeler may be handed."""
     qs = RankingTask.objects.filter(status=RankingTask.Status.OPEN)
     qs = qs.filter(project=project) if project else qs.filter(project__is_active=True)
     mine = Assignment.objects.filter(
         task=OuterRef("pk"), labeler=labeler, status__in=[A.SUBMITTED, A.SKIPPED, A.ACTIVE]
     )
     own_demo = Demonstration.objects.filter(prompt=OuterRef("prompt_id"), author=labeler)
-    return (
-        qs.alias(live=_count(live_leases(now=now, task=OuterRef("pk")), "task"))
-        .filter(rankings_count__lt=F("rankings_needed") - F("live"))
-        .exclude(prompt__author=labeler)
-        .exclude(Exists(mine))
-        .exclude(Exists(own_demo))
-        .order_by("-priority", "created_at", "id")
-    )
+    return qs.exclude(prompt__author=labeler).exclude(Exists(mine)).exclude(Exists(own_demo))
 
 
 def prompts_to_demonstrate(*, labeler, project: Project | None = None, now=None) -> QuerySet:
@@ -217,3 +233,41 @@ def _median(values: list[int]) -> int | None:
     values = sorted(values)
     mid = len(values) // 2
     return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) // 2
+
+
+@dataclass
+class TaskProgress:
+    """The line above a task: how far its batch (or the project) is, and the labeler's day."""
+
+    scope: str  # "this batch" / "this project"
+    done: int
+    total: int
+    verb: str  # "ranked" / "answered"
+    today: int
+
+
+def task_progress(*, assignment: Assignment) -> TaskProgress:
+    project_id, labeler = assignment.prompt.project_id, assignment.labeler_id
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    if assignment.kind == Assignment.Kind.RANKING:
+        batch = assignment.task.batch_key
+        tasks = RankingTask.objects.filter(
+            project_id=project_id, gold_best__isnull=True, gold_worst__isnull=True
+        ).exclude(status=RankingTask.Status.CANCELLED)
+        if batch:
+            tasks = tasks.filter(batch_key=batch)
+        counts = tasks.aggregate(total=Count("id"),
+                                 done=Count("id", filter=Q(status=RankingTask.Status.COMPLETE)))
+        mine = Ranking.objects.filter(task__project_id=project_id, labeler_id=labeler,
+                                      created_at__gte=today).count()
+        return TaskProgress("this batch" if batch else "this project", counts["done"],
+                            counts["total"], "ranked", mine)
+    prompts = Prompt.objects.filter(project_id=project_id, duplicate_of__isnull=True,
+                                    demonstrations_needed__gt=0)
+    counts = prompts.aggregate(
+        total=Count("id"),
+        done=Count("id", filter=Q(demonstrations_count__gte=F("demonstrations_needed"))),
+    )
+    mine = Demonstration.objects.filter(prompt__project_id=project_id, author_id=labeler,
+                                        created_at__gte=today).count()
+    return TaskProgress("this project", counts["done"], counts["total"], "answered", mine)

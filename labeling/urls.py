@@ -21,7 +21,10 @@ urlpatterns = [
     path("compare/<int:assignment_id>/", comparison_views.comparison, name="comparison"),
     path("compare/<int:assignment_id>/submit/", comparison_views.comparison_post,
          name="comparison-submit"),
+    path("preview/", views.preview, name="preview"),
     path("tasks/<int:assignment_id>/renew/", views.renew, name="renew"),
     path("tasks/<int:assignment_id>/skip/", views.skip, name="skip"),
     path("stats/<slug:project_slug>/", views.stats, name="stats"),
+    path("stats/<slug:project_slug>/exclusion/", views.labeler_exclusion,
+         name="labeler-exclusion"),
 ]

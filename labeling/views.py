@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling import evaluation_selectors, selectors
@@ -19,7 +20,9 @@ from labeling.agreement import project_agreement
 from labeling.errors import Conflict, Forbidden, Invalid, LabelingError
 from labeling.forms import DemonstrationForm, DialogueForm, RankingForm, SkipForm, now_ms
 from labeling.models import Assignment
+from labeling.quality import RULES, LabelerQuality, labeler_quality
 from labeling.services.demonstrations import demonstration_submit, dialogue_create
+from labeling.services.quality import labeler_exclude, labeler_include
 from labeling.services.queue import (
     assignment_renew,
     assignment_skip,
@@ -27,6 +30,7 @@ from labeling.services.queue import (
     ranking_claim_next,
 )
 from labeling.services.rankings import ranking_submit
+from labeling.validation import MAX_TEXT_CHARS, MAX_TURNS
 
 KIND = Assignment.Kind
 PAGE = {KIND.RANKING: "labeling:ranking", KIND.DEMONSTRATION: "labeling:demonstration",
@@ -54,6 +58,23 @@ def labeling_errors(view):
 def _home_after(project, kind):
     """Back to the queue with the button for the same kind of work in focus (Enter goes on)."""
     return redirect(f"{reverse('labeling:home')}?{urlencode({'next': f'{kind}:{project.slug}'})}")
+
+
+CLAIM = {KIND.RANKING: ranking_claim_next, KIND.DEMONSTRATION: demonstration_claim_next}
+
+
+def _go_on(request, project, kind, done: str):
+    """After a submit or a skip: straight to the next task of the same kind in the project (the
+    page links back to the queue), or the queue when none is left."""
+    try:
+        assignment = CLAIM[kind](labeler=request.user, project=project)
+    except LabelingError:
+        assignment = None  # e.g. the project closed meanwhile: the queue says what is open
+    if assignment is None:
+        messages.success(request, f"{done} That was the last one waiting for you here.")
+        return _home_after(project, kind)
+    messages.success(request, f"{done} Here is the next one.")
+    return redirect(PAGE[kind], assignment.pk)
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -126,6 +147,7 @@ def _task_context(assignment, **extra):
         "prompt": assignment.prompt,
         "lease_error": lease_error,
         "opened_at": now_ms(),
+        "progress": selectors.task_progress(assignment=assignment),
         **extra,
     }
 
@@ -144,6 +166,7 @@ def _ranking_page(request, assignment, form, *, status=200, error=None):
 
 
 @require_GET
+@never_cache  # "back" after a submit asks again, and hears "already submitted"
 @labeling_errors
 def ranking(request, assignment_id):
     assignment = _own(request, assignment_id)
@@ -171,19 +194,19 @@ def ranking_post(request, assignment_id):
         )
     except LabelingError as exc:
         return _ranking_page(request, assignment, form, status=exc.status, error=exc.message)
-    messages.success(request, "Ranking saved. Thank you!")
-    return _home_after(assignment.prompt.project, KIND.RANKING)
+    return _go_on(request, assignment.prompt.project, KIND.RANKING, "Ranking saved. Thank you!")
 
 
 # ------------------------------------------------------------------------- demonstration
 
 
 def _demonstration_page(request, assignment, form, *, status=200, error=None):
-    context = _task_context(assignment, form=form, error=error)
+    context = _task_context(assignment, form=form, error=error, max_chars=MAX_TEXT_CHARS)
     return render(request, "labeling/demonstration.html", context, status=status)
 
 
 @require_GET
+@never_cache
 @labeling_errors
 def demonstration(request, assignment_id):
     assignment = _own(request, assignment_id)
@@ -210,8 +233,8 @@ def demonstration_post(request, assignment_id):
         )
     except LabelingError as exc:
         return _demonstration_page(request, assignment, form, status=exc.status, error=exc.message)
-    messages.success(request, "Demonstration saved. Thank you!")
-    return _home_after(assignment.prompt.project, KIND.DEMONSTRATION)
+    return _go_on(request, assignment.prompt.project, KIND.DEMONSTRATION,
+                  "Demonstration saved. Thank you!")
 
 
 # ------------------------------------------------------------------------------ dialogue
@@ -232,6 +255,7 @@ def _dialogue_page(request, project, form, *, texts=None, status=200, error=None
     context = {
         "project": project, "form": form, "rows": form.rows(texts), "error": error,
         "opened_at": now_ms(), "offer": offer, "from_suggestion": bool(suggestion_id),
+        "max_chars": MAX_TEXT_CHARS,
     }
     return render(request, "labeling/dialogue.html", context, status=status)
 
@@ -282,6 +306,18 @@ def dialogue_post(request, project_slug):
     return _home_after(project, "dialogue")
 
 
+@require_POST
+def preview(request):
+    """htmx: the writing box's text (a reply, or a dialogue's turns) as the pages render it."""
+    turns = request.POST.getlist("turn")[:MAX_TURNS]
+    if turns:
+        items = [("user" if i % 2 == 0 else "assistant", text[:MAX_TEXT_CHARS])
+                 for i, text in enumerate(turns)]
+    else:
+        items = [("assistant", request.POST.get("reply", "")[:MAX_TEXT_CHARS])]
+    return render(request, "labeling/_preview.html", {"items": items})
+
+
 # -------------------------------------------------------------------------------- leases
 
 
@@ -312,8 +348,8 @@ def skip(request, assignment_id):
         return error_response(request, _invalid(form))
     assignment_skip(assignment_id=assignment.pk, labeler=request.user,
                     reason=form.cleaned_data["reason"])
-    messages.info(request, "Skipped: you will not be shown this task again.")
-    return _home_after(assignment.prompt.project, assignment.kind)
+    return _go_on(request, assignment.prompt.project, assignment.kind,
+                  "Skipped: you will not be shown this task again.")
 
 
 # ---------------------------------------------------------------------------------- staff
@@ -328,9 +364,32 @@ def stats(request, project_slug):
     project = selectors.project_by_slug(slug=project_slug)
     agreement = project_agreement(project=project)
     taus = {a.labeler_id: a for a in agreement.labelers}
-    rows = [(s, taus.get(s.labeler_id)) for s in selectors.labeler_stats(project=project)]
-    context = {"project": project, "rows": rows, "agreement": agreement}
+    quality = labeler_quality(project=project)
+    rows = [
+        (s, taus.get(s.labeler_id), quality.get(s.labeler_id, LabelerQuality(s.labeler_id)))
+        for s in selectors.labeler_stats(project=project)
+    ]
+    context = {"project": project, "rows": rows, "agreement": agreement, "rules": RULES}
     return render(request, "labeling/stats.html", context)
+
+
+@require_POST
+@labeling_errors
+def labeler_exclusion(request, project_slug):
+    """Staff: leave a labeler's rankings out of snapshots from now on, or take them back."""
+    if not request.user.is_staff:
+        raise Forbidden("Excluding labelers is for staff.")
+    project = selectors.project_by_slug(slug=project_slug)
+    labeler_id = request.POST.get("labeler", "")
+    if request.POST.get("action") == "include":
+        labeler_include(project=project, labeler_id=labeler_id)
+        messages.success(request, "Their rankings are used again by snapshots from now on.")
+    else:
+        labeler_exclude(project=project, labeler_id=labeler_id, created_by=request.user,
+                        reason=request.POST.get("reason", ""))
+        messages.success(request, "Their rankings are left out of snapshots from now on; "
+                                  "runs already created keep the rows they trained on.")
+    return redirect("labeling:stats", project.slug)
 
 
 def _invalid(form) -> LabelingError:

@@ -61,6 +61,14 @@ def sample(self, run_id: int, key: str) -> str:
     return _execute(self, run_id, key)
 
 
+@shared_task(name="training.continue_waiting_rounds")
+def continue_waiting_rounds() -> int:
+    """Periodic (beat, every minute): rounds whose rankings are in move on by themselves."""
+    from training.services.rounds import rounds_advance_waiting
+
+    return len(rounds_advance_waiting())
+
+
 TASKS = {"pretrain": pretrain, "sft": sft, "reward": reward, "ppo": ppo, "sample": sample}
 
 

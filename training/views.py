@@ -13,6 +13,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from labeling.errors import LabelingError
@@ -21,14 +22,18 @@ from labeling.selectors import project_by_slug
 from training import presets, selectors
 from training.charts import run_charts
 from training.errors import TrainingError
+from training.first_steps import first_steps
 from training.forms import NEEDS, parse_start, start_form
+from training.run_health import run_pace, run_warnings
 from training.services.exports import exports_of, model_version_export
 from training.services.rounds import round_continue
 from training.services.runs import run_cancel, run_create, run_resume
 from training.services.snapshots import minimum
 from webapp.queueing import QueueUnavailable
 
-START_KINDS = ("sft", "reward", "ppo", "sample", "pretrain")
+# In the loop's order: a base model first (pretraining, when none is imported), then SFT, then a
+# round's sample, reward model and PPO.
+START_KINDS = ("pretrain", "sft", "sample", "reward", "ppo")
 
 
 def staff_only(view):
@@ -51,8 +56,10 @@ def staff_only(view):
 @require_GET
 @staff_only
 def index(request):
+    projects = list(Project.objects.order_by("name"))
+    now = timezone.now()
     return render(request, "training/index.html", {
-        "projects": Project.objects.order_by("name"),
+        "projects": [(p, first_steps(project=p, now=now)) for p in projects],
         "runs": selectors.runs_recent(limit=20),
     })  # fmt: skip
 
@@ -123,7 +130,9 @@ def continue_round(request, slug):
 def _run_context(run):
     curves = selectors.metric_points(run=run)
     return {"run": run, "charts": run_charts(run.kind, curves),
-            "snapshot": selectors.snapshot_counts(run=run)}  # fmt: skip
+            "snapshot": selectors.snapshot_counts(run=run),
+            "pace": run_pace(run, now=timezone.now()),
+            "warnings": run_warnings(run, curves)}  # fmt: skip
 
 
 @require_GET

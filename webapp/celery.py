@@ -22,6 +22,8 @@ BEAT_SCHEDULE = {
     "expire-leases": {"task": "labeling.expire_leases", "schedule": 60.0},
     # Chat comparisons whose last alternative's callback could not be queued.
     "collect-chat-comparisons": {"task": "chat.collect_comparisons", "schedule": 60.0},
+    # A round waiting for rankings moves on within a minute of its last task being ranked.
+    "continue-waiting-rounds": {"task": "training.continue_waiting_rounds", "schedule": 60.0},
 }
 
 app = Celery("webapp")

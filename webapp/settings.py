@@ -1,6 +1,6 @@
 """Settings, all read from the environment (12-factor).
 
-Development: `DJANGO_DEBUG=1` and nothing else; the database is a SQLite file under
+Development: nothing to set (or `DJANGO_DEBUG=1`); the database is a SQLite file under
 `DATA_DIR`. Production: `DJANGO_DEBUG=0`, `DJANGO_SECRET_KEY`, `ALLOWED_HOSTS`, usually
 `DATABASE_URL=postgres://...`; `manage.py check --deploy` is then clean.
 """
@@ -36,11 +36,16 @@ def _bool(name, default):
     raise ImproperlyConfigured(f"{name} must be 1/0, true/false, yes/no or on/off; got {raw!r}")
 
 
-DEBUG = _bool("DJANGO_DEBUG", False)
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+# Development unless production is asked for: `DJANGO_DEBUG=0` or a secret key. So every
+# command in the README runs as printed on a fresh clone, while a deployment that sets its key
+# (or DJANGO_DEBUG=0 without one, which then fails loudly) never falls back to debugging, and
+# `check --deploy` on a half-configured deployment still reports DEBUG on. Debug mode also keeps
+# ALLOWED_HOSTS to localhost, so a forgotten variable does not serve the public.
+DEBUG = _bool("DJANGO_DEBUG", not SECRET_KEY)
 DATA_DIR = Path(_read("DATA_DIR", env.path, default=str(BASE_DIR / "data")))
 ARTIFACTS_DIR = Path(_read("ARTIFACTS_DIR", env.path, default=str(DATA_DIR / "artifacts")))
 
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")

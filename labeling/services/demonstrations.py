@@ -4,6 +4,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from labeling.edits import edit_distance, turns_text
 from labeling.errors import Conflict, Forbidden, Invalid, NotFound
 from labeling.models import Assignment, Completion, Demonstration, Project, Prompt
 from labeling.services.queue import lock_own_assignment
@@ -91,7 +92,10 @@ def dialogue_create(
         raise Invalid("A dialogue has at least a user turn and an assistant reply.")
     suggestion = None
     if suggestion_id is not None:
-        suggestion = Completion.objects.filter(pk=suggestion_id, prompt__project=project).first()
+        suggestion = (
+            Completion.objects.filter(pk=suggestion_id, prompt__project=project)
+            .select_related("prompt").first()
+        )
         if suggestion is None:
             raise NotFound("The suggestion is not a completion of this project.")
     prompt = prompt_create(
@@ -124,11 +128,20 @@ def prompt_create(
     return prompt
 
 
+def suggestion_edit_distance(suggestion: Completion, turns: list[dict]) -> int:
+    """Characters changed between the suggestion as it was offered (its prompt's turns and its
+    reply, the dialogue the page started with) and the turns saved."""
+    offered = [*suggestion.prompt.turns, {"role": "assistant", "content": suggestion.text}]
+    return edit_distance(turns_text(offered), turns_text(turns))
+
+
 def _create(*, prompt, labeler, turns, client_token, time_spent_ms, assignment=None,
             is_dialogue=False, suggestion=None) -> Demonstration:
+    distance = None if suggestion is None else suggestion_edit_distance(suggestion, turns)
     demonstration = Demonstration(
         prompt=prompt, author=labeler, turns=turns, is_dialogue=is_dialogue,
-        suggestion=suggestion, assignment=assignment, client_token=client_token,
+        suggestion=suggestion, edit_distance=distance, assignment=assignment,
+        client_token=client_token,
         time_spent_ms=clean_time_spent(time_spent_ms), created_at=timezone.now(),
     )
     demonstration.full_clean(validate_unique=False, validate_constraints=False)

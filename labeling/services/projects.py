@@ -15,10 +15,16 @@ def project_create(
     k: int = 4,
     overlap: int = 1,
     lease_seconds: int = 600,
+    **more,
 ) -> Project:
+    """`more`: guidelines per kind of task (`KIND_GUIDELINES`) and quality-control settings
+    (`QUALITY`); what is not given keeps its default."""
+    unknown = set(more) - set(KIND_GUIDELINES) - set(QUALITY)
+    if unknown:
+        raise Invalid(f"Not a project setting: {', '.join(sorted(unknown))}.")
     project = Project(
         name=name, slug=slug or slugify(name), guidelines=guidelines, k=k, overlap=overlap,
-        lease_seconds=lease_seconds,
+        lease_seconds=lease_seconds, **more,
     )
     _clean(project)
     project.save()
@@ -44,7 +50,11 @@ def _clean(project: Project) -> None:
         raise Invalid("; ".join(problems)) from exc
 
 
-EDITABLE = ("name", "slug", "guidelines", "k", "overlap", "lease_seconds", "is_active")
+KIND_GUIDELINES = ("ranking_guidelines", "writing_guidelines", "dialogue_guidelines",
+                   "comparison_guidelines")
+QUALITY = ("gold_rate", "gold_min_accuracy", "sft_include_unedited")
+EDITABLE = ("name", "slug", "guidelines", *KIND_GUIDELINES, "k", "overlap", "lease_seconds",
+            "is_active", *QUALITY)
 
 
 @transaction.atomic

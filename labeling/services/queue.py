@@ -9,6 +9,7 @@ sees every lease committed before the lock was taken. On SQLite `select_for_upda
 there the settings open every transaction with BEGIN IMMEDIATE, which serializes writers, so
 the same code is correct. Lock order everywhere: user, assignment, task.
 """
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -74,6 +75,8 @@ def _claim(*, labeler, project, kind) -> Assignment | None:
     current = _current_lease(labeler=labeler, kind=kind, project=project, now=now)
     if current is not None:
         return current
+    if kind == Assignment.Kind.RANKING and (gold := _gold_pick(labeler=labeler, project=project)):
+        return _lease(labeler=labeler, row=gold, kind=kind, now=now)
     skipped: list[int] = []
     for _ in range(CLAIM_ATTEMPTS):
         row = _lock_next(labeler=labeler, project=project, kind=kind, now=now, exclude=skipped)
@@ -89,6 +92,19 @@ def _claim(*, labeler, project, kind) -> Assignment | None:
             return _lease(labeler=labeler, row=row, kind=kind, now=now)
         skipped.append(row.pk)  # filled by a claim that committed after our snapshot
     return None
+
+
+def _gold_pick(*, labeler, project) -> RankingTask | None:
+    """A gold task this labeler has not seen, at its project's gold rate (a draw per claim), so
+    nobody can tell a gold task from the others by when it comes."""
+    gold = (
+        selectors.gold_tasks_claimable(labeler=labeler, project=project)
+        .select_related("project", "prompt")
+        .first()
+    )
+    if gold is None or random.random() >= gold.project.gold_rate:
+        return None
+    return gold
 
 
 def _check_labeler(labeler) -> None:
@@ -126,8 +142,10 @@ def _has_free_slot(row, *, kind, now) -> bool:
     """Re-count under the row lock. The row itself is current (PostgreSQL returns the newest
     version of a row it locks); the live leases are counted by this new statement."""
     spec = KINDS[kind]
-    live = selectors.live_leases(now=now, kind=kind, **{spec.target: row}).count()
     is_open = spec.open_status is None or row.status == spec.open_status
+    if kind == Assignment.Kind.RANKING and row.is_gold:
+        return is_open  # every labeler gets a gold task
+    live = selectors.live_leases(now=now, kind=kind, **{spec.target: row}).count()
     return is_open and getattr(row, spec.done) + live < getattr(row, spec.needed)
 
 

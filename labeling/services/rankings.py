@@ -55,7 +55,7 @@ def ranking_submit(
     assignment.status = Assignment.Status.SUBMITTED
     assignment.save(update_fields=["status"])
     task.rankings_count += 1  # the task row is locked: no lost update
-    if task.rankings_count >= task.rankings_needed:
+    if task.rankings_count >= task.rankings_needed and not task.is_gold:
         task.status = RankingTask.Status.COMPLETE
     task.save(update_fields=["rankings_count", "status"])
     return ranking

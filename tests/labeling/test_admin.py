@@ -67,14 +67,14 @@ def test_labels_are_read_only_and_tasks_cannot_be_added_by_hand(admin_client, wo
 def test_project_add_and_change_go_through_the_services(admin_client):
     response = admin_client.post(f"{ADMIN}project/add/", {
         "name": "Beta", "slug": "beta", "guidelines": "Be kind", "k": 5, "overlap": 3,
-        "lease_seconds": 300, "is_active": "on",
+        "lease_seconds": 300, "is_active": "on", "gold_rate": 0.1, "gold_min_accuracy": 0.7,
     })
     assert response.status_code == 302, response.content
     project = Project.objects.get(slug="beta")
     assert (project.k, project.overlap) == (5, 3)
     response = admin_client.post(f"{ADMIN}project/{project.pk}/change/", {
         "name": "Beta", "slug": "beta", "guidelines": "Be kinder", "k": 5, "overlap": 2,
-        "lease_seconds": 300, "is_active": "on",
+        "lease_seconds": 300, "is_active": "on", "gold_rate": 0.1, "gold_min_accuracy": 0.7,
     })
     assert response.status_code == 302
     project.refresh_from_db()
@@ -150,9 +150,11 @@ def test_staff_import_a_file_from_the_prompt_list(admin_client):
     response = admin_client.post(
         IMPORT, {"project": project.pk, "demonstrations_needed": 2,
                  "file": upload("prompts.jsonl", lines)}, follow=True)
-    assert response.redirect_chain[-1][0] == f"{ADMIN}prompt/?project__id__exact={project.pk}"
-    assert "Imports: 2 lines: 2 prompts created" in response.content.decode()
     hamlet, prime = project.prompts.order_by("id")
+    # The list shows exactly what was imported.
+    assert response.redirect_chain[-1][0] == f"{ADMIN}prompt/?id__in={hamlet.pk},{prime.pk}"
+    assert "Imports: 2 lines: 2 prompts created" in response.content.decode()
+    assert "2 prompts" in response.content.decode()
     assert (hamlet.text, hamlet.demonstrations.get().author.username) == (
         "Who wrote Hamlet?", "root")
     assert prime.demonstrations_needed == 2
@@ -163,13 +165,17 @@ def test_staff_import_a_file_from_the_prompt_list(admin_client):
 
 def test_a_bad_file_lists_every_bad_line_and_imports_nothing(admin_client):
     project = make_project()
-    lines = '{"prompt": "Fine"}\nnot json\n{"prompt": ""}\n'
+    lines = ('{"prompt": "Fine"}\nnot json\n{"prompt": ""}\n{"text": "Hi"}\n'
+             '{"prompt": "unterminated\n')
     response = admin_client.post(IMPORT, {"project": project.pk, "demonstrations_needed": 1,
                                           "file": upload("bad.jsonl", lines)})
     assert response.status_code == 400
     page = response.content.decode()
-    assert "2 line(s) have errors; nothing was imported." in page
+    assert "4 line(s) have errors; nothing was imported." in page
     assert "<td>2</td><td>Not JSON" in page and "<td>3</td>" in page
+    assert "<td>4</td><td>A line needs &quot;prompt&quot;, &quot;turns&quot; or " in page
+    assert "this one has &quot;text&quot;" in page
+    assert "Unterminated string starting at column 12." in page  # not "at at column"
     assert not Prompt.objects.exists()
 
 

@@ -123,7 +123,7 @@ def test_labeler_writes_a_dialogue_playing_both_sides(page, project, lena):
     assert demo.turns[3]["content"].startswith("def count():\n    n = 0")
 
 
-def test_labeler_ranks_by_keyboard_alone(page, project, lena):
+def test_labeler_ranks_by_keyboard_alone_from_an_unranked_start(page, project, lena):
     make_tasks(project, 1)
     log_in(page, lena)
     # Keyboard only from here: Tab to the button, Enter.
@@ -134,38 +134,40 @@ def test_labeler_ranks_by_keyboard_alone(page, project, lena):
     with page.expect_navigation():
         page.keyboard.press("Enter")
     expect(page.locator("#keys-help")).to_be_visible()
+    # Every reply starts unplaced: submitting the page as shown is not a ranking.
+    expect(page.locator("[data-tray-count]")).to_have_text("4 of 4")
     a, b, c, d = card_ids(page)
-    for _ in range(15):
-        page.keyboard.press("Tab")
-        if page.evaluate("document.activeElement.classList.contains('completion')"):
-            break
+    page.keyboard.press("Control+Enter")
+    expect(page.locator("[data-unplaced-error]")).to_have_text(
+        "Place every reply first: 4 of 4 not placed yet.")
+    assert not Ranking.objects.exists()
     assert page.evaluate("document.activeElement.dataset.id") == str(a)
-    page.keyboard.press("4")  # A to the bottom: B C D A
-    page.keyboard.press("k")  # focus D
-    page.keyboard.press("1")  # D on top: D B C A
-    page.keyboard.press("j")  # focus B
-    page.keyboard.press("ArrowDown")  # D C B A
+    page.keyboard.press("Enter")  # A placed first; the focus goes on to B
+    page.keyboard.press("1")  # B on top: B A
+    page.keyboard.press("Enter")  # C next: B A C
+    page.keyboard.press("2")  # D at rank 2: B D A C
+    expect(page.locator("[data-tray-box]")).to_be_hidden()
+    assert card_ids(page) == [b, d, a, c]
+    page.keyboard.press("t")  # D tied with B
     page.keyboard.press("j")  # focus A
-    page.keyboard.press("t")  # A tied with B
     page.keyboard.press("h")  # A is harmful
-    assert card_ids(page) == [d, c, b, a]
-    expect(page.locator(f".completion[data-id='{a}'] .tie-note")).to_be_visible()
+    page.keyboard.press("ArrowDown")  # B=D C A
+    assert card_ids(page) == [b, d, c, a]
+    expect(page.locator(f".completion[data-id='{d}'] .tie-note")).to_be_visible()
     expect(page.locator(f".completion[data-id='{a}'] [data-rank]")).to_have_text("3")
     shot(page, "5-ranking-keyboard")
     page.reload()  # the order, the tie and the flag are kept as a draft
-    assert card_ids(page) == [d, c, b, a]
-    expect(page.locator(f".completion[data-id='{a}'] .tie-note")).to_be_visible()
+    assert card_ids(page) == [b, d, c, a]
+    expect(page.locator(f".completion[data-id='{d}'] .tie-note")).to_be_visible()
     expect(page.locator(f".completion[data-id='{a}'] input[value=harmful]")).to_be_checked()
     page.keyboard.press("Tab")
     with page.expect_navigation():
         page.keyboard.press("Control+Enter")
     expect(page.locator(".messages")).to_contain_text("Ranking saved")
-    # Enter goes on to the next task (the button is focused); none is left.
-    expect(page.locator("button:has-text('Rank replies')")).to_be_disabled()
 
     ranking = Ranking.objects.get()
     assert ranking.labeler == lena
-    assert groups(ranking.order) == [{d}, {c}, {b, a}]
+    assert groups(ranking.order) == [{b, d}, {c}, {a}]
     assert ranking.flags == {str(a): ["harmful"]}
     assert ranking.time_spent_ms > 0
 
@@ -173,7 +175,7 @@ def test_labeler_ranks_by_keyboard_alone(page, project, lena):
 def test_labeler_ranks_by_drag_and_drop_and_a_double_click_stores_one(page, project, lena):
     make_tasks(project, 1)
     # Tall enough for every card: Playwright's drag does not scroll the page mid-drag.
-    page.set_viewport_size({"width": 1200, "height": 1600})
+    page.set_viewport_size({"width": 1200, "height": 2400})
     log_in(page, lena)
     with page.expect_navigation():
         page.click("button:has-text('Rank replies')")
@@ -182,12 +184,13 @@ def test_labeler_ranks_by_drag_and_drop_and_a_double_click_stores_one(page, proj
     def card(cid):
         return page.locator(f".completion[data-id='{cid}']")
 
-    card(d).drag_to(card(a), target_position={"x": 40, "y": 8})  # D above A: D A B C
-    assert card_ids(page) == [d, a, b, c]
-    box = card(c).bounding_box()
-    card(a).drag_to(card(c), target_position={"x": 40, "y": box["height"] - 8})  # D B C A
-    assert card_ids(page) == [d, b, c, a]
-    card(c).locator("[data-move=tie]").click()  # C tied with B
+    card(d).drag_to(page.locator("[data-ranking-empty]"))  # D placed: D
+    box = card(d).bounding_box()
+    card(a).drag_to(card(d), target_position={"x": 40, "y": box["height"] - 8})  # D A
+    card(b).drag_to(card(d), target_position={"x": 40, "y": 8})  # B D A
+    card(c).locator("[data-move=place]").click()  # B D A C
+    assert card_ids(page) == [b, d, a, c]
+    card(d).locator("[data-move=tie]").click()  # D tied with B
     card(b).locator("input[value=untrue]").check()
     page.check("input[name=all_bad]")
     page.fill("textarea[name=comment]", "None of them mentions <script>.")
@@ -197,7 +200,7 @@ def test_labeler_ranks_by_drag_and_drop_and_a_double_click_stores_one(page, proj
     expect(page.locator(".messages")).to_contain_text("Ranking saved")
 
     ranking = Ranking.objects.get()
-    assert groups(ranking.order) == [{d}, {b, c}, {a}]
+    assert groups(ranking.order) == [{b, d}, {a}, {c}]
     assert ranking.all_bad
     assert ranking.flags == {str(b): ["untrue"]}
     assert ranking.comment == "None of them mentions <script>."
@@ -236,3 +239,88 @@ def test_a_lost_lease_says_so_on_the_page(page, project, lena):
     page.evaluate("htmx.trigger('#lease', 'renew')")
     expect(page.locator("#lease")).to_contain_text("went to someone else")
     shot(page, "8-lease-lost")
+
+
+HOSTILE_MARKDOWN = (
+    "**Bold** question <script>window.pwned = 'script'</script>\n"
+    "[a link](javascript:window.pwned='link') [another](JaVaScRiPt:window.pwned='caps')\n"
+    "<img src=x onerror=\"window.pwned='img'\"> "
+    "<a href=\"javascript:window.pwned='raw'\" onclick=\"window.pwned='click'\">raw</a>\n\n"
+    "```python\ndef f():\n    return 1\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |\n"
+)
+
+
+def test_markdown_is_rendered_and_a_hostile_payload_never_runs(page, project, lena):
+    project.guidelines = f"Guidelines {HOSTILE_MARKDOWN}"
+    project.save(update_fields=["guidelines"])
+    prompt = make_prompt(project, HOSTILE_MARKDOWN)
+    make_tasks(project, prompts=[prompt])  # the completions repeat the prompt's text
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Rank replies')")
+    shot(page, "9-markdown")
+    for box in (".turn-content", ".completion-text", ".guidelines .text"):
+        md = page.locator(box).first
+        expect(md.locator("strong")).to_have_text("Bold")
+        expect(md.locator("pre code span.k").first).to_have_text("def")  # highlighted
+        expect(md.locator("table td").first).to_have_text("1")
+        expect(md).to_contain_text("<script>window.pwned")  # raw HTML is shown as text
+    # Click every link the payload made, and hover the text where the image would be.
+    for link in page.locator(".md a").all():
+        link.click()
+    page.locator(".turn-content").first.hover()
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.pwned") is None
+    assert page.evaluate(
+        "[...document.querySelectorAll('main *')].filter(e => e.tagName === 'SCRIPT' || "
+        "e.tagName === 'IMG' || [...e.attributes].some(a => a.name.startsWith('on')) || "
+        "(e.getAttribute('href') || '').toLowerCase().startsWith('javascript')).length"
+    ) == 0
+    font = page.locator(".turn-content pre code").first.evaluate(
+        "e => getComputedStyle(e).fontFamily")
+    assert "mono" in font.lower()
+
+
+def test_submit_goes_on_to_the_next_task_and_back_says_already_submitted(page, project, lena):
+    make_tasks(project, 2)
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Rank replies')")
+    first_url = page.url
+    expect(page.locator("#progress")).to_contain_text("This batch: 0 of 2 ranked")
+    expect(page.locator(".completion").first).to_be_focused()  # ready for the number keys
+    expect(page.locator("#lease time")).not_to_contain_text("UTC")  # the viewer's own time
+    for _ in range(4):
+        page.keyboard.press("Enter")  # place each reply next, in the order shown
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")
+    expect(page.locator(".messages")).to_contain_text("Here is the next one.")
+    expect(page.locator("#progress")).to_contain_text("This batch: 1 of 2 ranked")
+    assert page.url != first_url and "/label/rank/" in page.url
+    page.go_back()
+    expect(page.locator(".alert.success")).to_contain_text("You already submitted this task")
+    expect(page.locator("#ranking-form")).to_have_count(0)
+    assert Ranking.objects.count() == 1
+
+
+def test_writing_box_indents_code_warns_over_the_limit_and_previews(page, project, lena):
+    make_prompt(project, "Show a loop.")
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Write a reply')")
+    reply = page.locator("textarea[name=reply]")
+    page.keyboard.type("Like this:\n```python\nfor x in xs:\n")
+    page.keyboard.press("Tab")  # inside the fence: an indent, not the next control
+    page.keyboard.type("print(x)\n```\n")
+    expect(reply).to_be_focused()
+    expect(reply).to_have_value("Like this:\n```python\nfor x in xs:\n    print(x)\n```\n")
+    page.click("button:has-text('Preview')")
+    expect(page.locator("#writing-preview pre code")).to_contain_text("print(x)")
+    expect(page.locator("#writing-preview .md span.k").first).to_have_text("for")
+    page.check("input[data-monospace]")
+    assert "mono" in reply.evaluate("e => getComputedStyle(e).fontFamily").lower()
+    # A paste over the limit is kept whole, with a warning (the server refuses it, not the box).
+    reply.evaluate("(e) => { e.value = 'x'.repeat(20005);"
+                   " e.dispatchEvent(new Event('input', {bubbles: true})); }")
+    expect(page.locator("[data-limit-warning]")).to_contain_text("Too long by 5 characters")
+    assert reply.evaluate("e => e.value.length") == 20005

@@ -137,10 +137,11 @@ def test_user_and_model_text_is_escaped(lena_client, labeler):
     for page in pages:
         assert "<script>alert" not in page
     joined = "".join(pages)
-    escaped = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;"
+    # Django escapes the quote as &#x27;, the Markdown renderer leaves it (it is text there).
+    escaped = r"&lt;script&gt;alert\((&#x27;|')x(&#x27;|')\)&lt;/script&gt;"
     for text in ("P ", "Rules ", "Prompt ", "Comment ", "Reply "):
-        assert f"{text}{escaped}" in joined, text
-    assert f"Prompt {escaped} 3" in joined  # a completion's text
+        assert re.search(re.escape(text) + escaped, joined), text
+    assert re.search("Prompt " + escaped + " 3", joined)  # a completion's text
 
 
 # -------------------------------------------------------------------------------- staff

@@ -133,6 +133,7 @@ def test_run_page_shows_progress_curves_and_log_and_polls_until_finished(
     page = staff_client.get(f"/training/runs/{run.pk}/").content.decode()
     assert 'hx-trigger="every 2s"' in page and f"/training/runs/{run.pk}/live/" in page
     assert "step 2 of 4 (50%)" in page and "<svg" in page and "polyline" in page
+    assert re.search(r'id="run-pace">\d+ s so far · [\d.]+ steps a minute · about', page)
     assert "<script>alert(1)</script>" not in page and "&lt;script&gt;" in page
     assert "w&lt;1&gt;" in page
     assert ">Cancel<" in page
@@ -178,3 +179,36 @@ def test_curves_are_thinned_for_long_runs(project_with_demos, base_version):
     curve = metric_points(run=run, max_points=100)["loss"]
     assert len(curve) <= 101 and curve[0][0] == 1 and curve[-1][0] == 1000
     assert re.match(r"^\d", str(curve[0][0]))
+
+
+def test_the_training_page_lists_each_projects_first_steps(staff_client, project_with_demos,
+                                                           settings):
+    settings.TRAINING_MIN_DEMONSTRATIONS = 20
+    empty = make_project(name="Empty one")
+    page = staff_client.get("/training/").content.decode()
+    start = page.index(f"First steps of {project_with_demos.name}")
+    steps = page[start:page.index("</ol>", start)]
+    assert "○ A base model" in steps and "import_model --shipped" in steps
+    assert "at least 20 demonstrations: the project has 12" in steps
+    assert "○ The first round" in steps and "Needs an SFT model" in steps
+    assert empty.name in page
+    settings.TRAINING_MIN_DEMONSTRATIONS = 8
+    page = staff_client.get("/training/").content.decode()
+    assert "the project has 12 (enough: start SFT on the project&#x27;s page)" in page
+
+
+def test_a_registered_base_model_ticks_the_first_step(staff_client, project_with_demos,
+                                                      base_version):
+    page = staff_client.get("/training/").content.decode()
+    assert "✓ A base model" in page and "tiny-base is registered" in page
+
+
+def test_start_forms_follow_the_loop_and_say_when_nothing_can_start(staff_client,
+                                                                   project_with_demos):
+    page = staff_client.get(f"/training/projects/{project_with_demos.slug}/").content.decode()
+    order = [page.index(f'id="start-{kind}"') for kind in ("pretrain", "sft", "sample", "reward",
+                                                           "ppo")]
+    assert order == sorted(order)
+    sft = page[order[1]:page.index("</form>", order[1])]
+    assert "import or pretrain a base model first" in sft
+    assert '<button type="submit" class="primary" disabled>Start</button>' in sft

@@ -10,6 +10,7 @@ from django.core.management import call_command
 
 from chat.services.conversations import chat_models
 from labeling.models import RankingTask
+from labeling.selectors import labeler_home
 from training.jobs import runner
 from training.models import ModelVersion, TrainingRun
 from training.services.runs import run_create
@@ -26,6 +27,10 @@ def test_demo_setup_registers_the_real_model_and_queues_its_replies(settings, tm
     assert queued.status == "queued" and queued.prompts.count() == 32
     assert queued.config["max_new_tokens"] == 128
     assert list(chat_models(version.project)) == [version]  # labelers can talk to it
+
+    # A labeler has work from the first minute: ranking tasks and prompts to answer.
+    [queue] = labeler_home(labeler=get_user_model().objects.get(username="labeler"))
+    assert queue.rankings_waiting == 12 and queue.demonstrations_waiting == 16
 
     call_command("demo_setup")  # again: nothing new
     assert ModelVersion.objects.count() == 1 and TrainingRun.objects.count() == 1

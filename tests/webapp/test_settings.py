@@ -79,6 +79,24 @@ def test_production_values_pass_check_deploy(tmp_path):
     assert "no issues" in result.stdout
 
 
+def test_with_nothing_set_commands_run_in_development_mode(tmp_path):
+    """A fresh clone: `manage.py ...` as printed in the README, no variables, no make."""
+    result = run_with_env([sys.executable, "-c", PRINT_SETTINGS], DATA_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[true, ")  # DEBUG, localhost only
+    assert '["localhost", "127.0.0.1", "[::1]"]' in result.stdout
+    # A secret key alone means production: no silent debugging with a real key.
+    key = secrets.token_urlsafe(50)
+    result = run_with_env([sys.executable, "-c", PRINT_SETTINGS], DATA_DIR=str(tmp_path),
+                          DJANGO_SECRET_KEY=key, ALLOWED_HOSTS="example.org")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[false, ")
+    # check --deploy on a deployment that forgot everything says debugging is on.
+    result = run_with_env([sys.executable, "manage.py", "check", "--deploy"],
+                          DATA_DIR=str(tmp_path))
+    assert "DEBUG" in result.stdout + result.stderr
+
+
 def test_a_bad_variable_is_one_line_naming_it(tmp_path):
     for env, name in [
         ({"DJANGO_DEBUG": "perhaps"}, "DJANGO_DEBUG"),

@@ -10,10 +10,10 @@ project page sets them beside the reward model's opinion (`training.round_evalua
     round_advance(round_id=r.pk)            # one call moves it as far as it can go now
 
 `round_advance` is idempotent: it is called when a run of the round finishes (the Celery task,
-`rounds_after_run`), by the "continue round" button and by `manage.py continue_round` (e.g. from
-cron, for rankings that came in since). Each stage's run is made with a request token naming
-the round and the stage, so two callers at once never make two runs, and it is handed to a
-worker only after the round's row is committed.
+`rounds_after_run`), by the "continue round" button, by `manage.py continue_round` and, for
+rankings that came in since, every minute by the periodic task `continue_waiting_rounds`.
+Each stage's run is made with a request token naming the round and the stage, so two callers at
+once never make two runs, and it is handed to a worker only after the round's row is committed.
 """
 
 from django.db import IntegrityError, transaction
@@ -185,6 +185,14 @@ def rounds_after_run(*, run_id: int) -> Round | None:
         if run_id in round_.comparison.run_ids.values():
             return round_advance(round_id=round_.pk)
     return None
+
+
+def rounds_advance_waiting(*, enqueue_it: bool = True) -> list[Round]:
+    """Every round waiting for rankings, moved on if they are in (the periodic task
+    `training.continue_waiting_rounds`, every minute, and `continue_round --waiting`): rounds
+    go on by themselves once people have ranked their tasks, nobody has to press a button."""
+    waiting = Round.objects.filter(stage=St.RANKING).values_list("pk", flat=True)
+    return [round_advance(round_id=pk, enqueue_it=enqueue_it) for pk in waiting]
 
 
 def round_continue(

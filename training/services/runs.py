@@ -57,7 +57,7 @@ def run_create(
         return existing
     config = presets.clean_config(kind, config, preset=preset)
     if kind != "pretrain" and project is None:
-        raise Invalid(f"A {kind} run belongs to a project.")
+        raise Invalid(f"{a_run(kind).capitalize()} belongs to a project.")
     _check_inputs(kind, input_model, reward_model)
     try:
         with transaction.atomic():
@@ -81,14 +81,25 @@ def run_create(
     return run
 
 
+RUN_NAMES = {"pretrain": "a pretraining run", "sft": "an SFT run", "reward": "a reward-model run",
+             "ppo": "a PPO run", "sample": "a sampling run"}
+
+
+def a_run(kind: str) -> str:
+    """The kind of run with its article, for messages ("an SFT run", not "a sft run")."""
+    return RUN_NAMES.get(kind, f"a {kind} run")
+
+
 def _check_inputs(kind, input_model, reward_model) -> None:
     allowed = INPUT_KINDS[kind]
     if allowed and input_model is None:
         raise Invalid(
-            f"A {kind} run starts from a model: train one of kind {', '.join(allowed)} first."
+            f"{a_run(kind).capitalize()} starts from a model: train one of kind "
+            f"{', '.join(allowed)} first."
         )
     if input_model is not None and input_model.kind not in allowed:
-        raise Invalid(f"A {kind} run cannot start from {input_model.name} ({input_model.kind}).")
+        raise Invalid(f"{a_run(kind).capitalize()} cannot start from {input_model.name} "
+                      f"({input_model.kind}).")
     if kind == "ppo" and (reward_model is None or reward_model.kind != K.REWARD):
         raise Invalid("PPO needs a reward model: train one first.")
     if kind == "sample" and reward_model is not None and reward_model.kind != K.REWARD:

@@ -2,7 +2,9 @@
 
 Labels are never edited after they are written, so "every row of the project created up to
 `as_of`" is a fixed set; the run stores the rows themselves (many-to-many) and the labeling
-export id that names the same set (`labeling.exports.snapshot_for`). A ranking submitted one
+export id that names the same set (`labeling.exports.snapshot_for`). Quality decisions (unedited
+suggestions left out, labelers excluded by staff) are applied here, and the stored rows record
+them: a setting changed later never changes what an old run trained on. A ranking submitted one
 moment before a run is created is in that run: there is no export step in between.
 
 Evaluation prompts (`Prompt.is_evaluation`) are held out here, in the one place every training
@@ -16,6 +18,7 @@ from django.db.models import Count, Exists, OuterRef, Q
 
 from labeling import exports
 from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt, Ranking
+from labeling.quality import excluded_labeler_ids
 from training.errors import Invalid
 
 
@@ -33,14 +36,22 @@ class Snapshot:
 
 
 def demonstrations_of(project, as_of):
-    return Demonstration.objects.filter(
+    """A person's demonstrations: a dialogue saved from a model suggestion without an edit is
+    the model's words and is left out unless the project includes them."""
+    qs = Demonstration.objects.filter(
         prompt__project=project, prompt__is_evaluation=False, created_at__lte=as_of
     )
+    if not project.sft_include_unedited:
+        qs = qs.exclude(suggestion__isnull=False, edit_distance=0)
+    return qs
 
 
 def rankings_of(project, as_of):
+    """Rankings, without those of labelers excluded by staff as of that moment."""
     return Ranking.objects.filter(
         task__project=project, task__prompt__is_evaluation=False, created_at__lte=as_of
+    ).exclude(
+        labeler__in=excluded_labeler_ids(project=project, as_of=as_of)
     )
 
 

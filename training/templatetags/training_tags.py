@@ -14,3 +14,15 @@ def key_metrics(metrics: dict) -> list[tuple[str, object]]:
     return [
         (name, metrics[name]) for name in KEY_METRICS if metrics and metrics.get(name) is not None
     ]
+
+
+@register.filter
+def duration(seconds) -> str:
+    """Seconds as a person reads them: "45 s", "12 min", "2 h 05 min"."""
+    seconds = int(seconds or 0)
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = round(seconds / 60)
+    if minutes < 90:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60:02d} min"

@@ -6,8 +6,9 @@
  * - Time spent: visible time on the page is posted in the form's time_spent_ms field.
  * - Ctrl+Enter (Cmd+Enter) submits the task form; a submitted form cannot be submitted twice.
  * - Lease: htmx renews it every minute; a 4xx answer (lease lost) is shown, not ignored.
- * - Ranking: drag and drop, or the keyboard alone (keys listed on the page), ties included;
- *   the rank selects of the no-JavaScript form are kept in step and are what gets posted.
+ * - Ranking: replies start unplaced in a tray; drag and drop, or the keyboard alone (keys
+ *   listed on the page), ties included; the submit waits until every reply is placed. The
+ *   rank selects of the no-JavaScript form are kept in step and are what gets posted.
  * - Dialogue: add and remove turns without a round trip.
  */
 (function () {
@@ -86,6 +87,13 @@
     return true;
   }
 
+  function draftNewerThanPage(form) {
+    var draft = readJSON(PREFIX + "draft:" + form.dataset.draftKey);
+    var opened = form.querySelector('input[name="opened_at"]');
+    return !!(draft && draft.saved && opened && Number(opened.value) &&
+      draft.saved > Number(opened.value));
+  }
+
   function dropFinishedDraft() {
     // A submit was sent from the page named in PENDING. If this page is that form again, the
     // server refused it and shows it with the message: keep the draft. Otherwise it went through.
@@ -150,9 +158,14 @@
         });
       }, 0);
     });
-    // Back/forward cache: a page shown again must be usable again.
+    // Back/forward cache: a page shown again after its submit went out asks the server again
+    // (which says "already submitted"); any other page shown again must be usable again.
     window.addEventListener("pageshow", function (event) {
       if (!event.persisted) return;
+      if (form.dataset.submitting && form.hasAttribute("data-draft-key")) {
+        window.location.reload();
+        return;
+      }
       delete form.dataset.submitting;
       form.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
     });
@@ -164,6 +177,17 @@
     else if (button) button.click();
     else form.submit();
   }
+
+  // Alt+S: skip this task (opens the skip form with its reason in focus).
+  document.addEventListener("keydown", function (event) {
+    if (!event.altKey || event.ctrlKey || event.metaKey || (event.key || "").toLowerCase() !== "s") return;
+    var skip = document.querySelector("details.skip");
+    if (!skip) return;
+    event.preventDefault();
+    skip.open = true;
+    var reason = skip.querySelector('input[name="reason"]');
+    if (reason) reason.focus();
+  });
 
   document.addEventListener("keydown", function (event) {
     if (event.key !== "Enter" || !(event.ctrlKey || event.metaKey)) return;
@@ -200,18 +224,88 @@
     }, 5000);
   }
 
+  /* ----------------------------------------------------------- local time */
+
+  // The server writes times in UTC; the page shows them in the viewer's own time.
+  function localTimes(root) {
+    root.querySelectorAll("time[data-local-time]").forEach(function (el) {
+      var when = new Date(el.getAttribute("datetime"));
+      if (isNaN(when)) return;
+      el.textContent = when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+      el.title = when.toString();
+    });
+  }
+  document.addEventListener("htmx:afterSwap", function () { localTimes(document); });
+
   /* ----------------------------------------------------------- char count */
 
   function countChars(textarea) {
     var out = document.getElementById(textarea.getAttribute("data-count"));
     if (!out) return;
-    var max = textarea.maxLength > 0 ? textarea.maxLength : null;
+    var max = Number(textarea.getAttribute("data-max-chars")) || null;
     function update() {
       var n = textarea.value.length;
       out.textContent = n + (max ? " / " + max : "") + " characters";
     }
     textarea.addEventListener("input", update);
     update();
+  }
+
+  /* ---------------------------------------------------------- writing box */
+
+  function writingBox(textarea) {
+    // Tab indents inside a ``` code block (elsewhere it moves on, as everywhere); the length
+    // limit warns instead of cutting a paste short (the server refuses what is too long); a
+    // monospace switch for code.
+    var max = Number(textarea.getAttribute("data-max-chars")) || 0;
+    var warn = document.createElement("p");
+    warn.className = "field-error";
+    warn.hidden = true;
+    warn.setAttribute("data-limit-warning", "");
+    warn.setAttribute("role", "alert");
+    textarea.insertAdjacentElement("afterend", warn);
+
+    function inCode() {
+      var before = textarea.value.slice(0, textarea.selectionStart);
+      return ((before.match(/^\s*```/gm) || []).length % 2) === 1;
+    }
+    textarea.addEventListener("keydown", function (event) {
+      if (event.key !== "Tab" || event.ctrlKey || event.altKey || event.metaKey || !inCode()) return;
+      event.preventDefault();
+      var start = textarea.selectionStart, end = textarea.selectionEnd;
+      if (event.shiftKey) {
+        var lineStart = textarea.value.lastIndexOf("\n", start - 1) + 1;
+        var spaces = textarea.value.slice(lineStart, lineStart + 4).match(/^ */)[0].length;
+        if (!spaces) return;
+        textarea.setRangeText("", lineStart, lineStart + spaces, "preserve");
+        textarea.setSelectionRange(Math.max(lineStart, start - spaces), Math.max(lineStart, end - spaces));
+      } else {
+        textarea.setRangeText("    ", start, end, "end");
+      }
+      textarea.dispatchEvent(new Event("input", { bubbles: true }));
+    });
+    function checkLength() {
+      if (!warn || !max) return;
+      var over = textarea.value.length - max;
+      warn.hidden = over <= 0;
+      warn.textContent = over > 0 ? "Too long by " + over + " characters (at most " + max +
+        "): shorten it before submitting." : "";
+    }
+    textarea.addEventListener("input", checkLength);
+    checkLength();
+    textarea.classList.toggle("monospace", readJSON(PREFIX + "monospace") === true);
+  }
+
+  function monospaceSwitch(box) {
+    // One switch per page, remembered in this browser: every writing box in monospace.
+    var key = PREFIX + "monospace";
+    box.checked = readJSON(key) === true;
+    box.addEventListener("change", function () {
+      writeJSON(key, box.checked);
+      document.querySelectorAll("textarea[data-writing]").forEach(function (t) {
+        t.classList.toggle("monospace", box.checked);
+      });
+    });
   }
 
   /* -------------------------------------------------------------- dialogue */
@@ -237,7 +331,8 @@
         lab.setAttribute("for", id);
         lab.textContent = "Turn " + (i + 1) + " · " + label(r);
       });
-      addButton.textContent = "+ Add a " + label(role(items.length)).toLowerCase() + " turn";
+      var next = role(items.length);
+      addButton.textContent = "+ Add " + (next === "user" ? "a user" : "an assistant") + " turn";
       removeButton.disabled = items.length <= 2;
     }
 
@@ -245,6 +340,7 @@
       var li = template.content.firstElementChild.cloneNode(true);
       list.appendChild(li);
       refresh();
+      writingBox(li.querySelector("textarea"));
       if (focus) li.querySelector("textarea").focus();
     }
 
@@ -271,7 +367,14 @@
   /* --------------------------------------------------------------- ranking */
 
   function ranker(form) {
+    // Replies start in a tray, unplaced: a ranking is something the labeler decided, never the
+    // order the page happened to show. The submit waits until every reply is placed.
     var list = form.querySelector("[data-cards]");
+    var tray = form.querySelector("[data-tray]");
+    var trayBox = form.querySelector("[data-tray-box]");
+    var trayCount = form.querySelector("[data-tray-count]");
+    var empty = form.querySelector("[data-ranking-empty]");
+    var unplacedError = form.querySelector("[data-unplaced-error]");
     var live = form.querySelector("[data-announce]");
     var allBad = form.querySelector('input[name="all_bad"]');
     var cards = Array.prototype.slice.call(list.querySelectorAll(".completion"));
@@ -292,12 +395,16 @@
       for (var i = 0; i < groups.length; i++) if (groups[i].indexOf(card) !== -1) return i;
       return -1;
     }
+    function unplaced() {
+      return cards.filter(function (c) { return groupOf(c) === -1; });
+    }
 
     function fromSelects() {
       // Equal numbers are a tie; the numbers' order is the ranking (as the server reads them).
+      // A reply without a number is not placed yet.
       var values = cards.map(function (c) { return parseInt(select(c).value, 10); });
-      if (values.some(isNaN)) return null;
-      var distinct = values.slice().sort(function (a, b) { return a - b; })
+      var distinct = values.filter(function (v) { return !isNaN(v); })
+        .sort(function (a, b) { return a - b; })
         .filter(function (v, i, all) { return i === 0 || all[i - 1] !== v; });
       return distinct.map(function (v) {
         return cards.filter(function (c, i) { return values[i] === v; });
@@ -321,7 +428,20 @@
       var current = Array.prototype.slice.call(list.children);
       var same = current.length === flat.length && current.every(function (c, i) { return c === flat[i]; });
       if (!same) flat.forEach(function (card) { list.appendChild(card); });
-      if (shown) shown.value = flat.map(function (c) { return c.getAttribute("data-id"); }).join(",");
+      var waiting = unplaced();
+      waiting.forEach(function (card) {
+        card.classList.remove("tied");
+        card.querySelector("[data-rank]").textContent = "–";
+        card.querySelector("[data-tie-note]").hidden = true;
+        select(card).value = "";
+        card.setAttribute("aria-label", name(card) + ", not placed yet");
+        if (card.parentNode !== tray) tray.appendChild(card);
+      });
+      trayBox.hidden = !waiting.length;
+      trayCount.textContent = waiting.length + " of " + k;
+      empty.hidden = flat.length > 0;
+      if (!waiting.length) unplacedError.hidden = true;
+      if (shown) shown.value = flat.concat(waiting).map(function (c) { return c.getAttribute("data-id"); }).join(",");
       if (focus) focus.focus({ preventScroll: false });
       if (message && live) live.textContent = message;
       if (form.dataset.draftKey) saveDraft(form);
@@ -329,19 +449,41 @@
 
     function take(card) {
       var gi = groupOf(card);
+      if (gi === -1) return;
       groups[gi].splice(groups[gi].indexOf(card), 1);
       if (!groups[gi].length) groups.splice(gi, 1);
     }
 
+    function placed(card, from) {
+      // Keyboard flow: after placing a reply from the tray, go on to the next unplaced one.
+      var next = from ? unplaced()[0] : null;
+      render(next || card, name(card) + " is now rank " + (groupOf(card) + 1) +
+        (next ? "; next: " + name(next) : ""));
+    }
+
     function moveTo(card, rank) {
+      var fromTray = groupOf(card) === -1;
       take(card);
       var at = Math.max(0, Math.min(rank - 1, groups.length));
       groups.splice(at, 0, [card]);
-      render(card, name(card) + " is now rank " + (at + 1));
+      placed(card, fromTray);
+    }
+
+    function placeNext(card) {
+      if (groupOf(card) !== -1) return;
+      groups.push([card]);
+      placed(card, true);
+    }
+
+    function unplace(card) {
+      if (groupOf(card) === -1) return;
+      take(card);
+      render(card, name(card) + " is back with the unplaced replies");
     }
 
     function move(card, step) {
       var gi = groupOf(card);
+      if (gi === -1) return neighbour(card, step);
       if (groups[gi].length > 1) {
         // Leaving a tie: it becomes its own rank just above or below the group.
         take(card);
@@ -358,6 +500,7 @@
 
     function toggleTie(card) {
       var gi = groupOf(card);
+      if (gi === -1) return;
       var group = groups[gi];
       if (group.length > 1 && group.indexOf(card) > 0) {
         take(card);
@@ -378,10 +521,12 @@
 
     function dropAt(card, target, after) {
       if (card === target) return;
+      var fromTray = groupOf(card) === -1;
       take(card);
-      var gi = groupOf(target);
-      groups.splice(after ? gi + 1 : gi, 0, [card]);
-      render(card, name(card) + " is now rank " + (groupOf(card) + 1));
+      var gi = target ? groupOf(target) : -1;
+      if (gi === -1) groups.push([card]);
+      else groups.splice(after ? gi + 1 : gi, 0, [card]);
+      placed(card, fromTray);
     }
 
     function toggleFlag(card, flag) {
@@ -393,14 +538,15 @@
     }
 
     function neighbour(card, step) {
-      var flat = Array.prototype.slice.call(list.children);
+      var flat = Array.prototype.slice.call(tray.children).concat(
+        Array.prototype.slice.call(list.children));
       var next = flat[flat.indexOf(card) + step];
       if (next) next.focus();
     }
 
     // Keys act on the focused card (not while typing in a field).
     var FLAG_KEYS = { h: "harmful", u: "untrue", p: "private" };
-    list.addEventListener("keydown", function (event) {
+    form.addEventListener("keydown", function (event) {
       var card = event.target.closest && event.target.closest(".completion");
       if (!card || event.target !== card || event.ctrlKey || event.metaKey || event.altKey) return;
       var key = event.key;
@@ -408,6 +554,8 @@
       if (key === "ArrowUp") move(card, -1);
       else if (key === "ArrowDown") move(card, +1);
       else if (/^[1-9]$/.test(key) && Number(key) <= k) moveTo(card, Number(key));
+      else if (key === "Enter") placeNext(card);
+      else if (key === "0" || key === "Delete" || key === "Backspace") unplace(card);
       else if (key === "t" || key === "T") toggleTie(card);
       else if (key === "j" || key === "J") neighbour(card, +1);
       else if (key === "k" || key === "K") neighbour(card, -1);
@@ -420,7 +568,7 @@
       if (handled) event.preventDefault();
     });
 
-    list.addEventListener("click", function (event) {
+    form.addEventListener("click", function (event) {
       var button = event.target.closest("[data-move]");
       if (!button) return;
       event.preventDefault();
@@ -429,29 +577,47 @@
       if (what === "up") move(card, -1);
       else if (what === "down") move(card, +1);
       else if (what === "tie") toggleTie(card);
+      else if (what === "place") placeNext(card);
+      else if (what === "unplace") unplace(card);
     });
 
-    list.addEventListener("change", function (event) {
-      if (event.target.tagName !== "SELECT") return;
-      var parsed = fromSelects();
-      if (parsed) {
-        groups = parsed;
-        render(event.target.closest(".completion"));
-      }
+    form.addEventListener("change", function (event) {
+      if (event.target.tagName !== "SELECT" || !event.target.closest(".completion")) return;
+      groups = fromSelects();
+      render(event.target.closest(".completion"));
     });
 
-    // Drag and drop (HTML5): drop on the upper half of a card to go above it, lower half below.
+    // Registered before guardSubmit's listener: a refused submit never reaches it. The
+    // browser's own check of the (required) selects would stop the submit silently instead.
+    form.noValidate = true;
+    form.addEventListener("submit", function (event) {
+      var waiting = unplaced();
+      if (!waiting.length) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      unplacedError.textContent = "Place every reply first: " + waiting.length +
+        " of " + k + " not placed yet.";
+      unplacedError.hidden = false;
+      waiting[0].focus();
+    });
+
+    // Drag and drop (HTML5): drop on the upper half of a card to go above it, lower half below;
+    // on the ranking's empty space to go last; on the tray to unplace.
     var dragged = null;
     function clearMarks() {
       cards.forEach(function (c) { c.classList.remove("drop-before", "drop-after"); });
     }
     function dropTarget(event) {
       var target = event.target.closest && event.target.closest(".completion");
-      if (!target || target === dragged) return null;
-      var rect = target.getBoundingClientRect();
-      return { card: target, after: event.clientY > rect.top + rect.height / 2 };
+      if (target && target !== dragged && target.parentNode === list) {
+        var rect = target.getBoundingClientRect();
+        return { card: target, after: event.clientY > rect.top + rect.height / 2 };
+      }
+      if (event.target.closest && event.target.closest("[data-tray-box]")) return { tray: true };
+      if (event.target === list || event.target === empty) return { card: null, after: true };
+      return null;
     }
-    list.addEventListener("dragstart", function (event) {
+    form.addEventListener("dragstart", function (event) {
       var card = event.target.closest && event.target.closest(".completion");
       if (!card) return;
       dragged = card;
@@ -459,22 +625,25 @@
       event.dataTransfer.effectAllowed = "move";
       event.dataTransfer.setData("text/plain", card.getAttribute("data-id"));
     });
-    list.addEventListener("dragover", function (event) {
+    form.addEventListener("dragover", function (event) {
       if (!dragged) return;
+      var t = dropTarget(event);
+      clearMarks();
+      if (!t) return;
       event.preventDefault();
       event.dataTransfer.dropEffect = "move";
-      clearMarks();
-      var t = dropTarget(event);
-      if (t) t.card.classList.add(t.after ? "drop-after" : "drop-before");
+      if (t.card) t.card.classList.add(t.after ? "drop-after" : "drop-before");
     });
-    list.addEventListener("drop", function (event) {
+    form.addEventListener("drop", function (event) {
       if (!dragged) return;
-      event.preventDefault();
       var t = dropTarget(event);
       clearMarks();
-      if (t) dropAt(dragged, t.card, t.after);
+      if (!t) return;
+      event.preventDefault();
+      if (t.tray) unplace(dragged);
+      else dropAt(dragged, t.card, t.after);
     });
-    list.addEventListener("dragend", function () {
+    form.addEventListener("dragend", function () {
       if (dragged) dragged.classList.remove("dragging");
       dragged = null;
       clearMarks();
@@ -487,7 +656,7 @@
       card.querySelectorAll("select, input, button").forEach(function (el) { el.tabIndex = -1; });
     });
 
-    groups = fromSelects() || cards.map(function (c) { return [c]; });
+    groups = fromSelects();
     render(null);
     form._ranking = function () {
       return groups.map(function (g) { return g.map(function (c) { return c.getAttribute("data-id"); }); });
@@ -511,8 +680,9 @@
     document.querySelectorAll("form[data-task-form]").forEach(function (form) {
       if (form.hasAttribute("data-dialogue")) dialogueEditor(form);
       if (form.dataset.draftKey) {
-        // A form re-shown by the server with an error carries what was posted: keep that.
-        if (!form.hasAttribute("data-server-values")) restoreDraft(form);
+        // A form re-shown by the server with an error carries what was posted: keep that,
+        // unless the draft is newer (typed after the error page came, then reloaded).
+        if (!form.hasAttribute("data-server-values") || draftNewerThanPage(form)) restoreDraft(form);
         form.addEventListener("input", function () { saveDraft(form); });
         form.addEventListener("change", function () { saveDraft(form); });
         trackTime(form);
@@ -523,8 +693,12 @@
     document.querySelectorAll("textarea[data-count]").forEach(countChars);
     document.querySelectorAll("details[data-remember]").forEach(rememberOpen);
     if (document.querySelector("[data-lease-expires]")) watchLease();
-    var first = document.querySelector("[data-autofocus]");
+    var first = document.querySelector("[data-autofocus]") ||
+      document.querySelector("[data-tray] .completion, [data-cards] .completion");
     if (first) first.focus();
+    document.querySelectorAll("textarea[data-writing]").forEach(writingBox);
+    document.querySelectorAll("input[data-monospace]").forEach(monospaceSwitch);
+    localTimes(document);
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init);

@@ -7,8 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.models import Project
 from training.errors import TrainingError
-from training.models import Round
-from training.services.rounds import round_advance, round_continue
+from training.services.rounds import round_continue, rounds_advance_waiting
 
 
 class Command(BaseCommand):
@@ -21,8 +20,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, project, waiting, **options):
         if waiting:
-            for pk in Round.objects.filter(stage=Round.Stage.RANKING).values_list("pk", flat=True):
-                self.show(round_advance(round_id=pk))
+            for round_ in rounds_advance_waiting():
+                self.show(round_)
             return
         if not project:
             raise CommandError("Name a --project, or use --waiting.")

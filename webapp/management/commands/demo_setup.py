@@ -29,6 +29,8 @@ DEMO_USERS = (
 DEMO_PROJECT = "python-stdlib"
 # The first replies to rank: enough prompts for a labeler's first half hour, sampled in batches
 # of 8 (the first batch reaches the queue within a minute or two on a laptop CPU).
+FIRST_RANKING_TASKS = 12
+OPEN_PROMPTS = 16
 FIRST_SAMPLING = {"num_prompts": 32, "max_new_tokens": 128, "temperature": 0.8, "top_p": 0.95}
 
 
@@ -49,7 +51,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 self.style.SUCCESS(f"created user {username!r} with password {password}")
             )
-        call_command("load_demo_project", author="admin", slug=DEMO_PROJECT, stdout=self.stdout)
+        # Work from the first minute: the demo's own answers shuffled into ranking tasks (the
+        # model's replies join them as the worker samples) and prompts left to answer.
+        call_command("load_demo_project", author="admin", slug=DEMO_PROJECT,
+                     ranking_tasks=FIRST_RANKING_TASKS, open_prompts=OPEN_PROMPTS,
+                     stdout=self.stdout)
         self._base_model()
 
     def _base_model(self):
