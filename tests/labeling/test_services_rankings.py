@@ -38,12 +38,20 @@ def test_submit_stores_order_with_ties_flags_and_completes_the_task(leased):
 def test_a_second_submit_returns_the_first_ranking_and_writes_nothing(leased):
     task, labeler, lease = leased
     first = ranking_submit(assignment_id=lease.pk, labeler=labeler, order=order_of(task))
-    again = ranking_submit(
-        assignment_id=str(lease.pk), labeler=labeler, order=order_of(task, reverse=True)
-    )
+    again = ranking_submit(assignment_id=str(lease.pk), labeler=labeler, order=order_of(task))
     assert again == first and Ranking.objects.count() == 1
     task.refresh_from_db()
     assert task.rankings_count == 1
+
+
+def test_resubmitting_another_order_is_refused_and_the_first_one_stays(leased):
+    task, labeler, lease = leased
+    first = ranking_submit(assignment_id=lease.pk, labeler=labeler, order=order_of(task))
+    with pytest.raises(Conflict, match="already submitted with a different order"):
+        ranking_submit(assignment_id=lease.pk, labeler=labeler,
+                       order=order_of(task, reverse=True))
+    first.refresh_from_db()
+    assert first.order == order_of(task) and Ranking.objects.count() == 1
 
 
 def test_flat_order_and_string_ids_are_accepted(leased):
