@@ -6,6 +6,7 @@ and reads the second as 3), and int() of a 5,000-digit string raises (CPython li
 the database would refuse anything past its column anyway. Why not `parse_datetime()` alone: it
 accepts year 1 and year 9999 with any offset, which overflow when moved to UTC.
 """
+import json
 import re
 from datetime import UTC, datetime
 
@@ -16,6 +17,7 @@ from labeling.errors import Invalid
 
 DB_INT_MAX = 2**31 - 1  # PostgreSQL integer: IntegerField, PositiveIntegerField, ...
 DB_BIGINT_MAX = 2**63 - 1  # bigint: primary keys (BigAutoField) and BigIntegerField
+MAX_JSON_DEPTH = 32  # our deepest shape (a ranking's groups, a dialogue's turns) is 3
 _WHOLE = re.compile(r"[+-]?[0-9]{1,19}")
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -62,3 +64,38 @@ def moment_in_range(moment: datetime, *, field: str = "as_of") -> datetime:
     if moment < EARLIEST:
         raise Invalid(f"{field} is before {EARLIEST.year}; no labels are that old.")
     return moment
+
+
+def json_value(text: str | bytes, *, what: str = "The JSON"):
+    """json.loads, with nesting deeper than MAX_JSON_DEPTH refused: a body nested 50,000 deep
+    makes the parser (or any later walk over the value) raise RecursionError."""
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise Invalid(f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from None
+    except json.JSONDecodeError as exc:
+        raise Invalid(f"Not JSON: {exc.msg} at column {exc.colno}.") from None
+    except ValueError as exc:  # bad UTF-8, NaN, an integer of 5,000 digits
+        raise Invalid(f"Not JSON: {exc}.") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise Invalid(f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+    return value
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")  # NaN, Infinity: jsonb refuses them
+
+
+def _depth(value) -> int:
+    """Nesting depth without recursion (the point is to survive deep values)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_JSON_DEPTH:
+            stack.extend((child, level + 1) for child in item)
+    return deepest

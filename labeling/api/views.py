@@ -7,12 +7,13 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import StreamingHttpResponse
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes, permission_classes
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 
 from labeling import agreement, exports, selectors
 from labeling.api import serializers as s
+from labeling.api.parsers import BoundedJSONParser
 from labeling.errors import ImportFailed, Invalid, LabelingError
 from labeling.importers import MAX_BYTES, prompts_import
 from labeling.models import Project
@@ -124,7 +125,7 @@ def assignment_skip(request, assignment_id):
 
 
 @endpoint(["POST"], staff=True)
-@parser_classes([MultiPartParser, FormParser, JSONParser])
+@parser_classes([MultiPartParser, FormParser, BoundedJSONParser])
 def project_import(request, slug):
     data = parse(s.ImportIn, request.data)
     content = data["file"].read(MAX_BYTES + 1) if "file" in data else data["content"]

@@ -18,6 +18,7 @@ from django.utils import timezone
 from labeling import selectors
 from labeling.errors import Conflict, Forbidden, NotFound
 from labeling.models import Assignment, Project, Prompt, RankingTask, Skip
+from labeling.parsing import row_id
 from labeling.validation import MAX_REASON_CHARS, clean_text
 
 A = Assignment.Status
@@ -128,7 +129,7 @@ def _lease(*, labeler, row, kind, now) -> Assignment:
 def lock_own_assignment(*, assignment_id, labeler) -> Assignment:
     """The assignment, row-locked, if it exists and is this labeler's (Forbidden otherwise)."""
     _check_labeler(labeler)
-    if not str(assignment_id).isdigit():
+    if (assignment_id := row_id(assignment_id)) is None:
         raise NotFound("No such task.")
     assignment = (
         Assignment.objects.select_for_update(of=("self",))

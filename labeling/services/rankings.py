@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from labeling.errors import Conflict, Invalid
 from labeling.models import Assignment, Ranking, RankingTask
+from labeling.parsing import row_id
 from labeling.services.queue import lock_own_assignment
 from labeling.validation import MAX_COMMENT_CHARS, clean_text
 
@@ -84,13 +85,10 @@ def _same_order(stored: list[list[int]], order) -> bool:
 
 
 def _as_id(value) -> int:
-    if isinstance(value, bool):
+    completion_id = row_id(value)
+    if completion_id is None:
         raise Invalid("A ranking lists completion ids.")
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int):
-        return value
-    raise Invalid("A ranking lists completion ids.")
+    return completion_id
 
 
 def clean_order(order, ids: set[int]) -> list[list[int]]:

@@ -51,6 +51,8 @@ def run_create(
     snapshot, and hand it to a worker. The same `request_token` (a double-clicked form) returns
     the first run instead of creating a second. `enqueue_it=False` leaves it queued for the
     caller to execute in its own process (`training.jobs.runner.execute`: the headless demo)."""
+    if request_token is not None and not _is_token(request_token):
+        raise Invalid("The form's request token is malformed; reload the page.")
     if request_token and (
         existing := TrainingRun.objects.filter(request_token=request_token).first()
     ):
@@ -79,6 +81,11 @@ def run_create(
     if enqueue_it:
         run_enqueue(run)
     return run
+
+
+def _is_token(value) -> bool:
+    """A token is printable text that fits its column (PostgreSQL refuses a NUL in any text)."""
+    return isinstance(value, str) and len(value) <= 64 and value.isprintable()
 
 
 def _check_inputs(kind, input_model, reward_model) -> None:
