@@ -20,6 +20,8 @@ QUEUES = ("default", "training", "sampling")
 BEAT_SCHEDULE = {
     # Leases last minutes; a sweep a minute keeps the assignment table honest.
     "expire-leases": {"task": "labeling.expire_leases", "schedule": 60.0},
+    # A run whose worker vanished (no heartbeat for TRAINING_HEARTBEAT_TIMEOUT) is queued again.
+    "recover-stale-runs": {"task": "training.recover_stale_runs", "schedule": 60.0},
 }
 
 app = Celery("webapp")

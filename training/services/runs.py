@@ -221,6 +221,23 @@ def runs_mark_stale(*, timeout: timedelta | None = None, now=None) -> list[int]:
     return marked
 
 
+def runs_recover_stale(*, timeout: timedelta | None = None) -> list[int]:
+    """Runs whose worker vanished: marked failed (with the reason), then queued again. A run
+    that cannot be queued (Redis down) stays failed, resumable by hand."""
+    return _resume_all(runs_mark_stale(timeout=timeout))
+
+
+def _resume_all(run_ids) -> list[int]:
+    resumed = []
+    for run_id in run_ids:
+        try:
+            run_resume(run_id=run_id)
+            resumed.append(run_id)
+        except QueueUnavailable:
+            pass  # stays failed, resumable by hand
+    return resumed
+
+
 def runs_recover_for_worker(*, worker: str) -> list[int]:
     """Called when a worker (re)starts: runs still "running" under its name were left by its
     previous life (killed, crashed). They are marked so and resumed."""
@@ -233,14 +250,7 @@ def runs_recover_for_worker(*, worker: str) -> list[int]:
                 error=f"The worker {worker} restarted during this run.",
                 log=f"worker {worker} restarted while running it",
             )
-    resumed = []
-    for run in runs:
-        try:
-            run_resume(run_id=run.pk)
-            resumed.append(run.pk)
-        except QueueUnavailable:
-            pass  # stays failed, resumable by hand
-    return resumed
+    return _resume_all(run.pk for run in runs)
 
 
 def _locked(run_id) -> TrainingRun:
