@@ -26,6 +26,7 @@ from labeling.models import (
 from labeling.parsing import row_id
 
 A = Assignment.Status
+NO_SUCH_ASSIGNMENT = "No such task in your queue."  # also for someone else's: ids tell nothing
 
 
 def _count(qs: QuerySet, group_by: str) -> Subquery:
@@ -128,7 +129,7 @@ def assignment_for(*, assignment_id, labeler) -> Assignment:
         .first()
     ) if assignment_id is not None else None
     if assignment is None:
-        raise NotFound("No such task in your queue.")
+        raise NotFound(NO_SUCH_ASSIGNMENT)
     return assignment
 
 

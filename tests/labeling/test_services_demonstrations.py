@@ -2,7 +2,7 @@
 import pytest
 from labeling_factories import make_project, make_prompt, make_user
 
-from labeling.errors import Conflict, Forbidden, Invalid, NotFound
+from labeling.errors import Conflict, Invalid, NotFound
 from labeling.models import Demonstration, Prompt
 from labeling.services.demonstrations import demonstration_submit, dialogue_create
 from labeling.services.queue import demonstration_claim_next
@@ -101,7 +101,7 @@ def test_someone_elses_lease_or_token_is_refused():
     make_prompt(project)
     a, b = make_user(), make_user()
     lease = demonstration_claim_next(labeler=a)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         demonstration_submit(assignment_id=lease.pk, labeler=b, reply="hi", client_token="t")
     demonstration_submit(assignment_id=lease.pk, labeler=a, reply="hi", client_token="t")
     with pytest.raises(Conflict):

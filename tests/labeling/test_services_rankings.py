@@ -2,7 +2,7 @@
 import pytest
 from labeling_factories import make_project, make_tasks, make_user, order_of
 
-from labeling.errors import Conflict, Forbidden, Invalid, NotFound
+from labeling.errors import Conflict, Invalid, NotFound
 from labeling.models import Assignment, Ranking
 from labeling.services.queue import demonstration_claim_next, ranking_claim_next
 from labeling.services.rankings import ranking_submit
@@ -104,9 +104,9 @@ def test_bad_flags_comments_and_times_are_refused(leased, kwargs, message):
 
 def test_submitting_for_someone_else_or_a_foreign_id_is_refused(leased):
     task, labeler, lease = leased
-    with pytest.raises(Forbidden) as error:
+    with pytest.raises(NotFound) as error:
         ranking_submit(assignment_id=lease.pk, labeler=make_user(), order=order_of(task))
-    assert error.value.status == 403 and "another labeler" in error.value.message
+    assert error.value.status == 404 and "No such task" in error.value.message
     for bad_id in (lease.pk + 1000, "abc", None):
         with pytest.raises(NotFound):
             ranking_submit(assignment_id=bad_id, labeler=labeler, order=order_of(task))
