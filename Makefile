@@ -18,7 +18,7 @@ TEST_ENV := DATABASE_URL=postgres://rlhf:rlhf@localhost:5432/rlhf \
 	CELERY_BROKER_URL=redis://localhost:6379/15 \
 	CHROMIUM_PATH=$$(command -v chromium)
 
-.PHONY: demo test worker install services lint
+.PHONY: demo test worker serve install services lint
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,12 @@ demo: install services
 
 worker: install services
 	$(BIN)/celery -A webapp worker -Q default,training,sampling --concurrency 1 --loglevel INFO
+
+# Production web server: gunicorn with 2 x cores + 1 workers (webapp/gunicorn.conf.py). Needs the
+# production environment: DJANGO_DEBUG=0, DJANGO_SECRET_KEY, ALLOWED_HOSTS, DATABASE_URL.
+serve: install services
+	$(BIN)/python manage.py collectstatic --no-input -v 0
+	GUNICORN_BIND=$(HOST):$(PORT) $(BIN)/gunicorn -c webapp/gunicorn.conf.py webapp.wsgi
 
 test: install services
 	@scripts/services.sh postgres

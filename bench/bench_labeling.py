@@ -7,8 +7,11 @@ Each labeler is a thread with its own database connection and its own Django tes
 authenticating with an API token; threads are spread over a few processes so the Python GIL
 does not serialize the whole app. Every request goes through the full stack (middleware,
 DRF, token auth, services, PostgreSQL) in process, with production settings (DEBUG off, HTTPS):
-no HTTP server, so network and a WSGI server are not measured. It runs in a throwaway database
-(created, migrated, analyzed and dropped; --keep-db leaves it) and reports:
+no HTTP server, so network and a WSGI server are not measured. With `--server gunicorn` it
+starts the production server instead (webapp/gunicorn.conf.py: 2 x cores + 1 processes) on the
+throwaway database and every labeler speaks HTTP to it, one keep-alive connection each; the load
+generator then shares the machine with the server and PostgreSQL. It runs in a throwaway
+database (created, migrated, analyzed and dropped; --keep-db leaves it) and reports:
 
 1. throughput and p50/p95/p99 latency of "next task" and "submit" for N labelers in two loads:
    a stress test with no think time (every labeler fires its next request at once: the most
@@ -23,10 +26,14 @@ no HTTP server, so network and a WSGI server are not measured. It runs in a thro
    alone and under the same loads.
 """
 import argparse
+import http.client
+import json
 import multiprocessing as mp
 import os
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -51,10 +58,96 @@ from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 API = "/api/labeling"
+SERVER: tuple[str, int] | None = None  # (host, port) of a running gunicorn, set by --server
 
 
-def api_client(token: str) -> Client:
+def api_client(token: str):
+    """Through the HTTP server when one runs (--server gunicorn), else Django's test client."""
+    return HttpClient(token, *SERVER) if SERVER else django_client(token)
+
+
+def django_client(token: str) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_X_FORWARDED_PROTO="https")
+
+
+class HttpResponse:
+    def __init__(self, status: int, body: bytes):
+        self.status_code, self.body = status, body
+
+    def json(self):
+        return json.loads(self.body) if self.body else {}
+
+
+class HttpClient:
+    """One labeler's keep-alive connection to the server, speaking as the TLS proxy would."""
+
+    def __init__(self, token: str, host: str, port: int):
+        self.connection = http.client.HTTPConnection(host, port, timeout=60)
+        self.headers = {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https",
+                        "Content-Type": "application/json"}
+
+    def post(self, url, data, content_type="application/json"):
+        body = json.dumps(data).encode()
+        for attempt in range(2):  # the server may have closed an idle keep-alive connection
+            try:
+                self.connection.request("POST", url, body=body, headers=self.headers)
+                response = self.connection.getresponse()
+                return HttpResponse(response.status, response.read())
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                self.connection.close()
+                if attempt:
+                    raise
+
+
+def start_gunicorn(settings_dict) -> subprocess.Popen:
+    """The production server on the bench database, on a free port; returns once it answers."""
+    global SERVER
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@"
+           f"{settings_dict['HOST'] or 'localhost'}:{settings_dict['PORT'] or 5432}/"
+           f"{settings_dict['NAME']}")
+    env = {**os.environ, "DATABASE_URL": url, "GUNICORN_BIND": f"127.0.0.1:{port}",
+           "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver"}
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_gunicorn_{port}.log"
+    print(f"gunicorn on port {port}, its log in {log}")
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webapp" / "gunicorn.conf.py"),
+             "webapp.wsgi"], cwd=ROOT, env=env, stdout=out, stderr=out)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection_.request("GET", f"{API}/projects/", headers={"X-Forwarded-Proto": "https"})
+            if connection_.getresponse().status in (401, 403):  # up, and no token sent
+                break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        server.kill()
+        raise RuntimeError("gunicorn did not start within 60 s")
+    SERVER = ("127.0.0.1", port)
+    warm_up(port)
+    return server
+
+
+def warm_up(port: int, requests: int = 200) -> None:
+    """Every worker process loads its URLs, views and database connections before the clock
+    starts (the first request of each costs a second or more)."""
+    def hit(n):
+        for _ in range(n):
+            connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            connection_.request("GET", f"{API}/projects/", headers={"X-Forwarded-Proto": "https"})
+            connection_.getresponse().read()
+            connection_.close()
+
+    threads = [threading.Thread(target=hit, args=(requests // 20,)) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def percentile(values, q):
@@ -281,7 +374,7 @@ def queries_per_request(token):
 
     from labeling import selectors
 
-    client = api_client(token)
+    client = django_client(token)  # in this process, where the queries can be counted
     with CaptureQueriesContext(connection) as next_q:
         r = client.post(f"{API}/tasks/next/", {}, content_type="application/json")
     if r.status_code != 200:
@@ -359,6 +452,8 @@ def main():
                         help="mean seconds a labeler spends on a task (0: skip that phase)")
     parser.add_argument("--processes", type=int, default=min(4, os.cpu_count() or 1))
     parser.add_argument("--keep-db", action="store_true")
+    parser.add_argument("--server", choices=["in-process", "gunicorn"], default="in-process",
+                        help="gunicorn: requests over HTTP to the production server")
     args = parser.parse_args()
 
     if connection.vendor != "postgresql":
@@ -366,6 +461,7 @@ def main():
     name = f"bench_labeling_{os.getpid()}"
     old_name = connection.settings_dict["NAME"]
     create_database(name)
+    server = start_gunicorn(connection.settings_dict) if args.server == "gunicorn" else None
     try:
         per_phase = args.rounds + (args.paced_rounds if args.think_s else 0)
         tasks_needed = args.labelers * per_phase * 2 // args.overlap + args.labelers
@@ -375,7 +471,8 @@ def main():
         print(f"database {name} on {connection.vendor}; {tasks_needed} open tasks of K={args.k},"
               f" overlap {args.overlap}, {args.labelers} labelers "
               f"({time.perf_counter() - t0:.1f} s to set up); {args.processes} processes, "
-              f"DEBUG {settings.DEBUG}, CONN_MAX_AGE {connection.settings_dict['CONN_MAX_AGE']}")
+              f"DEBUG {settings.DEBUG}, CONN_MAX_AGE {connection.settings_dict['CONN_MAX_AGE']}, "
+              f"server: {args.server}")
         small = queries_per_request(tokens[0])
         ids, bad = phases(tokens, args, "small tables")
         large = None
@@ -394,6 +491,9 @@ def main():
               f"large {large}")
         print("RESULT:", "OK" if bad == 0 else f"{bad} errors and integrity problems")
     finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=30)
         connections.close_all()
         if not args.keep_db:
             connection.creation.destroy_test_db(old_name, verbosity=0)

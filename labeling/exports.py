@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from labeling.errors import Invalid, NotFound
 from labeling.models import Demonstration, Project, Ranking, RankingTask, TaskCompletion
+from labeling.parsing import moment_in_range
 
 CHUNK = 500
 KINDS = ("sft", "comparisons", "rankings")
@@ -39,7 +40,9 @@ class Snapshot:
 
 
 def snapshot_for(*, project: Project, as_of: datetime | None = None) -> Snapshot:
-    as_of = (as_of or timezone.now()).astimezone(UTC)
+    """The snapshot of a project as of a moment (default now). A later moment is refused: its
+    rows would change as labels arrive while its id stayed the same."""
+    as_of = (timezone.now() if as_of is None else moment_in_range(as_of)).astimezone(UTC)
     return Snapshot(f"{project.slug}.{project.pk}@{as_of.strftime(_STAMP)}", project.pk, as_of)
 
 

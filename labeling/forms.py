@@ -125,7 +125,8 @@ class DialogueForm(TimedForm):
     def __init__(self, data=None, *, turns=None, **kwargs):
         super().__init__(data, **kwargs)
         if data is not None:
-            turns = [t.replace("\r\n", "\n") for t in data.getlist("turn")][:MAX_TURNS]
+            # All of them: the service refuses more than MAX_TURNS, none is dropped unsaid.
+            turns = [t.replace("\r\n", "\n") for t in data.getlist("turn")]
             self.action = data.get("action", self.SUBMIT)
         else:
             self.action = None

@@ -29,6 +29,7 @@ from django.db.models import F
 
 from labeling.errors import ImportFailed, Invalid
 from labeling.models import Demonstration, Project, Prompt
+from labeling.parsing import json_value, whole_number
 from labeling.services.evaluation_prompts import evaluation_share_pick
 from labeling.validation import clean_text, clean_turns, content_hash, render_turns
 
@@ -124,11 +125,9 @@ def _rows_jsonl(content) -> list[tuple[int, object]]:
         if not raw.strip():
             continue
         try:
-            rows.append((number, json.loads(raw)))
-        except json.JSONDecodeError as exc:
-            # Some of json's messages end in "at" ("Unterminated string starting at").
-            where = exc.msg.removesuffix(" at")
-            rows.append((number, Invalid(f"Not JSON: {where} at column {exc.colno}.")))
+            rows.append((number, json_value(raw, what="The line")))
+        except Invalid as exc:
+            rows.append((number, exc))
     return rows
 
 
@@ -138,12 +137,16 @@ def _rows_csv(content) -> list[tuple[int, object]]:
         raise ImportFailed("The CSV needs a header with a prompt column.",
                            errors=[(1, "No 'prompt' column in the header.")])
     rows = []
-    for row in reader:
-        if None in row:
-            row = Invalid("More fields than the header names.")
-        else:
-            row = {k: v for k, v in row.items() if v not in ("", None)}
-        rows.append((reader.line_num, row))
+    try:
+        for row in reader:
+            if None in row:
+                row = Invalid("More fields than the header names.")
+            else:
+                row = {k: v for k, v in row.items() if v not in ("", None)}
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:  # e.g. a field over csv.field_size_limit() (131,072 characters)
+        raise ImportFailed("The CSV cannot be read; nothing was imported.",
+                           errors=[(reader.line_num, f"Not CSV: {exc}.")]) from None
     return rows
 
 
@@ -170,10 +173,8 @@ def _line(number: int, row, default_needed: int, author) -> _Line:
         response = clean_text(response, field="response").strip()
         if author is None:
             raise Invalid("A line with a response needs an author for the demonstration.")
-    needed = row.get("demonstrations_needed", default_needed)
-    if isinstance(needed, str) and needed.strip().isdigit():
-        needed = int(needed)
-    if isinstance(needed, bool) or not isinstance(needed, int) or not 0 <= needed <= 20:
+    needed = whole_number(row.get("demonstrations_needed", default_needed), maximum=20)
+    if needed is None:
         raise Invalid("demonstrations_needed is a whole number from 0 to 20.")
     return _Line(number, turns, response, needed, content_hash(turns),
                  evaluation=_flag(row.get("evaluation", False)))

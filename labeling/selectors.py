@@ -8,6 +8,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.validators import slug_re
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -22,8 +23,10 @@ from labeling.models import (
     Ranking,
     RankingTask,
 )
+from labeling.parsing import row_id
 
 A = Assignment.Status
+NO_SUCH_ASSIGNMENT = "No such task in your queue."  # also for someone else's: ids tell nothing
 
 
 def _count(qs: QuerySet, group_by: str) -> Subquery:
@@ -137,13 +140,14 @@ def labeler_home(*, labeler) -> list[ProjectQueue]:
 
 def assignment_for(*, assignment_id, labeler) -> Assignment:
     """The labeler's own assignment with what a page needs; NotFound for anyone else's."""
+    assignment_id = row_id(assignment_id)
     assignment = (
         Assignment.objects.select_related("task", "prompt", "prompt__project")
         .filter(pk=assignment_id, labeler=labeler)
         .first()
-    ) if str(assignment_id).isdigit() else None
+    ) if assignment_id is not None else None
     if assignment is None:
-        raise NotFound("No such task in your queue.")
+        raise NotFound(NO_SUCH_ASSIGNMENT)
     return assignment
 
 
@@ -160,9 +164,10 @@ def completions_for(*, assignment: Assignment) -> list[Completion]:
 
 
 def project_by_slug(*, slug: str) -> Project:
-    project = Project.objects.filter(slug=slug).first()
+    is_slug = isinstance(slug, str) and len(slug) <= 100 and slug_re.fullmatch(slug)
+    project = Project.objects.filter(slug=slug).first() if is_slug else None
     if project is None:
-        raise NotFound(f"No project {slug!r}.")
+        raise NotFound(f"No project {str(slug)[:100]!r}.")
     return project
 
 

@@ -20,6 +20,7 @@ from labeling.agreement import project_agreement
 from labeling.errors import Conflict, Forbidden, Invalid, LabelingError
 from labeling.forms import DemonstrationForm, DialogueForm, RankingForm, SkipForm, now_ms
 from labeling.models import Assignment
+from labeling.parsing import row_id
 from labeling.quality import RULES, LabelerQuality, labeler_quality
 from labeling.services.demonstrations import demonstration_submit, dialogue_create
 from labeling.services.quality import labeler_exclude, labeler_include
@@ -242,11 +243,11 @@ def demonstration_post(request, assignment_id):
 
 def _suggestion(project, labeler, completion_id):
     """A model suggestion to start from: the one asked for, or one the selector offers."""
-    if completion_id is not None and not str(completion_id).isdigit():
+    if completion_id is not None and row_id(completion_id) is None:
         return None
     return selectors.dialogue_suggestion(
         project=project, labeler=labeler,
-        completion_id=int(completion_id) if completion_id else None,
+        completion_id=row_id(completion_id) if completion_id else None,
     )
 
 

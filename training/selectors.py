@@ -7,6 +7,7 @@ from pathlib import Path
 from django.db.models import Count, Q
 
 from labeling.models import Demonstration, Prompt, Ranking, RankingTask
+from labeling.parsing import row_id
 from training.errors import NotFound
 from training.models import ModelVersion, Round, RunMetric, TrainingRun
 from training.round_evaluation import round_evaluation
@@ -170,9 +171,7 @@ def sample_runs_for(*, run: TrainingRun) -> list[TrainingRun]:
                                    batch_key__startswith=SAMPLE_BATCH_PREFIX)
         .values_list("batch_key", flat=True).distinct()
     )  # fmt: skip
-    ids = {
-        int(k[len(SAMPLE_BATCH_PREFIX) :]) for k in keys if k[len(SAMPLE_BATCH_PREFIX) :].isdigit()
-    }
+    ids = {row_id(k[len(SAMPLE_BATCH_PREFIX) :]) for k in keys} - {None}
     return list(TrainingRun.objects.filter(pk__in=ids, kind="sample").order_by("id"))
 
 

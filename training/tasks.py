@@ -1,7 +1,14 @@
 """Celery tasks: thin. Each takes a run id and key and hands them to `training.jobs.runner`,
 which re-reads the run and returns at once when it is not queued for this worker (so a task
 delivered twice trains once). Long work: acks late, so a worker killed mid-run gives the message
-back; no automatic retries (a failed run is resumed by a person, from its checkpoint).
+back; no automatic retries of a failed run (it is resumed by a person, from its checkpoint).
+
+A run nobody runs any more recovers by itself, twice over:
+- the message a killed pool process gives back finds the run "running" with a heartbeat that
+  still looks fresh; instead of dropping it, the task asks again once the heartbeat is stale
+  (`retry` with that countdown) and then takes the run over from its last checkpoint;
+- `recover_stale_runs`, in the beat schedule, fails and re-queues any run whose heartbeat is
+  stale (its whole machine died, and with it the message until Redis's visibility timeout).
 
 Queues: `training` for pretrain / SFT / reward / PPO, `sampling` for samples (see
 `training.services.runs.queue_for`). A run that succeeds moves its round on
@@ -14,12 +21,17 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from training.jobs import runner
+from training.services import lifecycle
 
 logger = logging.getLogger(__name__)
 
 
 def _execute(task, run_id: int, key: str) -> str:
     outcome = runner.execute(run_id=run_id, key=key, worker=task.request.hostname or "")
+    if outcome == runner.SKIPPED:
+        wait = lifecycle.run_takeover_wait(run_id=run_id, key=key)
+        if wait is not None:  # running, maybe under a dead process: look again when stale
+            raise task.retry(countdown=wait)
     if outcome == "succeeded":
         _advance_round(run_id)
     return outcome
@@ -36,27 +48,27 @@ def _advance_round(run_id: int) -> None:
         logger.exception("could not move on the round of run %s", run_id)
 
 
-@shared_task(bind=True, name="training.pretrain", acks_late=True)
+@shared_task(bind=True, name="training.pretrain", acks_late=True, max_retries=None)
 def pretrain(self, run_id: int, key: str) -> str:
     return _execute(self, run_id, key)
 
 
-@shared_task(bind=True, name="training.sft", acks_late=True)
+@shared_task(bind=True, name="training.sft", acks_late=True, max_retries=None)
 def sft(self, run_id: int, key: str) -> str:
     return _execute(self, run_id, key)
 
 
-@shared_task(bind=True, name="training.reward", acks_late=True)
+@shared_task(bind=True, name="training.reward", acks_late=True, max_retries=None)
 def reward(self, run_id: int, key: str) -> str:
     return _execute(self, run_id, key)
 
 
-@shared_task(bind=True, name="training.ppo", acks_late=True)
+@shared_task(bind=True, name="training.ppo", acks_late=True, max_retries=None)
 def ppo(self, run_id: int, key: str) -> str:
     return _execute(self, run_id, key)
 
 
-@shared_task(bind=True, name="training.sample", acks_late=True)
+@shared_task(bind=True, name="training.sample", acks_late=True, max_retries=None)
 def sample(self, run_id: int, key: str) -> str:
     return _execute(self, run_id, key)
 
@@ -67,6 +79,15 @@ def continue_waiting_rounds() -> int:
     from training.services.rounds import rounds_advance_waiting
 
     return len(rounds_advance_waiting())
+
+
+@shared_task(name="training.recover_stale_runs")
+def recover_stale_runs() -> list[int]:
+    """The periodic check (see `webapp.celery.BEAT_SCHEDULE`): runs whose heartbeat is stale
+    are failed and queued again, continuing from their last checkpoint."""
+    from training.services.runs import runs_recover_stale
+
+    return runs_recover_stale()
 
 
 TASKS = {"pretrain": pretrain, "sft": sft, "reward": reward, "ppo": ppo, "sample": sample}

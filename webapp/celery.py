@@ -24,6 +24,8 @@ BEAT_SCHEDULE = {
     "collect-chat-comparisons": {"task": "chat.collect_comparisons", "schedule": 60.0},
     # A round waiting for rankings moves on within a minute of its last task being ranked.
     "continue-waiting-rounds": {"task": "training.continue_waiting_rounds", "schedule": 60.0},
+    # A run whose worker vanished (no heartbeat for TRAINING_HEARTBEAT_TIMEOUT) is queued again.
+    "recover-stale-runs": {"task": "training.recover_stale_runs", "schedule": 60.0},
 }
 
 app = Celery("webapp")

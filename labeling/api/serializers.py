@@ -5,7 +5,49 @@ from rest_framework import serializers
 from labeling.evaluation_selectors import comparison_sides
 from labeling.importers import format_for
 from labeling.models import Assignment, Demonstration, ExportSnapshot, Project, Ranking, Skip
+from labeling.parsing import DB_BIGINT_MAX, DB_INT_MAX, whole_number
 from labeling.selectors import completions_for
+
+
+class TextOnly:
+    """Text only: DRF's CharField turns a JSON 5 or true into "5" or "True" and stores it."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class Text(TextOnly, serializers.CharField):
+    pass
+
+
+class Slug(TextOnly, serializers.SlugField):
+    pass
+
+
+class Count(serializers.IntegerField):
+    """A whole number a PostgreSQL integer column holds, written in ASCII digits (DRF's own
+    IntegerField reads "١٢" as 12)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 0)
+        kwargs.setdefault("max_value", DB_INT_MAX)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and whole_number(data, minimum=-DB_BIGINT_MAX) is None:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class RowId(Count):
+    """A primary key."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", DB_BIGINT_MAX)
+        super().__init__(**kwargs)
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -69,42 +111,40 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 class NextTaskIn(serializers.Serializer):
     kind = serializers.ChoiceField(choices=Assignment.Kind.choices, default="ranking")
-    project = serializers.SlugField(required=False)
+    project = Slug(required=False)
 
 
 class RankingIn(serializers.Serializer):
     order = serializers.JSONField()
     all_bad = serializers.BooleanField(default=False)
     flags = serializers.JSONField(required=False, default=dict)
-    comment = serializers.CharField(required=False, default="", allow_blank=True,
-                                    trim_whitespace=False)
-    time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+    comment = Text(required=False, default="", allow_blank=True, trim_whitespace=False)
+    time_spent_ms = Count(required=False, default=0)
 
 
 class DemonstrationIn(serializers.Serializer):
-    reply = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    client_token = serializers.CharField(allow_blank=True)
-    time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+    reply = Text(allow_blank=True, trim_whitespace=False)
+    client_token = Text(allow_blank=True)
+    time_spent_ms = Count(required=False, default=0)
 
 
 class DialogueIn(serializers.Serializer):
-    project = serializers.SlugField()
+    project = Slug()
     turns = serializers.JSONField()
-    client_token = serializers.CharField(allow_blank=True)
-    suggestion_id = serializers.IntegerField(required=False, allow_null=True, default=None)
-    time_spent_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+    client_token = Text(allow_blank=True)
+    suggestion_id = RowId(required=False, allow_null=True, default=None)
+    time_spent_ms = Count(required=False, default=0)
 
 
 class SkipIn(serializers.Serializer):
-    reason = serializers.CharField(allow_blank=True)
+    reason = Text(allow_blank=True)
 
 
 class ImportIn(serializers.Serializer):
     format = serializers.ChoiceField(choices=["jsonl", "csv"], required=False)
-    content = serializers.CharField(required=False, trim_whitespace=False)
+    content = Text(required=False, trim_whitespace=False)
     file = serializers.FileField(required=False)
-    demonstrations_needed = serializers.IntegerField(required=False, default=1, min_value=0,
-                                                     max_value=20)
+    demonstrations_needed = Count(required=False, default=1, max_value=20)
     evaluation_share = serializers.FloatField(required=False, default=0.0)
 
     def validate(self, attrs):
@@ -116,19 +156,18 @@ class ImportIn(serializers.Serializer):
 
 
 class CompletionIn(serializers.Serializer):
-    text = serializers.CharField(allow_blank=True, trim_whitespace=False)
-    model_label = serializers.CharField(required=False, default="", allow_blank=True)
-    model_version_id = serializers.IntegerField(required=False, allow_null=True, default=None,
-                                                min_value=0)
+    text = Text(allow_blank=True, trim_whitespace=False)
+    model_label = Text(required=False, default="", allow_blank=True)
+    model_version_id = Count(required=False, allow_null=True, default=None)
     sampling = serializers.DictField(required=False, default=dict)
 
 
 class TaskIn(serializers.Serializer):
-    prompt_id = serializers.IntegerField(min_value=1)
+    prompt_id = RowId()
     completions = CompletionIn(many=True)
 
 
 class RankingTasksIn(serializers.Serializer):
-    batch_key = serializers.CharField(max_length=100)
-    priority = serializers.IntegerField(required=False, default=0)
+    batch_key = Text(max_length=100)
+    priority = Count(required=False, default=0, min_value=-DB_INT_MAX - 1)
     tasks = TaskIn(many=True, allow_empty=False)

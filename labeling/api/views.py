@@ -5,18 +5,19 @@ import functools
 
 from django.contrib.auth.decorators import login_not_required
 from django.http import StreamingHttpResponse
-from django.utils.dateparse import parse_datetime
 from rest_framework import status
 from rest_framework.decorators import api_view, parser_classes, permission_classes
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
 from rest_framework.response import Response
 
 from labeling import agreement, exports, selectors
 from labeling.api import serializers as s
+from labeling.api.parsers import BoundedJSONParser
 from labeling.errors import ImportFailed, Invalid, LabelingError
 from labeling.importers import MAX_BYTES, prompts_import
 from labeling.models import Project
+from labeling.parsing import as_of_moment
 from labeling.services import demonstrations, queue, rankings, tasks
 from labeling.services.exports import export_snapshot_create
 
@@ -124,7 +125,7 @@ def assignment_skip(request, assignment_id):
 
 
 @endpoint(["POST"], staff=True)
-@parser_classes([MultiPartParser, FormParser, JSONParser])
+@parser_classes([MultiPartParser, FormParser, BoundedJSONParser])
 def project_import(request, slug):
     data = parse(s.ImportIn, request.data)
     content = data["file"].read(MAX_BYTES + 1) if "file" in data else data["content"]
@@ -143,10 +144,7 @@ def _as_of(request, project):
             raise Invalid("That snapshot belongs to another project.")
         return as_of
     if raw := request.query_params.get("as_of"):
-        as_of = parse_datetime(raw)
-        if as_of is None or as_of.tzinfo is None:
-            raise Invalid("as_of is an ISO datetime with a time zone, e.g. 2025-01-01T12:00Z.")
-        return as_of
+        return as_of_moment(raw)
     return None
 
 

@@ -31,34 +31,58 @@ def _lock_labeler(labeler) -> None:
     get_user_model().objects.select_for_update().filter(pk=labeler.pk).first()
 
 
-def _replayed(*, client_token: str, labeler) -> Demonstration | None:
-    """The demonstration an earlier request with this token stored, if any."""
+def _replayed(*, client_token: str, labeler, assignment=None, turns=None) -> Demonstration | None:
+    """The demonstration an earlier request with this token stored for the same task (the
+    same assignment, or the same dialogue), if any. A token already used for another task or
+    other words is a Conflict: answering with the earlier row would tell the client that what
+    it sent now was saved."""
     existing = Demonstration.objects.filter(client_token=client_token).first()
-    if existing is not None and existing.author_id != labeler.pk:
+    if existing is None:
+        return None
+    if existing.author_id != labeler.pk:
         raise Conflict("This form was already submitted by someone else; reload the page.")
+    same_task = existing.assignment_id == getattr(assignment, "pk", None)
+    if not same_task or (turns is not None and existing.turns != turns):
+        raise Conflict("This form was already used for another submission; reload the page "
+                       "to start a new one (copy your text first).")
     return existing
+
+
+def _submitted_reply(assignment, reply: str) -> Demonstration:
+    """The demonstration already stored for this assignment, if this is the same reply again."""
+    demonstration = assignment.demonstration
+    if demonstration.turns[-1]["content"] != reply:
+        raise Conflict("You already submitted a different reply for this prompt; "
+                       "a demonstration cannot be changed.")
+    return demonstration
 
 
 @transaction.atomic
 def demonstration_submit(
     *, assignment_id, labeler, reply: str, client_token: str, time_spent_ms: int = 0
 ) -> Demonstration:
-    """The ideal assistant reply to the leased prompt. Idempotent by assignment and by token."""
+    """The ideal assistant reply to the leased prompt. Idempotent per assignment: the same reply
+    again returns the stored demonstration; another reply, or the token of another submission,
+    is a Conflict."""
     client_token = _clean_token(client_token)
     _lock_labeler(labeler)
     assignment = lock_own_assignment(assignment_id=assignment_id, labeler=labeler)
     if assignment.kind != Assignment.Kind.DEMONSTRATION:
         raise Invalid("This task asks for a ranking, not a demonstration.")
+    reply = clean_text(reply, field="The reply").strip()
     if assignment.status == Assignment.Status.SUBMITTED:
-        return assignment.demonstration
-    if existing := _replayed(client_token=client_token, labeler=labeler):
-        return existing
+        return _submitted_reply(assignment, reply)
+    _replayed(client_token=client_token, labeler=labeler, assignment=assignment)  # or Conflict
     if assignment.status == Assignment.Status.SKIPPED:
         raise Conflict("You skipped this prompt.")
+    prompt = Prompt.objects.select_for_update().get(pk=assignment.prompt_id)
+    # Liveness and the slot are checked only now, holding the prompt's lock: a submit delayed
+    # before this lock may find its lease expired and the slot claimed (and filled) by another.
     if not assignment.is_live():
         raise Conflict("Your time on this prompt ran out; take the next one.")
-    reply = clean_text(reply, field="The reply").strip()
-    prompt = Prompt.objects.select_for_update().get(pk=assignment.prompt_id)
+    if prompt.demonstrations_count >= prompt.demonstrations_needed:
+        raise Conflict("This prompt already has all the demonstrations it needs; "
+                       "take the next one.")
     turns = [*prompt.turns, {"role": "assistant", "content": reply}]
     demonstration = _create(
         prompt=prompt, labeler=labeler, turns=turns, client_token=client_token,
@@ -80,14 +104,15 @@ def dialogue_create(
     time_spent_ms: int = 0,
 ) -> Demonstration:
     """A whole dialogue written by one person playing both sides; its prompt (every turn but the
-    last reply) is created with it. Idempotent by `client_token`."""
+    last reply) is created with it. Idempotent by `client_token` (the same turns again; other
+    turns under a used token are a Conflict)."""
     client_token = _clean_token(client_token)
     _lock_labeler(labeler)
-    if existing := _replayed(client_token=client_token, labeler=labeler):
+    turns = clean_turns(turns, ends_with="assistant")
+    if existing := _replayed(client_token=client_token, labeler=labeler, turns=turns):
         return existing
     if not project.is_active:
         raise Conflict(f"The project {project.name} is closed.")
-    turns = clean_turns(turns, ends_with="assistant")
     if len(turns) < 2:
         raise Invalid("A dialogue has at least a user turn and an assistant reply.")
     suggestion = None

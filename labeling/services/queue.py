@@ -21,6 +21,7 @@ from django.utils import timezone
 from labeling import evaluation_selectors, selectors
 from labeling.errors import Conflict, Forbidden, NotFound
 from labeling.models import Assignment, ComparisonTask, Project, Prompt, RankingTask, Skip
+from labeling.parsing import row_id
 from labeling.validation import MAX_REASON_CHARS, clean_text
 
 A = Assignment.Status
@@ -170,20 +171,18 @@ def _lease(*, labeler, row, kind, now) -> Assignment:
 
 
 def lock_own_assignment(*, assignment_id, labeler) -> Assignment:
-    """The assignment, row-locked, if it exists and is this labeler's (Forbidden otherwise)."""
+    """The assignment, row-locked, if it exists and is this labeler's. Someone else's is the
+    same NotFound as a missing one: ids must not tell which leases exist."""
     _check_labeler(labeler)
-    if not str(assignment_id).isdigit():
-        raise NotFound("No such task.")
+    assignment_id = row_id(assignment_id)
     assignment = (
         Assignment.objects.select_for_update(of=("self",))
         .select_related("prompt__project", "task", "comparison")
-        .filter(pk=assignment_id)
+        .filter(pk=assignment_id, labeler=labeler)
         .first()
-    )
+    ) if assignment_id is not None else None
     if assignment is None:
-        raise NotFound("No such task.")
-    if assignment.labeler_id != labeler.pk:
-        raise Forbidden("This task is assigned to another labeler.")
+        raise NotFound(selectors.NO_SUCH_ASSIGNMENT)
     return assignment
 
 

@@ -4,6 +4,7 @@ from django.utils import timezone
 
 from labeling.errors import Conflict, Invalid
 from labeling.models import Assignment, Ranking, RankingTask
+from labeling.parsing import row_id
 from labeling.services.queue import lock_own_assignment
 from labeling.validation import MAX_COMMENT_CHARS, clean_text
 
@@ -22,20 +23,25 @@ def ranking_submit(
     comment: str = "",
     time_spent_ms: int = 0,
 ) -> Ranking:
-    """Store one ranking for a live lease. Idempotent: submitting the same assignment again
-    (a double click, a retried request) returns the first ranking and writes nothing."""
+    """Store one ranking for a live lease. Idempotent: submitting the same order for the same
+    assignment again (a double click, a retried request) returns the first ranking and writes
+    nothing; another order for it is a Conflict."""
     assignment = lock_own_assignment(assignment_id=assignment_id, labeler=labeler)
     if assignment.kind != Assignment.Kind.RANKING:
         raise Invalid("This task asks for a demonstration, not a ranking.")
     if assignment.status == Assignment.Status.SUBMITTED:
-        return assignment.ranking
+        return _replayed(assignment.ranking, order)
     if assignment.status == Assignment.Status.SKIPPED:
         raise Conflict("You skipped this task.")
+    task = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
+    # Liveness and the slot are checked only now, holding the task's lock: a submit delayed
+    # before this lock may find its lease expired and the slot claimed (and filled) by another.
     if not assignment.is_live():
         raise Conflict("Your time on this task ran out; take the next task.")
-    task = RankingTask.objects.select_for_update().get(pk=assignment.task_id)
     if task.status == RankingTask.Status.CANCELLED:
         raise Conflict("This task was withdrawn.")
+    if task.rankings_count >= task.rankings_needed:
+        raise Conflict("This task already has all the rankings it needs; take the next task.")
     ids = set(task.items.order_by().values_list("completion_id", flat=True))
     ranking = Ranking(
         task=task,
@@ -61,14 +67,28 @@ def ranking_submit(
     return ranking
 
 
+def _replayed(ranking: Ranking, order) -> Ranking:
+    """A repeated submit (a double click, a retried request) gets the stored ranking; one with
+    another order is refused, so a client that reads only the status is not told it was saved."""
+    if _same_order(ranking.order, order):
+        return ranking
+    raise Conflict("This task was already submitted with a different order; "
+                   "a ranking cannot be changed.")
+
+
+def _same_order(stored: list[list[int]], order) -> bool:
+    try:
+        posted = clean_order(order, {i for group in stored for i in group})
+    except Invalid:
+        return False
+    return [sorted(g) for g in posted] == [sorted(g) for g in stored]
+
+
 def _as_id(value) -> int:
-    if isinstance(value, bool):
+    completion_id = row_id(value)
+    if completion_id is None:
         raise Invalid("A ranking lists completion ids.")
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, int):
-        return value
-    raise Invalid("A ranking lists completion ids.")
+    return completion_id
 
 
 def clean_order(order, ids: set[int]) -> list[list[int]]:

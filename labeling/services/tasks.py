@@ -1,12 +1,16 @@
 """Ranking tasks: model samples pushed back by the training side, and staff corrections."""
+import math
+
 from django.db import transaction
 from django.utils import timezone
 
 from labeling.errors import Invalid, NotFound
 from labeling.models import Completion, Project, Prompt, RankingTask, TaskCompletion
+from labeling.parsing import DB_BIGINT_MAX, DB_INT_MAX, whole_number
 from labeling.validation import clean_text
 
 MAX_BATCH_KEY_CHARS = 100
+MAX_SAMPLING_KEYS = 50
 
 
 @transaction.atomic
@@ -24,7 +28,8 @@ def ranking_tasks_create(
     first push created for those prompts and creates nothing. All or nothing.
     """
     batch_key = clean_text(batch_key, field="The batch key", max_chars=MAX_BATCH_KEY_CHARS).strip()
-    prompt_ids = [_as_int(prompt_id, "prompt id") for prompt_id, _ in prompt_completions]
+    priority = _priority(priority)
+    prompt_ids = [_as_int(prompt_id, "prompt id", minimum=1) for prompt_id, _ in prompt_completions]
     if len(set(prompt_ids)) != len(prompt_ids):
         raise Invalid("A batch names a prompt twice.")
     prompts = Prompt.objects.in_bulk(prompt_ids)
@@ -61,30 +66,56 @@ def ranking_tasks_create(
     return tasks
 
 
-def _as_int(value, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str) or not str(value).isdigit():
-        raise Invalid(f"Not a {what}: {value!r}.")
-    return int(value)
+def _as_int(value, what: str, *, minimum=0, maximum=DB_BIGINT_MAX) -> int:
+    number = whole_number(value, minimum=minimum, maximum=maximum)
+    if number is None:
+        raise Invalid(f"Not a {what}: {str(value)[:40]!r}.")
+    return number
 
 
 def _completion(prompt: Prompt, data: dict, now) -> Completion:
     if not isinstance(data, dict):
         raise Invalid("A completion is an object with a text.")
     version = data.get("model_version_id")
-    sampling = data.get("sampling") or {}
-    if not isinstance(sampling, dict):
-        raise Invalid("A completion's sampling settings are an object.")
+    sampling = clean_sampling(data.get("sampling") or {})
     completion = Completion(
         prompt=prompt,
         text=clean_text(data.get("text"), field="A completion"),
         model_label=clean_text(data.get("model_label") or "", field="The model label",
                                max_chars=100, required=False),
-        model_version_id=None if version is None else _as_int(version, "model version id"),
+        model_version_id=None if version is None else _as_int(
+            version, "model version id", maximum=DB_INT_MAX),
         sampling=sampling,
         created_at=now,
     )
     completion.full_clean(exclude=["prompt"])
     return completion
+
+
+def clean_sampling(sampling) -> dict:
+    """Sampling settings are a flat object of names to plain values (temperature, seed, ...):
+    nothing nested (a deep nesting cannot be stored), no NUL and no NaN (PostgreSQL's jsonb
+    refuses both)."""
+    if not isinstance(sampling, dict) or len(sampling) > MAX_SAMPLING_KEYS:
+        raise Invalid(f"A completion's sampling settings are an object of at most "
+                      f"{MAX_SAMPLING_KEYS} names.")
+    cleaned = {}
+    for name, value in sampling.items():
+        name = clean_text(name, field="A sampling setting's name", max_chars=100)
+        if isinstance(value, str):
+            value = clean_text(value, field=f"The sampling setting {name[:40]}",
+                               max_chars=1000, required=False)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise Invalid(f"The sampling setting {name[:40]} is not a finite number.")
+        elif value is not None and not isinstance(value, bool | int | float):
+            raise Invalid(f"The sampling setting {name[:40]} is a number, text, true/false "
+                          "or null.")
+        cleaned[name] = value
+    return cleaned
+
+
+def _priority(value) -> int:
+    return _as_int(value, "priority", minimum=-DB_INT_MAX - 1, maximum=DB_INT_MAX)
 
 
 @transaction.atomic
@@ -116,4 +147,4 @@ def ranking_tasks_cancel(*, task_ids: list[int]) -> int:
 
 @transaction.atomic
 def ranking_tasks_prioritize(*, task_ids: list[int], priority: int) -> int:
-    return RankingTask.objects.filter(pk__in=task_ids).update(priority=priority)
+    return RankingTask.objects.filter(pk__in=task_ids).update(priority=_priority(priority))

@@ -6,7 +6,7 @@ from labeling_factories import completions, make_project, make_prompt, make_task
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from labeling.models import Demonstration, Prompt, Ranking, RankingTask
+from labeling.models import Demonstration, ExportSnapshot, Prompt, Ranking, RankingTask
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("labeling_api_urls")]
 API = "/api/labeling"
@@ -47,6 +47,8 @@ def test_a_tool_labels_by_script_next_then_submit(project):
     assert first.status_code == 201 and first.json()["order"] == order
     again = api.post(url, body, format="json")  # a retried request
     assert again.json()["id"] == first.json()["id"] and Ranking.objects.count() == 1
+    changed = api.post(url, {**body, "order": order[::-1]}, format="json")
+    assert changed.status_code == 409 and "different order" in changed.json()["error"]
     assert api.get(f"{API}/assignments/{task['id']}/").json()["status"] == "submitted"
 
 
@@ -83,8 +85,13 @@ def test_someone_elses_or_an_unknown_assignment(project):
     api = client_for(other)
     response = api.post(f"{API}/assignments/{task['id']}/ranking/", {"order": order},
                         format="json")
-    assert response.status_code == 403 and "another labeler" in response.json()["error"]
-    assert api.get(f"{API}/assignments/{task['id']}/").status_code == 404
+    unknown = api.post(f"{API}/assignments/999999/ranking/", {"order": order}, format="json")
+    # Someone else's lease answers exactly as one that does not exist: ids tell nothing.
+    assert response.status_code == unknown.status_code == 404
+    assert response.json() == unknown.json()
+    assert api.get(f"{API}/assignments/{task['id']}/").json() == api.get(
+        f"{API}/assignments/999999/").json()
+    assert api.post(f"{API}/assignments/{task['id']}/renew/").status_code == 404
     assert api.post(f"{API}/assignments/999999/renew/").status_code == 404
     assert not Ranking.objects.exists()
 
@@ -135,6 +142,14 @@ def test_staff_import_export_and_push_tasks(project):
     assert b"".join(again.streaming_content).decode().splitlines() == lines
     assert staff.get(f"{API}/projects/api-proj/export/?kind=nope").status_code == 400
     assert staff.get(f"{API}/projects/api-proj/export/?as_of=yesterday").status_code == 400
+    for as_of in ("2999-01-01T00:00Z", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00+01:00",
+                  "0001-01-01T00:00Z", "2025-02-30T00:00Z"):
+        for endpoint in ("export", "agreement"):
+            answer = staff.get(f"{API}/projects/api-proj/{endpoint}/", {"as_of": as_of})
+            assert answer.status_code == 400, (endpoint, as_of)
+        future = staff.post(f"{API}/projects/api-proj/snapshots/?as_of={as_of}")
+        assert future.status_code == 400 and "as_of" in future.json()["error"]
+    assert not ExportSnapshot.objects.exists()
     assert labeler_api.get(f"{API}/projects/api-proj/export/").status_code == 403
     recorded = staff.post(f"{API}/projects/api-proj/snapshots/")
     assert recorded.status_code == 201 and recorded.json()["counts"]["sft"] == 4

@@ -80,6 +80,17 @@ def test_a_dialogue_ending_with_a_user_turn_is_refused(lena_client, project):
     assert not Demonstration.objects.exists()
 
 
+def test_a_dialogue_over_the_turn_limit_is_refused_not_cut_short(lena_client, project):
+    turns = [f"turn {i}" for i in range(500)]
+    response = lena_client.post("/label/dialogue/help/submit/", {
+        "client_token": "tok-long", "turn": turns, "action": "submit",
+    })
+    assert response.status_code == 400
+    assert "at most 40 turns" in response.content.decode()
+    assert "turn 499" in response.content.decode()  # nothing typed is dropped
+    assert not Demonstration.objects.exists()
+
+
 def test_a_closed_project_cannot_take_dialogues(lena_client, project):
     project.is_active = False
     project.save(update_fields=["is_active"])

@@ -2,7 +2,7 @@
 import pytest
 from labeling_factories import make_project, make_prompt, make_user
 
-from labeling.errors import Conflict, Forbidden, Invalid, NotFound
+from labeling.errors import Conflict, Invalid, NotFound
 from labeling.models import Demonstration, Prompt
 from labeling.services.demonstrations import demonstration_submit, dialogue_create
 from labeling.services.queue import demonstration_claim_next
@@ -27,10 +27,53 @@ def test_a_reply_becomes_the_prompts_dialogue_plus_the_answer():
     assert demo.turns == dialogue("What is 2+2?", "4.")
     assert (demo.author, demo.prompt, demo.is_dialogue, demo.time_spent_ms) == (
         labeler, prompt, False, 900)
-    # A double click with the same token, or a retry on the same lease, stores one row.
-    assert demonstration_submit(assignment_id=lease.pk, labeler=labeler, reply="5",
+    # A double click with the same token, or a retry of the same reply, stores one row.
+    assert demonstration_submit(assignment_id=lease.pk, labeler=labeler, reply="4.",
+                                client_token="tok-1") == demo
+    assert demonstration_submit(assignment_id=lease.pk, labeler=labeler, reply="4.",
                                 client_token="tok-2") == demo
+    # Another reply for the same lease is not silently dropped.
+    with pytest.raises(Conflict, match="different reply"):
+        demonstration_submit(assignment_id=lease.pk, labeler=labeler, reply="5",
+                             client_token="tok-3")
     assert Demonstration.objects.count() == 1
+
+
+def test_a_token_reused_on_a_new_lease_is_refused_and_the_lease_stays_open():
+    """The earlier demonstration answers another prompt: returning it would tell the client
+    that this reply was saved while nothing was."""
+    project = make_project()
+    make_prompt(project)
+    make_prompt(project)
+    labeler = make_user()
+    first = demonstration_claim_next(labeler=labeler)
+    demonstration_submit(assignment_id=first.pk, labeler=labeler, reply="One.",
+                         client_token="form-1")
+    second = demonstration_claim_next(labeler=labeler)
+    with pytest.raises(Conflict, match="already used for another submission"):
+        demonstration_submit(assignment_id=second.pk, labeler=labeler, reply="Two.",
+                             client_token="form-1")
+    second.refresh_from_db()
+    assert second.status == "active" and Demonstration.objects.count() == 1
+    demo = demonstration_submit(assignment_id=second.pk, labeler=labeler, reply="Two.",
+                                client_token="form-2")
+    assert demo.prompt_id == second.prompt_id and demo.turns[-1]["content"] == "Two."
+
+
+def test_a_dialogue_token_reused_for_other_turns_or_for_a_lease_is_refused():
+    project = make_project()
+    make_prompt(project)
+    labeler = make_user()
+    dialogue_create(project=project, labeler=labeler, turns=dialogue("q", "a"),
+                    client_token="dlg")
+    with pytest.raises(Conflict, match="already used"):
+        dialogue_create(project=project, labeler=labeler, turns=dialogue("q", "other"),
+                        client_token="dlg")
+    lease = demonstration_claim_next(labeler=labeler)
+    with pytest.raises(Conflict, match="already used"):
+        demonstration_submit(assignment_id=lease.pk, labeler=labeler, reply="r",
+                             client_token="dlg")
+    assert Demonstration.objects.count() == 1 and Prompt.objects.count() == 2
 
 
 @pytest.mark.parametrize(
@@ -58,7 +101,7 @@ def test_someone_elses_lease_or_token_is_refused():
     make_prompt(project)
     a, b = make_user(), make_user()
     lease = demonstration_claim_next(labeler=a)
-    with pytest.raises(Forbidden):
+    with pytest.raises(NotFound):
         demonstration_submit(assignment_id=lease.pk, labeler=b, reply="hi", client_token="t")
     demonstration_submit(assignment_id=lease.pk, labeler=a, reply="hi", client_token="t")
     with pytest.raises(Conflict):

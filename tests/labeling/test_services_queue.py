@@ -168,10 +168,11 @@ def test_leases_belong_to_their_labeler():
     a, b = make_user(), make_user()
     lease = ranking_claim_next(labeler=a)
     for call in (assignment_renew, lambda **kw: assignment_skip(reason="x", **kw)):
-        with pytest.raises(Forbidden):
+        with pytest.raises(NotFound) as someone_elses:
             call(assignment_id=lease.pk, labeler=b)
-        with pytest.raises(NotFound):
+        with pytest.raises(NotFound) as missing:
             call(assignment_id=lease.pk + 1000, labeler=a)
+        assert someone_elses.value.message == missing.value.message  # ids tell nothing
     assert lease.status == "active" and not Skip.objects.exists()
 
 

@@ -2,7 +2,7 @@
 import pytest
 from labeling_factories import make_project, make_tasks, make_user, order_of
 
-from labeling.errors import Conflict, Forbidden, Invalid, NotFound
+from labeling.errors import Conflict, Invalid, NotFound
 from labeling.models import Assignment, Ranking
 from labeling.services.queue import demonstration_claim_next, ranking_claim_next
 from labeling.services.rankings import ranking_submit
@@ -38,12 +38,20 @@ def test_submit_stores_order_with_ties_flags_and_completes_the_task(leased):
 def test_a_second_submit_returns_the_first_ranking_and_writes_nothing(leased):
     task, labeler, lease = leased
     first = ranking_submit(assignment_id=lease.pk, labeler=labeler, order=order_of(task))
-    again = ranking_submit(
-        assignment_id=str(lease.pk), labeler=labeler, order=order_of(task, reverse=True)
-    )
+    again = ranking_submit(assignment_id=str(lease.pk), labeler=labeler, order=order_of(task))
     assert again == first and Ranking.objects.count() == 1
     task.refresh_from_db()
     assert task.rankings_count == 1
+
+
+def test_resubmitting_another_order_is_refused_and_the_first_one_stays(leased):
+    task, labeler, lease = leased
+    first = ranking_submit(assignment_id=lease.pk, labeler=labeler, order=order_of(task))
+    with pytest.raises(Conflict, match="already submitted with a different order"):
+        ranking_submit(assignment_id=lease.pk, labeler=labeler,
+                       order=order_of(task, reverse=True))
+    first.refresh_from_db()
+    assert first.order == order_of(task) and Ranking.objects.count() == 1
 
 
 def test_flat_order_and_string_ids_are_accepted(leased):
@@ -96,9 +104,9 @@ def test_bad_flags_comments_and_times_are_refused(leased, kwargs, message):
 
 def test_submitting_for_someone_else_or_a_foreign_id_is_refused(leased):
     task, labeler, lease = leased
-    with pytest.raises(Forbidden) as error:
+    with pytest.raises(NotFound) as error:
         ranking_submit(assignment_id=lease.pk, labeler=make_user(), order=order_of(task))
-    assert error.value.status == 403 and "another labeler" in error.value.message
+    assert error.value.status == 404 and "No such task" in error.value.message
     for bad_id in (lease.pk + 1000, "abc", None):
         with pytest.raises(NotFound):
             ranking_submit(assignment_id=bad_id, labeler=labeler, order=order_of(task))

@@ -32,6 +32,7 @@ from training.services import lifecycle
 
 logger = logging.getLogger(__name__)
 JOBS = {kind: f"training.jobs.{kind}" for kind in TrainingRun.Kind.values}
+SKIPPED = "skipped: not queued for this worker"
 
 
 @dataclass
@@ -150,7 +151,7 @@ def execute(*, run_id: int, key: str, worker: str) -> str:
     close_old_connections()
     run = lifecycle.run_start(run_id=run_id, key=key, worker=worker)
     if run is None:
-        return "skipped: not queued for this worker"
+        return SKIPPED
     reporter = Reporter(run)
     try:
         with Heartbeat(reporter):

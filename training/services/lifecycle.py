@@ -17,6 +17,7 @@ from training.services.status import append_log, transition
 
 S = TrainingRun.Status
 MAX_ERROR_CHARS = 10_000
+TAKEOVER_MARGIN_SECONDS = 2.0  # past the timeout, so run_start sees the heartbeat stale
 
 
 @transaction.atomic
@@ -39,6 +40,21 @@ def run_start(*, run_id: int, key: str, worker: str) -> TrainingRun | None:
     else:
         return None
     return transition(run, S.RUNNING, worker=worker, attempt=run.attempt + 1, log=log)
+
+
+def run_takeover_wait(*, run_id: int, key: str) -> float | None:
+    """Seconds until a run that is "running" may be taken over, when its heartbeat will be
+    stale; None when it is not running (finished, cancelled, unknown), so nothing to wait for.
+
+    Why: when the pool process running a run is killed (the out-of-memory killer), Celery hands
+    its message back at once, while the dead run's heartbeat still looks fresh. The redelivered
+    task asks again after this long instead of dropping the run (see `training.tasks`)."""
+    run = TrainingRun.objects.filter(pk=run_id).values("key", "status", "heartbeat_at").first()
+    if run is None or str(run["key"]) != str(key) or run["status"] != S.RUNNING:
+        return None
+    now = timezone.now()
+    stale_at = (run["heartbeat_at"] or now) + heartbeat_timeout()
+    return max(0.0, (stale_at - now).total_seconds()) + TAKEOVER_MARGIN_SECONDS
 
 
 def _mine(run_id: int, attempt: int):

@@ -51,6 +51,8 @@ def run_create(
     snapshot, and hand it to a worker. The same `request_token` (a double-clicked form) returns
     the first run instead of creating a second. `enqueue_it=False` leaves it queued for the
     caller to execute in its own process (`training.jobs.runner.execute`: the headless demo)."""
+    if request_token is not None and not _is_token(request_token):
+        raise Invalid("The form's request token is malformed; reload the page.")
     if request_token and (
         existing := TrainingRun.objects.filter(request_token=request_token).first()
     ):
@@ -88,6 +90,11 @@ RUN_NAMES = {"pretrain": "a pretraining run", "sft": "an SFT run", "reward": "a 
 def a_run(kind: str) -> str:
     """The kind of run with its article, for messages ("an SFT run", not "a sft run")."""
     return RUN_NAMES.get(kind, f"a {kind} run")
+
+
+def _is_token(value) -> bool:
+    """A token is printable text that fits its column (PostgreSQL refuses a NUL in any text)."""
+    return isinstance(value, str) and len(value) <= 64 and value.isprintable()
 
 
 def _check_inputs(kind, input_model, reward_model) -> None:
@@ -229,6 +236,23 @@ def runs_mark_stale(*, timeout: timedelta | None = None, now=None) -> list[int]:
     return marked
 
 
+def runs_recover_stale(*, timeout: timedelta | None = None) -> list[int]:
+    """Runs whose worker vanished: marked failed (with the reason), then queued again. A run
+    that cannot be queued (Redis down) stays failed, resumable by hand."""
+    return _resume_all(runs_mark_stale(timeout=timeout))
+
+
+def _resume_all(run_ids) -> list[int]:
+    resumed = []
+    for run_id in run_ids:
+        try:
+            run_resume(run_id=run_id)
+            resumed.append(run_id)
+        except QueueUnavailable:
+            pass  # stays failed, resumable by hand
+    return resumed
+
+
 def runs_recover_for_worker(*, worker: str) -> list[int]:
     """Called when a worker (re)starts: runs still "running" under its name were left by its
     previous life (killed, crashed). They are marked so and resumed."""
@@ -241,14 +265,7 @@ def runs_recover_for_worker(*, worker: str) -> list[int]:
                 error=f"The worker {worker} restarted during this run.",
                 log=f"worker {worker} restarted while running it",
             )
-    resumed = []
-    for run in runs:
-        try:
-            run_resume(run_id=run.pk)
-            resumed.append(run.pk)
-        except QueueUnavailable:
-            pass  # stays failed, resumable by hand
-    return resumed
+    return _resume_all(run.pk for run in runs)
 
 
 def _locked(run_id) -> TrainingRun:

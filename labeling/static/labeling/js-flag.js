@@ -1,0 +1,1 @@
+document.documentElement.classList.add("js");  // before the first paint: no flash of no-JS layout
