@@ -1,5 +1,6 @@
 """The headless demo's simulated labelers and its evaluation (used by `manage.py run_demo_round`
-and `bench/bench_round.py`); the rules they follow are in `training.demo_rules`."""
+and `bench/bench_round.py`); what they prefer is in `training.demo_rules`, how consistently they
+follow it in `training.demo_labelers`."""
 
 import re
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ import torch
 from labeling.models import Demonstration, RankingTask
 from labeling.services.queue import ranking_claim_next
 from labeling.services.rankings import ranking_submit
-from training.demo_rules import Rule, rule_order
+from training.demo_labelers import SimulatedLabeler
+from training.demo_rules import Preference
 from training.jobs.common import load_version
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
@@ -28,17 +30,19 @@ def function_names(project) -> dict[int, str]:
     return names
 
 
-def simulate_labelers(project, labelers, *, rule: Rule, names: dict[int, str]) -> int:
-    """Each simulated labeler claims and ranks tasks by the rule until none is left for them
-    (through the same services as the browser). Returns the number of rankings."""
+def simulate_labelers(
+    project, labelers: dict[object, SimulatedLabeler], *, names: dict[int, str]
+) -> int:
+    """Each simulated labeler ({user: SimulatedLabeler}) claims and ranks tasks until none is left
+    for them (through the same services as the browser). Returns the number of rankings."""
     submitted = 0
-    for labeler in labelers:
+    for labeler, simulated in labelers.items():
         while (assignment := ranking_claim_next(labeler=labeler, project=project)) is not None:
             task: RankingTask = assignment.task
             completions = [
                 i.completion for i in task.items.select_related("completion").order_by("position")
             ]
-            order = rule_order(rule, completions, names.get(task.prompt_id))
+            order = simulated.rank(completions, names.get(task.prompt_id))
             ranking_submit(assignment_id=assignment.pk, labeler=labeler, order=order)
             submitted += 1
     return submitted
@@ -62,7 +66,7 @@ def evaluate(
     policy,
     reward_model,
     prompts: list[tuple[int, list]],
-    rule: Rule,
+    rule: Preference,
     names,
     max_new_tokens=32,
     temperature=0.7,

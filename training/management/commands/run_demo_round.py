@@ -8,7 +8,8 @@ The base model is the shipped SmolLM2-135M-Instruct (imported once; every stage 
 adapters, the `lora` preset), or with `--preset tiny` a tiny GPT pretrained on the
 standard-library docs (or the last one) -> SFT on the demo project's demonstrations
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
-by a visible rule (`--rule`, see `training.demo_rules`) -> reward model -> PPO -> evaluation:
+by a visible preference (`--rule`, see `training.demo_rules`; `--noise` and `--bradley-terry` make
+them as inconsistent as people, see `training.demo_labelers`) -> reward model -> PPO -> evaluation:
 the reward before and after PPO, the reward model's held-out accuracy, the KL, and the new
 policy's win rate over the SFT model under the rule. Every step is a real run (rows, snapshots,
 lineage); the timings per stage are printed at the end.
@@ -24,7 +25,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.models import Project
 from labeling.services.projects import project_update
-from training.demo_rules import RULES
+from training.demo_labelers import SimulatedLabeler
+from training.demo_rules import PREFERENCES
 from training.jobs import runner
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
@@ -67,8 +69,14 @@ class Command(BaseCommand):
         parser.add_argument("--sft-epochs", type=int)
         parser.add_argument("--sft-lr", type=float)
         parser.add_argument("--sample-prompts", type=int)
-        parser.add_argument("--rule", default="returns", choices=sorted(RULES),
+        parser.add_argument("--rule", default="returns", choices=sorted(PREFERENCES),
                             help="what the simulated labelers prefer")  # fmt: skip
+        parser.add_argument("--noise", type=float, default=0.0,
+                            help="share of neighbouring places swapped at random")  # fmt: skip
+        parser.add_argument("--bradley-terry", type=float, nargs="?", const=2.0, metavar="SCALE",
+                            help="sample rankings from the scores (P(a above b) = "
+                                 "sigmoid(SCALE * (s_a - s_b)), SCALE 2 when not given) "
+                                 "instead of sorting by them")  # fmt: skip
         parser.add_argument("--ppo-iterations", type=int)
         parser.add_argument("--ppo-prompts", type=int, help="prompts per iteration")
         parser.add_argument("--ppo-lr", type=float)
@@ -93,7 +101,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from training import demo
 
-        rule = RULES[options["rule"]]
+        rule = PREFERENCES[options["rule"]]
+        try:  # checked now, not after the minutes of SFT and sampling
+            simulated = [SimulatedLabeler(rule, noise=options["noise"], seed=seed,
+                                          bt_scale=options["bradley_terry"])
+                         for seed in range(len(SIMULATED))]  # fmt: skip
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         preset = options["preset"]
         for name, value in DEMO_SIZES[preset].items():
             if options[name] is None:
@@ -125,10 +139,10 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         users = get_user_model().objects
-        labelers = [users.get_or_create(username=name, defaults={"password": "!"})[0]
-                    for name in SIMULATED]  # fmt: skip
+        labelers = {users.get_or_create(username=name, defaults={"password": "!"})[0]: labeler
+                    for name, labeler in zip(SIMULATED, simulated, strict=True)}  # fmt: skip
         names = demo.function_names(project)
-        ranked = demo.simulate_labelers(project, labelers, rule=rule, names=names)
+        ranked = demo.simulate_labelers(project, labelers, names=names)
         self.timings["ranking (simulated)"] = time.monotonic() - started
         self.stdout.write(f"simulated labelers submitted {ranked} rankings")
 
@@ -148,6 +162,15 @@ class Command(BaseCommand):
         )
         self.timings["evaluation"] = time.monotonic() - started
         self.report(rule, sample, rm, ppo, result)
+
+    def labeler_habits(self) -> str:
+        o = self.options
+        how = (
+            f"rankings sampled Bradley-Terry from the scores (scale {o['bradley_terry']:g})"
+            if o["bradley_terry"] is not None
+            else "sorted by score"
+        )
+        return f"{how}, {o['noise']:.0%} of neighbouring places swapped at random"
 
     def base_model(self, project, options) -> ModelVersion:
         """`--base`, else the preset's: the shipped model (imported the first time) or the
@@ -240,6 +263,7 @@ class Command(BaseCommand):
         lines = [
             "",
             f"Rule: {rule.description}",
+            f"Labelers: {self.labeler_habits()}",
             f"reward before PPO (SFT replies):   {result.reward_before:+.3f}",
             f"reward after PPO (policy replies): {result.reward_after:+.3f}",
             f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
