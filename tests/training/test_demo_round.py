@@ -31,6 +31,7 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     assert ("Labelers: rankings sampled Bradley-Terry from the scores (scale 2), 10% of "
             "neighbouring places swapped at random") in report  # fmt: skip
     assert "replies that mention a caveat:    SFT " in report
+    assert "(longer-reply baseline " in report and "; the weights of step " in report
     assert "win rate of the policy over SFT:" in report
     first = Prompt.objects.filter(project__slug="python-stdlib").order_by("id").first()
     assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each

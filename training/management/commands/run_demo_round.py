@@ -267,7 +267,8 @@ class Command(BaseCommand):
             f"reward before PPO (SFT replies):   {result.reward_before:+.3f}",
             f"reward after PPO (policy replies): {result.reward_after:+.3f}",
             f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
-            f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f})",
+            f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f}"
+            f"{early_stopping(m)})",
             f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
             f"replies that {rule.best + ':':<21}SFT {result.rule_rate_before:.0%} -> "
             f"policy {result.rule_rate_after:.0%} on {result.prompts} prompts",
@@ -297,6 +298,16 @@ def overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
                                f"got {pair!r}")  # fmt: skip
         out.setdefault(kind, {})[field] = value
     return out
+
+
+def early_stopping(metrics: dict) -> str:
+    """"; the weights of step 20, stopped early at 40" (or "" when no weights were chosen)."""
+    if "best_step" not in metrics:
+        return ""
+    stopped = metrics.get("stopped_early_at")
+    return f"; the weights of step {metrics['best_step']:g}" + (
+        f", stopped early at {stopped:g}" if stopped else ""
+    )
 
 
 SHOWN = {"loss", "val_loss", "val_accuracy", "score", "kl", "completions_per_second"}
