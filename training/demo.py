@@ -3,7 +3,7 @@ and `bench/bench_round.py`); what they prefer is in `training.demo_rules`, how c
 follow it in `training.demo_labelers`."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -13,6 +13,7 @@ from labeling.services.rankings import ranking_submit
 from training.demo_labelers import SimulatedLabeler
 from training.demo_rules import Preference
 from training.jobs.common import load_version
+from training.ml.best_of_n import best_of_n
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
 
@@ -57,6 +58,10 @@ class Evaluation:
     reward_before: float  # mean reward-model score of the SFT replies
     reward_after: float
     examples: list[tuple[str, str, str]]  # (question, SFT reply, policy reply), the first few
+    best_of: int  # n of the best-of-n baseline: n SFT replies, the reward model keeps one
+    rule_rate_best_of: float
+    win_rate_best_of: float  # best-of-n over SFT under the rule: what PPO has to beat
+    reward_best_of: float
 
 
 @torch.no_grad()
@@ -72,9 +77,11 @@ def evaluate(
     temperature=0.7,
     seed=1234,
     examples=3,
+    best_of=4,
 ) -> Evaluation:
-    """One reply per prompt from the SFT model and from the policy (same seed), compared under
-    the rule and scored by the reward model."""
+    """One reply per prompt from the SFT model and from the policy (same seed), and the best of
+    `best_of` further SFT replies by the reward model (`training.ml.best_of_n`), compared with
+    the SFT reply under the rule and scored by the reward model."""
     sft_model, tokenizer = load_version(sft)
     policy_model, _ = load_version(policy)
     rm, _ = load_version(reward_model)
@@ -84,22 +91,36 @@ def evaluate(
     rows = [(pid, ids) for pid, ids in rows if len(ids) <= limit and names.get(pid)]
     config = SampleConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     ids = [ids for _, ids in rows]
+    stop = {"stop_id": tokenizer.end_id, "pad_id": tokenizer.pad_id}
+    responses = {
+        label: generate(model, ids, config, **stop).responses
+        for label, model in (("sft", sft_model), ("policy", policy_model))
+    }
+    responses["best_of"] = best_of_n(sft_model, ids, replace(config, seed=seed + 1), n=best_of,
+                                     score=scorer.score_batch, **stop).responses  # fmt: skip
     results = {}
-    for label, model in (("sft", sft_model), ("policy", policy_model)):
-        samples = generate(model, ids, config, stop_id=tokenizer.end_id, pad_id=tokenizer.pad_id)
-        texts = [tokenizer.decode(r) for r in samples.responses]
-        scores = scorer.score_batch(ids, samples.responses)
+    for label, replies in responses.items():
+        texts = [tokenizer.decode(r) for r in replies]
+        scores = scorer.score_batch(ids, replies)
         hits = [rule.score(t, names[pid]) for t, (pid, _) in zip(texts, rows, strict=True)]
         results[label] = (hits, scores, texts)
     n = max(len(rows), 1)
     before, r_before, sft_texts = results["sft"]
     after, r_after, policy_texts = results["policy"]
+    best, r_best, _ = results["best_of"]
     questions = dict(prompts)
-    wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(after, before, strict=True))
     return Evaluation(
         prompts=len(rows), rule_rate_before=before.count(rule.top) / n,
-        rule_rate_after=after.count(rule.top) / n, win_rate=wins / n,
+        rule_rate_after=after.count(rule.top) / n, win_rate=win_rate(after, before),
         reward_before=sum(r_before) / n, reward_after=sum(r_after) / n,
         examples=[(questions[pid][-1]["content"], a, b) for (pid, _), a, b
                   in zip(rows[:examples], sft_texts, policy_texts, strict=False)],
+        best_of=best_of, rule_rate_best_of=best.count(rule.top) / n,
+        win_rate_best_of=win_rate(best, before), reward_best_of=sum(r_best) / n,
     )  # fmt: skip
+
+
+def win_rate(scores: list[int], against: list[int]) -> float:
+    """Share of prompts where the first reply scores higher under the rule, a tie counting half."""
+    wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(scores, against, strict=True))
+    return wins / max(len(scores), 1)

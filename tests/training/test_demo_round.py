@@ -15,7 +15,7 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     call_command(
         "run_demo_round", preset="tiny", base=str(tiny_base_dir), sample_prompts=10,
         ppo_iterations=2, ppo_prompts=4, eval_prompts=8, set=["sft.max_steps=10"], stdout=out,
-        rule="caveat", noise=0.1, bradley_terry=2.0,
+        rule="caveat", noise=0.1, bradley_terry=2.0, best_of=3,
     )  # fmt: skip
     report = out.getvalue()
     tasks = RankingTask.objects.filter(project__slug="python-stdlib")
@@ -33,6 +33,7 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     assert "replies that mention a caveat:    SFT " in report
     assert "(longer-reply baseline " in report and "; the weights of step " in report
     assert "win rate of the policy over SFT:" in report
+    assert "baseline, best of 3 SFT replies by the reward model: " in report
     first = Prompt.objects.filter(project__slug="python-stdlib").order_by("id").first()
     assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each
     assert f"lineage: {policy.name} <- PPO #{runs[3].pk}" in report

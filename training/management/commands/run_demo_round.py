@@ -88,6 +88,9 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument("--eval-prompts", type=int,
                             help="prompts the policy and SFT answer for the win rate")  # fmt: skip
+        parser.add_argument("--best-of", type=int, default=4,
+                            help="n of the best-of-n baseline (SFT replies the reward model "
+                                 "picks from) the policy is reported against")  # fmt: skip
         parser.add_argument("--k", type=int, default=None,
                             help="replies per ranking task (default: the project's)")  # fmt: skip
         parser.add_argument("--base", help="a model directory to use as base (no pretraining)")
@@ -108,6 +111,8 @@ class Command(BaseCommand):
                          for seed in range(len(SIMULATED))]  # fmt: skip
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if options["best_of"] < 1:
+            raise CommandError(f"--best-of must be at least 1; got {options['best_of']}")
         preset = options["preset"]
         for name, value in DEMO_SIZES[preset].items():
             if options[name] is None:
@@ -158,7 +163,7 @@ class Command(BaseCommand):
                        .values_list("id", "turns")[: options["eval_prompts"]])  # fmt: skip
         result = demo.evaluate(
             sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule, names=names,
-            max_new_tokens=options["max_new_tokens"] or 32,
+            max_new_tokens=options["max_new_tokens"] or 32, best_of=options["best_of"],
         )
         self.timings["evaluation"] = time.monotonic() - started
         self.report(rule, sample, rm, ppo, result)
@@ -273,6 +278,9 @@ class Command(BaseCommand):
             f"replies that {rule.best + ':':<21}SFT {result.rule_rate_before:.0%} -> "
             f"policy {result.rule_rate_after:.0%} on {result.prompts} prompts",
             f"win rate of the policy over SFT:   {result.win_rate:.0%} (ties count half)",
+            f"baseline, best of {result.best_of} SFT replies by the reward model: "
+            f"{result.rule_rate_best_of:.0%} {rule.best}, win rate over SFT "
+            f"{result.win_rate_best_of:.0%}, reward {result.reward_best_of:+.3f}",
             *(f"  Q: {q}\n    SFT:    {a}\n    policy: {b}" for q, a, b in result.examples),
             f"sampling throughput:               "
             f"{sample.metrics.get('completions_per_second', 0):.1f} "
