@@ -20,15 +20,34 @@ from training.ml.sampling import SampleConfig, generate
 DOTTED = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\b")
 
 
+def reference_name(answer: str) -> str | None:
+    """The function a reference answer names: its first dotted name (`os.writev`)."""
+    match = DOTTED.search(answer)
+    return match.group(0).rstrip(".") if match else None
+
+
 def function_names(project) -> dict[int, str]:
     """{prompt id: the function its reference answer names}, for prompts that have one."""
     names = {}
     for prompt_id, turns in Demonstration.objects.filter(prompt__project=project).values_list(
         "prompt_id", "turns"
     ):
-        if match := DOTTED.search(turns[-1]["content"]):
-            names.setdefault(prompt_id, match.group(0).rstrip("."))
+        if name := reference_name(turns[-1]["content"]):
+            names.setdefault(prompt_id, name)
     return names
+
+
+def held_out_questions(project, rows: list[dict]) -> tuple[list[tuple], dict[str, str], int]:
+    """The held-out demo rows (`training.demo_split`) as evaluation prompts: ([(key, turns)],
+    {key: function named}, how many were left out because the project already asks them)."""
+    asked = {turns[-1]["content"] for turns in project.prompts.values_list("turns", flat=True)}
+    prompts, names = [], {}
+    for i, row in enumerate(r for r in rows if r["prompt"] not in asked):
+        key = f"held-out-{i}"
+        prompts.append((key, [{"role": "user", "content": row["prompt"]}]))
+        if name := reference_name(row["response"]):
+            names[key] = name
+    return prompts, names, len(rows) - len(prompts)
 
 
 def simulate_labelers(
@@ -124,3 +143,31 @@ def win_rate(scores: list[int], against: list[int]) -> float:
     """Share of prompts where the first reply scores higher under the rule, a tie counting half."""
     wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(scores, against, strict=True))
     return wins / max(len(scores), 1)
+
+
+def evaluation_table(rule: Preference, columns: dict[str, Evaluation | None]) -> list[str]:
+    """The evaluation as a table, one column per prompt set ("-" where a set was empty): how
+    often SFT, the policy and best-of-n follow the rule, their win rates over SFT and rewards."""
+    width = 20
+
+    def row(label, figure):
+        cells = [figure(e) if e else "-" for e in columns.values()]
+        return f"  {label:<34}" + "".join(f"{c:>{width}}" for c in cells)
+
+    best_of = next((e.best_of for e in columns.values() if e), 0)
+    n = f"best of {best_of} SFT replies by the RM"
+    return [
+        f"  {'':<34}" + "".join(f"{title:>{width}}" for title in columns),
+        row("prompts evaluated", lambda e: str(e.prompts)),
+        f"  replies that {rule.best}:",
+        row("  SFT", lambda e: f"{e.rule_rate_before:.0%}"),
+        row("  policy", lambda e: f"{e.rule_rate_after:.0%}"),
+        row(f"  {n}", lambda e: f"{e.rule_rate_best_of:.0%}"),
+        "  win rate over SFT (ties count half):",
+        row("  policy", lambda e: f"{e.win_rate:.0%}"),
+        row(f"  {n}", lambda e: f"{e.win_rate_best_of:.0%}"),
+        "  mean reward-model score:",
+        row("  SFT", lambda e: f"{e.reward_before:+.3f}"),
+        row("  policy", lambda e: f"{e.reward_after:+.3f}"),
+        row(f"  {n}", lambda e: f"{e.reward_best_of:+.3f}"),
+    ]

@@ -5,8 +5,13 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Prompt, Ranking, RankingTask
+from training.demo_split import read_demo_rows, split_demo_rows
 from training.models import ModelVersion, TrainingRun
+
+DEMO_ROWS = read_demo_rows(DEMO_FILE)
+HELD_OUT = split_demo_rows(DEMO_ROWS, 0.2)[1]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -30,10 +35,22 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     assert "Rule: mentioning a caveat ('but', 'unless', 'raises', 'note', ...) > not." in report
     assert ("Labelers: rankings sampled Bradley-Terry from the scores (scale 2), 10% of "
             "neighbouring places swapped at random") in report  # fmt: skip
-    assert "replies that mention a caveat:    SFT " in report
+    assert "  replies that mention a caveat:\n    SFT " in report
+    header, evaluated = report.split("  replies that mention a caveat:")[0].splitlines()[-2:]
+    assert header.split() == ["training", "prompts", "held-out", "prompts"]
+    assert evaluated.split()[:2] == ["prompts", "evaluated"] and int(evaluated.split()[-1]) > 20
+    assert "  best of 3 SFT replies by the RM" in report
+    # the held-out fifth of the demo's questions is no prompt of the project, nor in any run's data
+    prompts = Prompt.objects.filter(project__slug="python-stdlib")
+    assert prompts.count() == len(DEMO_ROWS) - len(HELD_OUT) == 256
+    held_out = {row["prompt"] for row in HELD_OUT}
+    assert held_out.isdisjoint(p.turns[-1]["content"] for p in prompts)
+    for run in runs:
+        used = [d.prompt for d in run.demonstrations.all()] + list(run.prompts.all()) + [
+            r.task.prompt for r in run.rankings.all()]  # fmt: skip
+        assert used and held_out.isdisjoint(p.turns[-1]["content"] for p in used)
     assert "(longer-reply baseline " in report and "; the weights of step " in report
-    assert "win rate of the policy over SFT:" in report
-    assert "baseline, best of 3 SFT replies by the reward model: " in report
+    assert "  win rate over SFT (ties count half):\n    policy " in report
     first = Prompt.objects.filter(project__slug="python-stdlib").order_by("id").first()
     assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each
     assert f"lineage: {policy.name} <- PPO #{runs[3].pk}" in report

@@ -17,16 +17,20 @@ lineage); the timings per stage are printed at the end.
 
 import logging
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Project
 from labeling.services.projects import project_update
 from training.demo_labelers import SimulatedLabeler
 from training.demo_rules import PREFERENCES
+from training.demo_split import read_demo_rows, split_demo_rows, write_demo_rows
 from training.jobs import runner
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
@@ -88,6 +92,9 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument("--eval-prompts", type=int,
                             help="prompts the policy and SFT answer for the win rate")  # fmt: skip
+        parser.add_argument("--held-out", type=float, default=0.2,
+                            help="share of the demo's questions kept out of the project and "
+                                 "evaluated apart (0: none)")  # fmt: skip
         parser.add_argument("--best-of", type=int, default=4,
                             help="n of the best-of-n baseline (SFT replies the reward model "
                                  "picks from) the policy is reported against")  # fmt: skip
@@ -113,13 +120,19 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if options["best_of"] < 1:
             raise CommandError(f"--best-of must be at least 1; got {options['best_of']}")
+        if not 0.0 <= options["held_out"] <= 0.5:
+            raise CommandError(f"--held-out is a share from 0 to 0.5; got {options['held_out']}")
         preset = options["preset"]
         for name, value in DEMO_SIZES[preset].items():
             if options[name] is None:
                 options[name] = value
         self.options, self.timings = options, {}
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
-        call_command("load_demo_project", slug=options["project"], stdout=self.stdout)
+        kept, held_out = split_demo_rows(read_demo_rows(DEMO_FILE), options["held_out"])
+        with tempfile.TemporaryDirectory() as folder:
+            kept_file = write_demo_rows(kept, Path(folder) / "demo.jsonl")
+            call_command("load_demo_project", slug=options["project"], file=kept_file,
+                         stdout=self.stdout)  # fmt: skip
         project = Project.objects.get(slug=options["project"])
         if options["k"] and options["k"] != project.k:
             project = project_update(project=project, k=options["k"])
@@ -161,12 +174,19 @@ class Command(BaseCommand):
         started = time.monotonic()
         prompts = list(project.prompts.filter(duplicate_of__isnull=True).order_by("id")
                        .values_list("id", "turns")[: options["eval_prompts"]])  # fmt: skip
-        result = demo.evaluate(
-            sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule, names=names,
-            max_new_tokens=options["max_new_tokens"] or 32, best_of=options["best_of"],
-        )
+        held_prompts, held_names, self.already_asked = demo.held_out_questions(project, held_out)
+        sets = {"training prompts": (prompts, names),
+                "held-out prompts": (held_prompts, held_names)}  # fmt: skip
+        results = {
+            title: demo.evaluate(
+                sft=sft, policy=policy, reward_model=rm, prompts=prompts_, rule=rule,
+                names=names_, max_new_tokens=options["max_new_tokens"] or 32,
+                best_of=options["best_of"],
+            ) if names_ else None  # only questions whose reference names a function count
+            for title, (prompts_, names_) in sets.items()
+        }  # fmt: skip
         self.timings["evaluation"] = time.monotonic() - started
-        self.report(rule, sample, rm, ppo, result)
+        self.report(rule, sample, rm, ppo, results)
 
     def labeler_habits(self) -> str:
         o = self.options
@@ -263,25 +283,25 @@ class Command(BaseCommand):
         self.stdout.write(f"  done in {self.timings[label]:.1f} s{made}  {shown}")
         return run
 
-    def report(self, rule, sample, rm, ppo, result):
+    def report(self, rule, sample, rm, ppo, results):
+        from training import demo
+
         m, p = rm.metrics, ppo.metrics
+        trained = results["training prompts"]
+        skipped = (f" ({self.already_asked} held-out questions left out: the project already asks "
+                   "them)" if self.already_asked else "")  # fmt: skip
         lines = [
             "",
             f"Rule: {rule.description}",
             f"Labelers: {self.labeler_habits()}",
-            f"reward before PPO (SFT replies):   {result.reward_before:+.3f}",
-            f"reward after PPO (policy replies): {result.reward_after:+.3f}",
             f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
             f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f}"
             f"{early_stopping(m)})",
             f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
-            f"replies that {rule.best + ':':<21}SFT {result.rule_rate_before:.0%} -> "
-            f"policy {result.rule_rate_after:.0%} on {result.prompts} prompts",
-            f"win rate of the policy over SFT:   {result.win_rate:.0%} (ties count half)",
-            f"baseline, best of {result.best_of} SFT replies by the reward model: "
-            f"{result.rule_rate_best_of:.0%} {rule.best}, win rate over SFT "
-            f"{result.win_rate_best_of:.0%}, reward {result.reward_best_of:+.3f}",
-            *(f"  Q: {q}\n    SFT:    {a}\n    policy: {b}" for q, a, b in result.examples),
+            f"evaluation (held-out prompts: never a prompt of the project{skipped}):",
+            *demo.evaluation_table(rule, results),
+            *(f"  Q: {q}\n    SFT:    {a}\n    policy: {b}"
+              for q, a, b in (trained.examples if trained else [])),
             f"sampling throughput:               "
             f"{sample.metrics.get('completions_per_second', 0):.1f} "
             f"completions/s ({sample.metrics.get('ranking_tasks', 0)} tasks pushed)",
