@@ -10,9 +10,12 @@ standard-library docs (or the last one) -> SFT on the demo project's demonstrati
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
 by a visible preference (`--rule`, see `training.demo_rules`; `--noise` and `--bradley-terry` make
 them as inconsistent as people, see `training.demo_labelers`) -> reward model -> PPO -> evaluation:
-the reward before and after PPO, the reward model's held-out accuracy, the KL, and the new
-policy's win rate over the SFT model under the rule. Every step is a real run (rows, snapshots,
-lineage); the timings per stage are printed at the end.
+the reward model's held-out accuracy beside the longer-reply baseline, the KL, and, on the
+training prompts and on held-out questions, how often the SFT model, the new policy and the
+best-of-n baseline (`--best-of` SFT replies, the reward model keeps one) follow the rule, their
+win rates over SFT and their rewards. The held-out questions (`--held-out`, a seeded fifth of the
+demo file, `training.demo_split`) never become prompts of the project, so no run trains on them.
+Every step is a real run (rows, snapshots, lineage); the timings per stage are printed at the end.
 """
 
 import logging
