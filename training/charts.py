@@ -96,7 +96,10 @@ def svg_line_chart(title: str, series: dict[str, list[tuple[float, float]]]):
 CHARTS = {
     "pretrain": {"loss": ("loss", "val_loss")},
     "sft": {"loss": ("loss", "val_loss")},
-    "reward": {"loss": ("loss", "val_loss"), "accuracy": ("accuracy", "val_accuracy"),
+    # held-out accuracy beside the longer-reply baseline on the same pairs, at every
+    # evaluation: a reward model that only learned "longer wins" shows as one line on the other
+    "reward": {"loss": ("loss", "val_loss"), "accuracy": ("accuracy",),
+               "held-out accuracy": ("val_accuracy", "val_length_baseline_accuracy"),
                "margin": ("mean_margin",)},
     "ppo": {"score": ("score",), "KL": ("kl",), "entropy": ("entropy",),
             "losses": ("policy_loss", "value_loss")},

@@ -1,20 +1,29 @@
 """The headless demo's simulated labelers and its evaluation (used by `manage.py run_demo_round`
-and `bench/bench_round.py`); the rules they follow are in `training.demo_rules`."""
+and `bench/bench_round.py`); what they prefer is in `training.demo_rules`, how consistently they
+follow it in `training.demo_labelers`."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from labeling.models import Demonstration, RankingTask
 from labeling.services.queue import ranking_claim_next
 from labeling.services.rankings import ranking_submit
-from training.demo_rules import Rule, rule_order
+from training.demo_labelers import SimulatedLabeler
+from training.demo_rules import Preference
 from training.jobs.common import load_version
+from training.ml.best_of_n import best_of_n
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
 
 DOTTED = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\b")
+
+
+def reference_name(answer: str) -> str | None:
+    """The function a reference answer names: its first dotted name (`os.writev`)."""
+    match = DOTTED.search(answer)
+    return match.group(0).rstrip(".") if match else None
 
 
 def function_names(project) -> dict[int, str]:
@@ -23,22 +32,37 @@ def function_names(project) -> dict[int, str]:
     for prompt_id, turns in Demonstration.objects.filter(prompt__project=project).values_list(
         "prompt_id", "turns"
     ):
-        if match := DOTTED.search(turns[-1]["content"]):
-            names.setdefault(prompt_id, match.group(0).rstrip("."))
+        if name := reference_name(turns[-1]["content"]):
+            names.setdefault(prompt_id, name)
     return names
 
 
-def simulate_labelers(project, labelers, *, rule: Rule, names: dict[int, str]) -> int:
-    """Each simulated labeler claims and ranks tasks by the rule until none is left for them
-    (through the same services as the browser). Returns the number of rankings."""
+def held_out_questions(project, rows: list[dict]) -> tuple[list[tuple], dict[str, str], int]:
+    """The held-out demo rows (`training.demo_split`) as evaluation prompts: ([(key, turns)],
+    {key: function named}, how many were left out because the project already asks them)."""
+    asked = {turns[-1]["content"] for turns in project.prompts.values_list("turns", flat=True)}
+    prompts, names = [], {}
+    for i, row in enumerate(r for r in rows if r["prompt"] not in asked):
+        key = f"held-out-{i}"
+        prompts.append((key, [{"role": "user", "content": row["prompt"]}]))
+        if name := reference_name(row["response"]):
+            names[key] = name
+    return prompts, names, len(rows) - len(prompts)
+
+
+def simulate_labelers(
+    project, labelers: dict[object, SimulatedLabeler], *, names: dict[int, str]
+) -> int:
+    """Each simulated labeler ({user: SimulatedLabeler}) claims and ranks tasks until none is left
+    for them (through the same services as the browser). Returns the number of rankings."""
     submitted = 0
-    for labeler in labelers:
+    for labeler, simulated in labelers.items():
         while (assignment := ranking_claim_next(labeler=labeler, project=project)) is not None:
             task: RankingTask = assignment.task
             completions = [
                 i.completion for i in task.items.select_related("completion").order_by("position")
             ]
-            order = rule_order(rule, completions, names.get(task.prompt_id))
+            order = simulated.rank(completions, names.get(task.prompt_id))
             ranking_submit(assignment_id=assignment.pk, labeler=labeler, order=order)
             submitted += 1
     return submitted
@@ -53,6 +77,10 @@ class Evaluation:
     reward_before: float  # mean reward-model score of the SFT replies
     reward_after: float
     examples: list[tuple[str, str, str]]  # (question, SFT reply, policy reply), the first few
+    best_of: int  # n of the best-of-n baseline: n SFT replies, the reward model keeps one
+    rule_rate_best_of: float
+    win_rate_best_of: float  # best-of-n over SFT under the rule: what PPO has to beat
+    reward_best_of: float
 
 
 @torch.no_grad()
@@ -62,15 +90,17 @@ def evaluate(
     policy,
     reward_model,
     prompts: list[tuple[int, list]],
-    rule: Rule,
+    rule: Preference,
     names,
     max_new_tokens=32,
     temperature=0.7,
     seed=1234,
     examples=3,
+    best_of=4,
 ) -> Evaluation:
-    """One reply per prompt from the SFT model and from the policy (same seed), compared under
-    the rule and scored by the reward model."""
+    """One reply per prompt from the SFT model and from the policy (same seed), and the best of
+    `best_of` further SFT replies by the reward model (`training.ml.best_of_n`), compared with
+    the SFT reply under the rule and scored by the reward model."""
     sft_model, tokenizer = load_version(sft)
     policy_model, _ = load_version(policy)
     rm, _ = load_version(reward_model)
@@ -80,22 +110,64 @@ def evaluate(
     rows = [(pid, ids) for pid, ids in rows if len(ids) <= limit and names.get(pid)]
     config = SampleConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
     ids = [ids for _, ids in rows]
+    stop = {"stop_id": tokenizer.end_id, "pad_id": tokenizer.pad_id}
+    responses = {
+        label: generate(model, ids, config, **stop).responses
+        for label, model in (("sft", sft_model), ("policy", policy_model))
+    }
+    responses["best_of"] = best_of_n(sft_model, ids, replace(config, seed=seed + 1), n=best_of,
+                                     score=scorer.score_batch, **stop).responses  # fmt: skip
     results = {}
-    for label, model in (("sft", sft_model), ("policy", policy_model)):
-        samples = generate(model, ids, config, stop_id=tokenizer.end_id, pad_id=tokenizer.pad_id)
-        texts = [tokenizer.decode(r) for r in samples.responses]
-        scores = scorer.score_batch(ids, samples.responses)
+    for label, replies in responses.items():
+        texts = [tokenizer.decode(r) for r in replies]
+        scores = scorer.score_batch(ids, replies)
         hits = [rule.score(t, names[pid]) for t, (pid, _) in zip(texts, rows, strict=True)]
         results[label] = (hits, scores, texts)
     n = max(len(rows), 1)
     before, r_before, sft_texts = results["sft"]
     after, r_after, policy_texts = results["policy"]
+    best, r_best, _ = results["best_of"]
     questions = dict(prompts)
-    wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(after, before, strict=True))
     return Evaluation(
         prompts=len(rows), rule_rate_before=before.count(rule.top) / n,
-        rule_rate_after=after.count(rule.top) / n, win_rate=wins / n,
+        rule_rate_after=after.count(rule.top) / n, win_rate=win_rate(after, before),
         reward_before=sum(r_before) / n, reward_after=sum(r_after) / n,
         examples=[(questions[pid][-1]["content"], a, b) for (pid, _), a, b
                   in zip(rows[:examples], sft_texts, policy_texts, strict=False)],
+        best_of=best_of, rule_rate_best_of=best.count(rule.top) / n,
+        win_rate_best_of=win_rate(best, before), reward_best_of=sum(r_best) / n,
     )  # fmt: skip
+
+
+def win_rate(scores: list[int], against: list[int]) -> float:
+    """Share of prompts where the first reply scores higher under the rule, a tie counting half."""
+    wins = sum((a > b) + 0.5 * (a == b) for a, b in zip(scores, against, strict=True))
+    return wins / max(len(scores), 1)
+
+
+def evaluation_table(rule: Preference, columns: dict[str, Evaluation | None]) -> list[str]:
+    """The evaluation as a table, one column per prompt set ("-" where a set was empty): how
+    often SFT, the policy and best-of-n follow the rule, their win rates over SFT and rewards."""
+    width = 20
+
+    def row(label, figure):
+        cells = [figure(e) if e else "-" for e in columns.values()]
+        return f"  {label:<34}" + "".join(f"{c:>{width}}" for c in cells)
+
+    best_of = next((e.best_of for e in columns.values() if e), 0)
+    n = f"best of {best_of} SFT replies by the RM"
+    return [
+        f"  {'':<34}" + "".join(f"{title:>{width}}" for title in columns),
+        row("prompts evaluated", lambda e: str(e.prompts)),
+        f"  replies that {rule.best}:",
+        row("  SFT", lambda e: f"{e.rule_rate_before:.0%}"),
+        row("  policy", lambda e: f"{e.rule_rate_after:.0%}"),
+        row(f"  {n}", lambda e: f"{e.rule_rate_best_of:.0%}"),
+        "  win rate over SFT (ties count half):",
+        row("  policy", lambda e: f"{e.win_rate:.0%}"),
+        row(f"  {n}", lambda e: f"{e.win_rate_best_of:.0%}"),
+        "  mean reward-model score:",
+        row("  SFT", lambda e: f"{e.reward_before:+.3f}"),
+        row("  policy", lambda e: f"{e.reward_after:+.3f}"),
+        row(f"  {n}", lambda e: f"{e.reward_best_of:+.3f}"),
+    ]

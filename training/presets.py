@@ -79,8 +79,13 @@ FIELDS: dict[str, dict[str, Field]] = {
         "lr": _f(float, 3e-4, minimum=0),
         "warmup_steps": _f(int, 5, minimum=0),
         "val_fraction": _f(float, 0.2, "held-out share of prompts", minimum=0, maximum=0.9),
-        "eval_every": _f(int, 0, "steps between held-out evaluations (0: at the end)", minimum=0),
-        "keep_best": _f(bool, False, "early stopping: keep the best held-out accuracy's weights"),
+        # The epochs are a ceiling: the held-out pairs pick when to stop and which weights to
+        # keep (training.ml.reward, "Early stopping"); the tiny reward model's training loss
+        # falls to ~0.1 on preferences whose held-out accuracy stays at the baseline.
+        "eval_every": _f(int, 10, "steps between held-out evaluations (0: at the end)", minimum=0),
+        "keep_best": _f(bool, True, "end on the weights of the best held-out accuracy"),
+        "patience": _f(int, 3, "early stopping: evaluations without a better held-out accuracy "
+                               "before training stops (0: never)", minimum=0),
         "checkpoint_every": _f(int, 50, **POSITIVE),
         "skip_invalid": _f(bool, True, "skip rankings that are not a full ordering"),
         "seed": _f(int, 0),
@@ -157,6 +162,7 @@ PRESETS: dict[str, dict[str, dict]] = {
             "batch_size": 16,
             "lr": 9e-6,
             "val_fraction": 0.1,
+            "eval_every": 50,
             "checkpoint_every": 200,
         },
         "ppo": {

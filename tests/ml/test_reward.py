@@ -2,9 +2,11 @@
 from rankings with ties, K-grouped batches, bad input, and learning a hidden rule to >= 0.9
 held-out accuracy with the bias then centred on the demonstrations."""
 
+import copy
 import itertools
 import math
 import random
+from dataclasses import replace
 
 import pytest
 import torch
@@ -295,3 +297,43 @@ def test_keep_best_ends_on_the_weights_of_the_best_held_out_accuracy():
         model, [examples[i] for i in val_idx], pad_id=tok.pad_id, batch_size=8
     )
     assert figures["accuracy"] == pytest.approx(m["val_accuracy"])  # the kept weights' figure
+
+
+def test_early_stopping_ends_on_the_best_held_out_checkpoint_when_later_epochs_are_worse(
+    tmp_path,
+):
+    """A constructed case: a reward model that already ranks held-out prompts well goes on
+    training on rankings that reverse that rule, so the longer it trains the worse it does on
+    prompts it never saw. With `patience` it stops after that many evaluations without a better
+    one and ends on the best evaluation's weights; the fixed epoch count ends far below. A
+    resumed early-stopped run stays stopped."""
+    tok = tokenizer()
+    records = [replace(r, prompt_id=i) for i, r in enumerate(hidden_rule_data(60))]
+    warm = tiny_rm()
+    train_reward_model(warm, tok, records, RewardConfig(epochs=3, lr=3e-3, val_fraction=0))
+    examples, _ = ranking_examples(tok, records, block_size=64)
+    _, val_idx = split_by_prompt([e.key for e in examples], 0.2, seed=0)
+    held_out = {examples[i].key for i in val_idx}
+    records = [r if r.prompt_id in held_out else replace(r, rankings=[r.rankings[0][::-1]])
+               for r in records]  # fmt: skip
+    config = RewardConfig(epochs=6, batch_size=8, lr=1e-3, val_fraction=0.2, eval_every=2)
+    fixed = train_reward_model(copy.deepcopy(warm), tok, records, config)
+    evaluations = {}
+    early = train_reward_model(
+        copy.deepcopy(warm), tok, records, replace(config, patience=2), checkpoint_dir=tmp_path,
+        on_step=lambda p: evaluations.__setitem__(p.step, p.metrics.get("val_accuracy")),
+    )  # fmt: skip
+    evaluations = {s: a for s, a in evaluations.items() if s % 2 == 0}
+    best_step = max(evaluations, key=evaluations.get)
+    m = early.metrics
+    assert early.step == m["stopped_early_at"] == best_step + 2 * 2 < fixed.total_steps
+    assert m["best_step"] == best_step and m["val_accuracy"] == evaluations[best_step]
+    figures = evaluate_rankings(early.model, [examples[i] for i in val_idx], pad_id=tok.pad_id,
+                                batch_size=8)  # fmt: skip
+    assert figures["accuracy"] == pytest.approx(m["val_accuracy"])  # the kept weights' figure
+    assert m["val_accuracy"] >= 0.8
+    assert m["val_accuracy"] > fixed.metrics["val_accuracy"] + 0.2  # the last epoch is worse
+    assert m["val_length_baseline_accuracy"] == fixed.metrics["val_length_baseline_accuracy"]
+    resumed = train_reward_model(copy.deepcopy(warm), tok, records,
+                                 replace(config, patience=2), checkpoint_dir=tmp_path)  # fmt: skip
+    assert resumed.step == early.step and resumed.metrics["best_step"] == best_step

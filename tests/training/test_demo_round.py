@@ -3,10 +3,15 @@
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
+from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Prompt, Ranking, RankingTask
+from training.demo_split import read_demo_rows, split_demo_rows
 from training.models import ModelVersion, TrainingRun
+
+DEMO_ROWS = read_demo_rows(DEMO_FILE)
+HELD_OUT = split_demo_rows(DEMO_ROWS, 0.2)[1]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -15,18 +20,44 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     call_command(
         "run_demo_round", preset="tiny", base=str(tiny_base_dir), sample_prompts=10,
         ppo_iterations=2, ppo_prompts=4, eval_prompts=8, set=["sft.max_steps=10"], stdout=out,
+        rule="caveat", noise=0.1, bradley_terry=2.0, best_of=3,
     )  # fmt: skip
     report = out.getvalue()
     tasks = RankingTask.objects.filter(project__slug="python-stdlib")
     assert tasks.count() == 10
-    assert Ranking.objects.filter(task__in=tasks).count() == 20  # both simulated labelers
+    rankings = Ranking.objects.filter(task__in=tasks)
+    assert rankings.count() == 20  # both simulated labelers
+    assert all(len(r.order) == 4 for r in rankings)  # Bradley-Terry: full orders, no ties
     runs = TrainingRun.objects.order_by("pk")
     assert [r.kind for r in runs] == ["sft", "sample", "reward", "ppo"]
     assert all(r.status == TrainingRun.Status.SUCCEEDED for r in runs)
     policy = ModelVersion.objects.get(kind="policy")
-    assert "Rule: saying what the function returns > not saying it." in report
-    assert "replies that say what it returns: SFT " in report
-    assert "win rate of the policy over SFT:" in report
+    assert "Rule: mentioning a caveat ('but', 'unless', 'raises', 'note', ...) > not." in report
+    assert ("Labelers: rankings sampled Bradley-Terry from the scores (scale 2), 10% of "
+            "neighbouring places swapped at random") in report  # fmt: skip
+    assert "  replies that mention a caveat:\n    SFT " in report
+    header, evaluated = report.split("  replies that mention a caveat:")[0].splitlines()[-2:]
+    assert header.split() == ["training", "prompts", "held-out", "prompts"]
+    assert evaluated.split()[:2] == ["prompts", "evaluated"] and int(evaluated.split()[-1]) > 20
+    assert "  best of 3 SFT replies by the RM" in report
+    # the held-out fifth of the demo's questions is no prompt of the project, nor in any run's data
+    prompts = Prompt.objects.filter(project__slug="python-stdlib")
+    assert prompts.count() == len(DEMO_ROWS) - len(HELD_OUT) == 256
+    held_out = {row["prompt"] for row in HELD_OUT}
+    assert held_out.isdisjoint(p.turns[-1]["content"] for p in prompts)
+    for run in runs:
+        used = [d.prompt for d in run.demonstrations.all()] + list(run.prompts.all()) + [
+            r.task.prompt for r in run.rankings.all()]  # fmt: skip
+        assert used and held_out.isdisjoint(p.turns[-1]["content"] for p in used)
+    assert "(longer-reply baseline " in report and "; the weights of step " in report
+    assert "  win rate over SFT (ties count half):\n    policy " in report
     first = Prompt.objects.filter(project__slug="python-stdlib").order_by("id").first()
     assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each
     assert f"lineage: {policy.name} <- PPO #{runs[3].pk}" in report
+
+
+@pytest.mark.django_db
+def test_a_noise_level_out_of_range_stops_the_demo_before_any_run():
+    with pytest.raises(CommandError, match="noise is a share of swaps"):
+        call_command("run_demo_round", preset="tiny", noise=1.5, stdout=StringIO())
+    assert not TrainingRun.objects.exists()

@@ -22,6 +22,14 @@ unfinished-reply penalty are then in the same units whatever scale training left
 One epoch by default: the reward model overfits quickly. With `lora_rank` > 0 only LoRA adapters
 and the scalar head are trained (`training.ml.lora`); the returned model has them merged.
 
+**Early stopping.** A reward model memorizes its training pairs long before it stops improving
+on pairs it never saw (training loss ~0.1 while held-out accuracy sits at the longer-reply
+baseline), so the epoch count is only a ceiling: with `eval_every` > 0 the held-out pairs are
+evaluated every `eval_every` steps (the longer-reply baseline beside them, on the same pairs);
+`keep_best` ends on the weights of the best evaluation (highest accuracy, then lowest loss), and
+`patience` > 0 also stops training after that many evaluations without a better one (it implies
+`keep_best`). The best weights live in memory: a resumed run starts its search afresh.
+
     model = with_scalar_head(sft_model)  # training.ml.architectures
     result = train_reward_model(model, tokenizer, rankings, RewardConfig(),
                                 demonstrations=demos, checkpoint_dir="artifacts/rm-run")
@@ -56,7 +64,8 @@ class RewardConfig:
     grad_clip: float = 1.0
     val_fraction: float = 0.1
     eval_every: int = 0  # steps; 0 = only at the end
-    keep_best: bool = False  # early stopping: end on the evaluated weights of best val accuracy
+    keep_best: bool = False  # end on the evaluated weights of the best held-out accuracy
+    patience: int = 0  # early stopping: stop after this many evaluations without a better one
     checkpoint_every: int = 100
     skip_invalid: bool = False  # rankings that are not an ordering: skip and count, not raise
     seed: int = 0
@@ -258,12 +267,14 @@ def train_reward_model(
                 step=step,
                 models={"model": model},
                 optimizers={"model": optimizer},
-                extra={"metrics": metrics, "centered": centered, "config": asdict(config)},
+                extra={"metrics": metrics, "centered": centered, "config": asdict(config),
+                       "total": total},  # fmt: skip
                 tokenizer=tokenizer,
                 meta={"stage": "reward"},
             )
 
-    best: dict = {}  # keep_best: the weights of the best held-out accuracy so far (not resumed)
+    total = int(extra.get("total", total))  # a run that stopped early stays stopped
+    best = BestEvaluation(keep=config.keep_best or config.patience > 0)
 
     def evaluate():
         if val:
@@ -271,10 +282,7 @@ def train_reward_model(
                 model, val, pad_id=tokenizer.pad_id, batch_size=config.batch_size
             )
             metrics.update({f"val_{name}": value for name, value in figures.items()})
-            if config.keep_best and figures["accuracy"] > best.get("accuracy", -1.0):
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best.update(accuracy=figures["accuracy"], step=step, state=state,
-                            metrics={f"val_{n}": v for n, v in figures.items()})  # fmt: skip
+            best.consider(model, step, figures)
 
     stopped = False
     model.train()
@@ -300,19 +308,22 @@ def train_reward_model(
             lr=lr,
             grad_norm=grad_norm.item(),
         )
-        if step == total:
+        if step < total and config.eval_every and step % config.eval_every == 0:
             evaluate()
-            if best and best["step"] < step:  # an earlier evaluation was better: back to it
-                model.load_state_dict(best["state"])
-                metrics.update(best["metrics"])
-            if best:
-                metrics["best_step"] = best["step"]
+            if config.patience and best.since_best >= config.patience:
+                total = step  # early stopping: held-out accuracy stopped improving
+                metrics["stopped_early_at"] = step
+        elif step == total:
+            evaluate()
+        if step == total:
+            if best.restore(model, step):  # an earlier evaluation was better: back to it
+                metrics.update({f"val_{name}": v for name, v in best.figures.items()})
+            if best.step is not None:
+                metrics["best_step"] = best.step
             if not centered:
                 gain, offset = _normalize(model, tokenizer, demonstrations, train, config)
                 metrics.update(reward_gain=gain, reward_offset=offset)
                 centered = True
-        elif config.eval_every and step % config.eval_every == 0:
-            evaluate()
         stop = report(on_step, Progress("reward", step, total, dict(metrics)))
         if (
             stop
@@ -325,6 +336,36 @@ def train_reward_model(
             break
     merge_lora(model)  # with lora_rank > 0: a plain model; checkpoints keep the adapters apart
     return RewardResult(model, step, total, stopped, metrics)
+
+
+class BestEvaluation:
+    """The weights of the best held-out evaluation so far (highest accuracy, ties to the lower
+    loss: the more confident of equally right models), and how many evaluations since it."""
+
+    def __init__(self, *, keep: bool):
+        self.keep, self.step, self.since_best = keep, None, 0
+        self.figures: dict[str, float] = {}
+        self.state: dict[str, torch.Tensor] = {}
+
+    def consider(self, model: LanguageModel, step: int, figures: dict[str, float]) -> None:
+        if not self.keep:
+            return
+        key = (figures["accuracy"], -figures["loss"])
+        if self.step is None or key > (self.figures["accuracy"], -self.figures["loss"]):
+            self.step, self.figures, self.since_best = step, dict(figures), 0
+            # the trained parameters only (the adapters and the head, with LoRA): the rest
+            # does not change
+            self.state = {name: p.detach().clone() for name, p in model.named_parameters()
+                          if p.requires_grad}  # fmt: skip
+        else:
+            self.since_best += 1
+
+    def restore(self, model: LanguageModel, step: int) -> bool:
+        """Load the best weights into `model` when they are not the current step's."""
+        if self.step is None or self.step == step:
+            return False
+        model.load_state_dict(self.state, strict=False)
+        return True
 
 
 def _normalize(model, tokenizer, demonstrations, train, config) -> tuple[float, float]:

@@ -8,23 +8,32 @@ The base model is the shipped SmolLM2-135M-Instruct (imported once; every stage 
 adapters, the `lora` preset), or with `--preset tiny` a tiny GPT pretrained on the
 standard-library docs (or the last one) -> SFT on the demo project's demonstrations
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
-by a visible rule (`--rule`, see `training.demo_rules`) -> reward model -> PPO -> evaluation:
-the reward before and after PPO, the reward model's held-out accuracy, the KL, and the new
-policy's win rate over the SFT model under the rule. Every step is a real run (rows, snapshots,
-lineage); the timings per stage are printed at the end.
+by a visible preference (`--rule`, see `training.demo_rules`; `--noise` and `--bradley-terry` make
+them as inconsistent as people, see `training.demo_labelers`) -> reward model -> PPO -> evaluation:
+the reward model's held-out accuracy beside the longer-reply baseline, the KL, and, on the
+training prompts and on held-out questions, how often the SFT model, the new policy and the
+best-of-n baseline (`--best-of` SFT replies, the reward model keeps one) follow the rule, their
+win rates over SFT and their rewards. The held-out questions (`--held-out`, a seeded fifth of the
+demo file, `training.demo_split`) never become prompts of the project, so no run trains on them.
+Every step is a real run (rows, snapshots, lineage); the timings per stage are printed at the end.
 """
 
 import logging
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Project
 from labeling.services.projects import project_update
-from training.demo_rules import RULES
+from training.demo_labelers import SimulatedLabeler
+from training.demo_rules import PREFERENCES
+from training.demo_split import read_demo_rows, split_demo_rows, write_demo_rows
 from training.jobs import runner
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
@@ -67,8 +76,14 @@ class Command(BaseCommand):
         parser.add_argument("--sft-epochs", type=int)
         parser.add_argument("--sft-lr", type=float)
         parser.add_argument("--sample-prompts", type=int)
-        parser.add_argument("--rule", default="returns", choices=sorted(RULES),
+        parser.add_argument("--rule", default="returns", choices=sorted(PREFERENCES),
                             help="what the simulated labelers prefer")  # fmt: skip
+        parser.add_argument("--noise", type=float, default=0.0,
+                            help="share of neighbouring places swapped at random")  # fmt: skip
+        parser.add_argument("--bradley-terry", type=float, nargs="?", const=2.0, metavar="SCALE",
+                            help="sample rankings from the scores (P(a above b) = "
+                                 "sigmoid(SCALE * (s_a - s_b)), SCALE 2 when not given) "
+                                 "instead of sorting by them")  # fmt: skip
         parser.add_argument("--ppo-iterations", type=int)
         parser.add_argument("--ppo-prompts", type=int, help="prompts per iteration")
         parser.add_argument("--ppo-lr", type=float)
@@ -80,6 +95,12 @@ class Command(BaseCommand):
         )  # fmt: skip
         parser.add_argument("--eval-prompts", type=int,
                             help="prompts the policy and SFT answer for the win rate")  # fmt: skip
+        parser.add_argument("--held-out", type=float, default=0.2,
+                            help="share of the demo's questions kept out of the project and "
+                                 "evaluated apart (0: none)")  # fmt: skip
+        parser.add_argument("--best-of", type=int, default=4,
+                            help="n of the best-of-n baseline (SFT replies the reward model "
+                                 "picks from) the policy is reported against")  # fmt: skip
         parser.add_argument("--k", type=int, default=None,
                             help="replies per ranking task (default: the project's)")  # fmt: skip
         parser.add_argument("--base", help="a model directory to use as base (no pretraining)")
@@ -93,14 +114,28 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         from training import demo
 
-        rule = RULES[options["rule"]]
+        rule = PREFERENCES[options["rule"]]
+        try:  # checked now, not after the minutes of SFT and sampling
+            simulated = [SimulatedLabeler(rule, noise=options["noise"], seed=seed,
+                                          bt_scale=options["bradley_terry"])
+                         for seed in range(len(SIMULATED))]  # fmt: skip
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        if options["best_of"] < 1:
+            raise CommandError(f"--best-of must be at least 1; got {options['best_of']}")
+        if not 0.0 <= options["held_out"] <= 0.5:
+            raise CommandError(f"--held-out is a share from 0 to 0.5; got {options['held_out']}")
         preset = options["preset"]
         for name, value in DEMO_SIZES[preset].items():
             if options[name] is None:
                 options[name] = value
         self.options, self.timings = options, {}
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
-        call_command("load_demo_project", slug=options["project"], stdout=self.stdout)
+        kept, held_out = split_demo_rows(read_demo_rows(DEMO_FILE), options["held_out"])
+        with tempfile.TemporaryDirectory() as folder:
+            kept_file = write_demo_rows(kept, Path(folder) / "demo.jsonl")
+            call_command("load_demo_project", slug=options["project"], file=kept_file,
+                         stdout=self.stdout)  # fmt: skip
         project = Project.objects.get(slug=options["project"])
         if options["k"] and options["k"] != project.k:
             project = project_update(project=project, k=options["k"])
@@ -125,10 +160,10 @@ class Command(BaseCommand):
 
         started = time.monotonic()
         users = get_user_model().objects
-        labelers = [users.get_or_create(username=name, defaults={"password": "!"})[0]
-                    for name in SIMULATED]  # fmt: skip
+        labelers = {users.get_or_create(username=name, defaults={"password": "!"})[0]: labeler
+                    for name, labeler in zip(SIMULATED, simulated, strict=True)}  # fmt: skip
         names = demo.function_names(project)
-        ranked = demo.simulate_labelers(project, labelers, rule=rule, names=names)
+        ranked = demo.simulate_labelers(project, labelers, names=names)
         self.timings["ranking (simulated)"] = time.monotonic() - started
         self.stdout.write(f"simulated labelers submitted {ranked} rankings")
 
@@ -142,12 +177,28 @@ class Command(BaseCommand):
         started = time.monotonic()
         prompts = list(project.prompts.filter(duplicate_of__isnull=True).order_by("id")
                        .values_list("id", "turns")[: options["eval_prompts"]])  # fmt: skip
-        result = demo.evaluate(
-            sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule, names=names,
-            max_new_tokens=options["max_new_tokens"] or 32,
-        )
+        held_prompts, held_names, self.already_asked = demo.held_out_questions(project, held_out)
+        sets = {"training prompts": (prompts, names),
+                "held-out prompts": (held_prompts, held_names)}  # fmt: skip
+        results = {
+            title: demo.evaluate(
+                sft=sft, policy=policy, reward_model=rm, prompts=prompts_, rule=rule,
+                names=names_, max_new_tokens=options["max_new_tokens"] or 32,
+                best_of=options["best_of"],
+            ) if names_ else None  # only questions whose reference names a function count
+            for title, (prompts_, names_) in sets.items()
+        }  # fmt: skip
         self.timings["evaluation"] = time.monotonic() - started
-        self.report(rule, sample, rm, ppo, result)
+        self.report(rule, sample, rm, ppo, results)
+
+    def labeler_habits(self) -> str:
+        o = self.options
+        how = (
+            f"rankings sampled Bradley-Terry from the scores (scale {o['bradley_terry']:g})"
+            if o["bradley_terry"] is not None
+            else "sorted by score"
+        )
+        return f"{how}, {o['noise']:.0%} of neighbouring places swapped at random"
 
     def base_model(self, project, options) -> ModelVersion:
         """`--base`, else the preset's: the shipped model (imported the first time) or the
@@ -235,20 +286,25 @@ class Command(BaseCommand):
         self.stdout.write(f"  done in {self.timings[label]:.1f} s{made}  {shown}")
         return run
 
-    def report(self, rule, sample, rm, ppo, result):
+    def report(self, rule, sample, rm, ppo, results):
+        from training import demo
+
         m, p = rm.metrics, ppo.metrics
+        trained = results["training prompts"]
+        skipped = (f" ({self.already_asked} held-out questions left out: the project already asks "
+                   "them)" if self.already_asked else "")  # fmt: skip
         lines = [
             "",
             f"Rule: {rule.description}",
-            f"reward before PPO (SFT replies):   {result.reward_before:+.3f}",
-            f"reward after PPO (policy replies): {result.reward_after:+.3f}",
+            f"Labelers: {self.labeler_habits()}",
             f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
-            f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f})",
+            f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f}"
+            f"{early_stopping(m)})",
             f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
-            f"replies that {rule.best + ':':<21}SFT {result.rule_rate_before:.0%} -> "
-            f"policy {result.rule_rate_after:.0%} on {result.prompts} prompts",
-            f"win rate of the policy over SFT:   {result.win_rate:.0%} (ties count half)",
-            *(f"  Q: {q}\n    SFT:    {a}\n    policy: {b}" for q, a, b in result.examples),
+            f"evaluation (held-out prompts: never a prompt of the project{skipped}):",
+            *demo.evaluation_table(rule, results),
+            *(f"  Q: {q}\n    SFT:    {a}\n    policy: {b}"
+              for q, a, b in (trained.examples if trained else [])),
             f"sampling throughput:               "
             f"{sample.metrics.get('completions_per_second', 0):.1f} "
             f"completions/s ({sample.metrics.get('ranking_tasks', 0)} tasks pushed)",
@@ -273,6 +329,16 @@ def overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
                                f"got {pair!r}")  # fmt: skip
         out.setdefault(kind, {})[field] = value
     return out
+
+
+def early_stopping(metrics: dict) -> str:
+    """"; the weights of step 20, stopped early at 40" (or "" when no weights were chosen)."""
+    if "best_step" not in metrics:
+        return ""
+    stopped = metrics.get("stopped_early_at")
+    return f"; the weights of step {metrics['best_step']:g}" + (
+        f", stopped early at {stopped:g}" if stopped else ""
+    )
 
 
 SHOWN = {"loss", "val_loss", "val_accuracy", "score", "kl", "completions_per_second"}

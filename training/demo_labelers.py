@@ -1,0 +1,70 @@
+"""A simulated labeler: a preference (`training.demo_rules`) plus the ways real people are
+inconsistent, so the loop is measured on labels as messy as a team's (plain Python, no torch).
+
+- **Sorted** (the default): the replies ordered by the preference's score, equal scores tied.
+- **Bradley-Terry** (`bt_scale` set): a full ranking sampled from the scores instead, one place
+  at a time, each remaining reply chosen with probability proportional to
+  exp(bt_scale * score) (Plackett-Luce, whose pairwise marginal for two replies is
+  Bradley-Terry: P(a above b) = sigmoid(bt_scale * (s_a - s_b))). Replies alike under the
+  preference come out in a random order, and a better reply is sometimes ranked lower, the
+  more often the closer the scores.
+- **Noise** (`noise` in [0, 1]): then a pass down the ranking swaps each two neighbouring places
+  (tied groups move as one) with probability `noise`; a place swapped is not swapped again in
+  the same pass, so every swap moves a reply by one place. With K = 2 and no tie, `noise` is
+  exactly the share of rankings reversed.
+
+    labeler = SimulatedLabeler(PREFERENCES["caveat"], noise=0.1, bt_scale=2.0, seed=1)
+    order = labeler.rank(completions, "os.writev")  # [[id], [id, id], ...] best first
+"""
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from training.demo_rules import Preference, preference_order
+
+
+@dataclass
+class SimulatedLabeler:
+    preference: Preference
+    noise: float = 0.0  # share of neighbouring places swapped at random
+    bt_scale: float | None = None  # None: sorted by score; else sample rankings Bradley-Terry
+    seed: int = 0
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self):
+        if not 0.0 <= self.noise <= 1.0:
+            raise ValueError(f"noise is a share of swaps, between 0 and 1; got {self.noise}")
+        if self.bt_scale is not None and self.bt_scale < 0:
+            raise ValueError(f"bt_scale must be >= 0; got {self.bt_scale}")
+        self.rng = random.Random(self.seed)
+
+    def rank(self, completions, name: str | None) -> list[list[int]]:
+        """Groups of completion ids (objects with `pk` and `text`), best first."""
+        if self.bt_scale is None:
+            order = preference_order(self.preference, completions, name)
+        else:
+            order = [[pk] for pk in self._sample(completions, name)]
+        return self._swap_neighbours(order) if self.noise else order
+
+    def _sample(self, completions, name) -> list[int]:
+        """Plackett-Luce: pick the best of the remaining replies, weight exp(scale * score)."""
+        remaining = [(c.pk, self.preference.score(c.text, name)) for c in completions]
+        order = []
+        while remaining:
+            high = max(score for _, score in remaining)  # subtracted: no overflow
+            weights = [math.exp(self.bt_scale * (score - high)) for _, score in remaining]
+            pick = self.rng.choices(range(len(remaining)), weights=weights)[0]
+            order.append(remaining.pop(pick)[0])
+        return order
+
+    def _swap_neighbours(self, order: list[list[int]]) -> list[list[int]]:
+        order = list(order)
+        place = 0
+        while place < len(order) - 1:
+            if self.rng.random() < self.noise:
+                order[place], order[place + 1] = order[place + 1], order[place]
+                place += 2
+            else:
+                place += 1
+        return order
