@@ -119,6 +119,8 @@ class DialogueForm(TimedForm):
 
     client_token = forms.CharField(max_length=64)
     suggestion = forms.IntegerField(required=False, widget=forms.HiddenInput)
+    # {turn number: live suggestion key} from the "Suggest" buttons (chat/static/chat/suggest.js).
+    live_suggestions = forms.JSONField(required=False, widget=forms.HiddenInput)
 
     ADD, REMOVE, SUBMIT = "add", "remove", "submit"
 

@@ -271,7 +271,9 @@ class Demonstration(models.Model):
     assignment = models.OneToOneField(
         Assignment, on_delete=models.SET_NULL, null=True, blank=True, related_name="demonstration"
     )
-    # Characters changed from the suggestion (None without one); 0 means saved unedited, the
+    # Live suggestions (the dialogue page's "Suggest") the labeler took into assistant turns.
+    live_suggestions = models.ManyToManyField("training.Generation", blank=True, related_name="+")
+    # Characters changed from the suggestions (None without one); 0 means saved unedited, the
     # model's words rather than a person's (left out of SFT unless the project says otherwise).
     edit_distance = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
@@ -286,7 +288,7 @@ class Demonstration(models.Model):
 
     @property
     def is_unedited_suggestion(self) -> bool:
-        return self.suggestion_id is not None and self.edit_distance == 0
+        return self.edit_distance == 0  # only a dialogue with a suggestion has a distance
 
 
 class Ranking(models.Model):

@@ -300,6 +300,7 @@ def dialogue_post(request, project_slug):
             project=project, labeler=request.user, turns=form.turns(),
             client_token=form.cleaned_data["client_token"],
             suggestion_id=form.cleaned_data["suggestion"], time_spent_ms=form.time_spent(),
+            live_suggestions=form.cleaned_data["live_suggestions"],
         )
     except LabelingError as exc:
         return _dialogue_page(request, project, form, status=exc.status, error=exc.message)

@@ -1,4 +1,6 @@
 """Writing demonstrations: a reply to a prompt, or a whole dialogue played both sides."""
+import uuid
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import F
@@ -7,6 +9,7 @@ from django.utils import timezone
 from labeling.edits import edit_distance, turns_text
 from labeling.errors import Conflict, Forbidden, Invalid, NotFound
 from labeling.models import Assignment, Completion, Demonstration, Project, Prompt
+from labeling.parsing import whole_number
 from labeling.services.queue import lock_own_assignment
 from labeling.services.rankings import clean_time_spent
 from labeling.validation import (
@@ -102,6 +105,7 @@ def dialogue_create(
     client_token: str,
     suggestion_id: int | None = None,
     time_spent_ms: int = 0,
+    live_suggestions: dict | None = None,
 ) -> Demonstration:
     """A whole dialogue written by one person playing both sides; its prompt (every turn but the
     last reply) is created with it. Idempotent by `client_token` (the same turns again; other
@@ -123,13 +127,46 @@ def dialogue_create(
         )
         if suggestion is None:
             raise NotFound("The suggestion is not a completion of this project.")
+    live, live_distance = _live_suggestions(labeler, turns, live_suggestions or {})
     prompt = prompt_create(
         project=project, turns=turns[:-1], source=Prompt.Source.LABELER, author=labeler
     )
-    return _create(
+    demonstration = _create(
         prompt=prompt, labeler=labeler, turns=turns, client_token=client_token,
         is_dialogue=True, suggestion=suggestion, time_spent_ms=time_spent_ms,
+        extra_distance=live_distance,
     )
+    demonstration.live_suggestions.set(live)
+    return demonstration
+
+
+def _live_suggestions(labeler, turns: list[dict], by_turn) -> tuple[list, int | None]:
+    """The live suggestions taken into assistant turns ({turn number: generation key}), and the
+    characters changed from them in total (None when there were none)."""
+    if not isinstance(by_turn, dict) or len(by_turn) > len(turns):
+        raise Invalid("Live suggestions map turn numbers to suggestion keys.")
+    Generation = Demonstration.live_suggestions.field.related_model
+    taken, distance = [], 0
+    for number, key in by_turn.items():
+        index = (whole_number(number, minimum=1, maximum=len(turns)) or 0) - 1
+        if index < 0 or turns[index]["role"] != "assistant":
+            raise Invalid(f"{str(number)[:20]!r} is not an assistant turn of this dialogue.")
+        generation = Generation.objects.filter(
+            key=key if _is_uuid(key) else None, requested_by=labeler, status="done"
+        ).first()  # fmt: skip
+        if generation is None:
+            raise NotFound("A live suggestion is not one the model wrote for you.")
+        taken.append(generation)
+        distance += edit_distance(generation.text, turns[index]["content"])
+    return taken, (distance if taken else None)
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
 
 
 def prompt_create(
@@ -161,8 +198,10 @@ def suggestion_edit_distance(suggestion: Completion, turns: list[dict]) -> int:
 
 
 def _create(*, prompt, labeler, turns, client_token, time_spent_ms, assignment=None,
-            is_dialogue=False, suggestion=None) -> Demonstration:
+            is_dialogue=False, suggestion=None, extra_distance=None) -> Demonstration:
     distance = None if suggestion is None else suggestion_edit_distance(suggestion, turns)
+    if extra_distance is not None:
+        distance = (distance or 0) + extra_distance
     demonstration = Demonstration(
         prompt=prompt, author=labeler, turns=turns, is_dialogue=is_dialogue,
         suggestion=suggestion, edit_distance=distance, assignment=assignment,

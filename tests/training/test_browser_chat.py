@@ -10,7 +10,7 @@ from waiting import wait_for
 
 from chat.models import ChatComparison, Conversation
 from chat.services.conversations import chat_models_allow, message_send
-from labeling.models import RankingTask
+from labeling.models import Demonstration, RankingTask
 from training.models import Generation
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
@@ -91,3 +91,27 @@ def test_chat_streams_a_reply_and_a_reply_becomes_a_ranking_task(
     earlier.locator("summary").click()
     expect(earlier.locator(".turn-content").first).to_have_text("How do I <b>sort</b> a list?")
 
+
+
+def test_suggest_fills_an_assistant_turn_and_the_saved_dialogue_records_it(
+    page, live_server, chat_version, inference_worker
+):
+    project = make_project(k=4)
+    chat_models_allow(project=project, versions=[chat_version])
+    User.objects.create_user("lena", password="pw-lena-123")
+    inference_worker()
+    log_in(page, "lena")
+    page.goto(f"/label/dialogue/{project.slug}/")
+    page.fill("#turn-1", "How do I sort a list?")
+    suggest = page.locator("li.assistant [data-suggest]")
+    suggest.click()
+    status = page.locator("li.assistant .suggest-bar [role=status]")
+    expect(status).to_contain_text("A suggestion from chatty", timeout=30_000)
+    expect(suggest).to_have_text("Another")
+    generation = Generation.objects.get()
+    expect(page.locator("#turn-2")).to_have_value(generation.text)
+    with page.expect_navigation():
+        page.click("button:has-text('Save the dialogue')")
+    demonstration = Demonstration.objects.get()
+    assert list(demonstration.live_suggestions.all()) == [generation]
+    assert demonstration.edit_distance == 0 and demonstration.is_unedited_suggestion

@@ -42,7 +42,7 @@ def demonstrations_of(project, as_of):
         prompt__project=project, prompt__is_evaluation=False, created_at__lte=as_of
     )
     if not project.sft_include_unedited:
-        qs = qs.exclude(suggestion__isnull=False, edit_distance=0)
+        qs = qs.exclude(edit_distance=0)  # only dialogues with a suggestion have a distance
     return qs
 
 
