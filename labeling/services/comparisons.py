@@ -33,6 +33,7 @@ from labeling.services.rankings import clean_time_spent
 from labeling.validation import MAX_COMMENT_CHARS, clean_text
 
 MAX_VERSIONS = 12
+MAX_VOTES_NEEDED = 20
 _sides = random.SystemRandom()  # not seeded: nobody can predict which side a model gets
 
 
@@ -57,6 +58,9 @@ def comparison_batch_create(
         raise Invalid("Choose at least two different model versions to compare.")
     if len(versions) > MAX_VERSIONS:
         raise Invalid(f"Compare at most {MAX_VERSIONS} versions at once.")
+    if votes_needed is not None and (isinstance(votes_needed, bool) or not isinstance(
+            votes_needed, int) or not 1 <= votes_needed <= MAX_VOTES_NEEDED):
+        raise Invalid(f"Votes per pair is a whole number from 1 to {MAX_VOTES_NEEDED}.")
     prompts = evaluation_prompts(project)
     if prompt_ids is not None:
         prompts = prompts.filter(pk__in=prompt_ids)

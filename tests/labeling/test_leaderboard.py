@@ -7,6 +7,7 @@ import pytest
 from labeling.leaderboard import (
     VoteArrays,
     agreement,
+    dense_index,
     fit_bradley_terry,
     leaderboard,
     outcome_codes,
@@ -103,6 +104,13 @@ def test_agreement_counts_pairs_of_votes_on_the_same_comparison():
     )  # fmt: skip
     found = agreement(votes)
     assert (found.pairs, found.agreeing) == (3 + 1, 1)
+
+
+@pytest.mark.parametrize("values", [[5, 3, 5, 9, 0], [10**12, 7, 7], [-1, 4, -1]])
+def test_dense_index_is_np_unique(values):
+    values = np.array(values)
+    found, expected = dense_index(values), np.unique(values, return_inverse=True)
+    assert found[0].tolist() == expected[0].tolist() and found[1].tolist() == expected[1].tolist()
 
 
 def test_no_votes_no_board():

@@ -53,17 +53,19 @@ def test_staff_start_a_comparison_from_the_page(client, staff, evaluated, versio
     assert f"Comparison #{batch.pk} started" in page and "0 / 6" in page  # replies so far
 
 
-@pytest.mark.parametrize(("chosen", "message"), [
-    ("same", "with itself"), ("one", "at least two"), ("bogus", "Choose model versions"),
-    ("missing", "does not exist"),
+@pytest.mark.parametrize(("chosen", "extra", "message"), [
+    ("same", {}, "with itself"), ("one", {}, "at least two"),
+    ("bogus", {}, "Choose model versions"), ("missing", {}, "does not exist"),
+    ("two", {"votes_needed": "21"}, "from 1 to 20"), ("two", {"votes_needed": "-1"}, "whole"),
+    ("two", {"temperature": "hot"}, "temperature must be a number"),
 ])  # fmt: skip
 def test_bad_choices_are_a_400_with_the_message(client, staff, evaluated, versions, chosen,
-                                                message):  # fmt: skip
+                                                extra, message):  # fmt: skip
     ids = {"same": [versions[0].pk] * 2, "one": [versions[0].pk], "bogus": ["x"],
-           "missing": [versions[0].pk, 99999]}[chosen]
+           "missing": [versions[0].pk, 99999], "two": [v.pk for v in versions]}[chosen]
     client.force_login(staff)
     response = client.post(f"/training/projects/{evaluated.slug}/evaluation/compare/",
-                           {"versions": ids})
+                           {"versions": ids, **extra})
     assert response.status_code == 400 and message in response.content.decode()
     assert not ComparisonBatch.objects.exists() and not TrainingRun.objects.exists()
 
