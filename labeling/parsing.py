@@ -74,7 +74,8 @@ def json_value(text: str | bytes, *, what: str = "The JSON"):
     except RecursionError:
         raise Invalid(f"{what} is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from None
     except json.JSONDecodeError as exc:
-        raise Invalid(f"Not JSON: {exc.msg} at column {exc.colno}.") from None
+        # Some of json's messages end in "at" ("Unterminated string starting at").
+        raise Invalid(f"Not JSON: {exc.msg.removesuffix(' at')} at column {exc.colno}.") from None
     except ValueError as exc:  # bad UTF-8, NaN, an integer of 5,000 digits
         raise Invalid(f"Not JSON: {exc}.") from None
     if _depth(value) > MAX_JSON_DEPTH:

@@ -176,14 +176,18 @@ def vote_submit(
         return assignment.vote
     if assignment.status == Assignment.Status.SKIPPED:
         raise Conflict("You skipped this task.")
-    if not assignment.is_live():
-        raise Conflict("Your time on this task ran out; take the next task.")
     task = (
         ComparisonTask.objects.select_for_update(of=("self",))
         .select_related("completion_a", "completion_b").get(pk=assignment.comparison_id)
     )  # fmt: skip
+    # Liveness and the slot are checked holding the task's lock, as `ranking_submit` does: a
+    # submit delayed before the lock may find its lease expired and its slot filled by another.
+    if not assignment.is_live():
+        raise Conflict("Your time on this task ran out; take the next task.")
     if task.status == ComparisonTask.Status.CANCELLED:
         raise Conflict("This comparison was withdrawn.")
+    if task.votes_count >= task.votes_needed:
+        raise Conflict("This comparison already has all the votes it needs; take the next task.")
     vote = Vote(
         source=Vote.Source.COMPARISON, project_id=task.project_id, task=task,
         assignment=assignment, labeler=labeler,
