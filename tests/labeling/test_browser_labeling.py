@@ -324,6 +324,9 @@ def test_writing_box_indents_code_warns_over_the_limit_and_previews(page, projec
                    " e.dispatchEvent(new Event('input', {bubbles: true})); }")
     expect(page.locator("[data-limit-warning]")).to_contain_text("Too long by 5 characters")
     assert reply.evaluate("e => e.value.length") == 20005
+    reply.focus()
+    page.keyboard.press("Alt+s")  # the skip key: its reason in focus
+    expect(page.locator("details.skip input[name=reason]")).to_be_focused()
 
 
 def test_reloading_an_error_page_keeps_the_newer_draft(page, project, lena):
