@@ -20,6 +20,8 @@ QUEUES = ("default", "training", "sampling")
 BEAT_SCHEDULE = {
     # Leases last minutes; a sweep a minute keeps the assignment table honest.
     "expire-leases": {"task": "labeling.expire_leases", "schedule": 60.0},
+    # Chat comparisons whose last alternative's callback could not be queued.
+    "collect-chat-comparisons": {"task": "chat.collect_comparisons", "schedule": 60.0},
     # A round waiting for rankings moves on within a minute of its last task being ranked.
     "continue-waiting-rounds": {"task": "training.continue_waiting_rounds", "schedule": 60.0},
 }

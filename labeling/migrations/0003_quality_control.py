@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labeling', '0002_queue_table_statistics'),
+        ('labeling', '0003_chat_source'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
