@@ -385,11 +385,11 @@ class UneditedFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         if self.value() == "unedited":
-            return queryset.filter(suggestion__isnull=False, edit_distance=0)
+            return queryset.filter(edit_distance=0)
         if self.value() == "edited":
-            return queryset.filter(suggestion__isnull=False, edit_distance__gt=0)
+            return queryset.filter(edit_distance__gt=0)
         if self.value() == "none":
-            return queryset.filter(suggestion__isnull=True)
+            return queryset.filter(edit_distance__isnull=True)
         return queryset
 
 

@@ -258,8 +258,10 @@ class Demonstration(models.Model):
     assignment = models.OneToOneField(
         Assignment, on_delete=models.SET_NULL, null=True, blank=True, related_name="demonstration"
     )
-    # Characters changed from the suggestion (None without one); 0 means saved unedited, the
-    # model's words rather than a person's (left out of SFT unless the project says otherwise).
+    # Characters changed from the model suggestion it started from (None without one: set by
+    # whatever offered the suggestion, a completion above or a live one); 0 means saved
+    # unedited, the model's words rather than a person's (left out of SFT unless the project
+    # says otherwise).
     edit_distance = models.PositiveIntegerField(null=True, blank=True)
     time_spent_ms = models.PositiveIntegerField(default=0)
     client_token = models.CharField(max_length=64, unique=True)
@@ -273,7 +275,7 @@ class Demonstration(models.Model):
 
     @property
     def is_unedited_suggestion(self) -> bool:
-        return self.suggestion_id is not None and self.edit_distance == 0
+        return self.edit_distance == 0
 
 
 class Ranking(models.Model):

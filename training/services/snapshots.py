@@ -37,7 +37,7 @@ def demonstrations_of(project, as_of):
     the model's words and is left out unless the project includes them."""
     qs = Demonstration.objects.filter(prompt__project=project, created_at__lte=as_of)
     if not project.sft_include_unedited:
-        qs = qs.exclude(suggestion__isnull=False, edit_distance=0)
+        qs = qs.exclude(edit_distance=0)
     return qs
 
 
