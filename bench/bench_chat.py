@@ -50,12 +50,15 @@ def main():
     parser.add_argument("--max-new-tokens", type=int, default=48)
     parser.add_argument("--think", type=float, default=0.5, help="seconds between turns")
     parser.add_argument("--threads", type=int, default=0, help="torch threads of the worker")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="the worker's precision (SAMPLING_DTYPE)")
     parser.add_argument("--redis", default="redis://localhost:6379/9")
     args = parser.parse_args()
 
     data = tempfile.mkdtemp(prefix="bench-chat-")
     os.environ.update(DJANGO_DEBUG="1", DATA_DIR=data, DATABASE_URL=f"sqlite:///{data}/db.sqlite3",
                       CELERY_BROKER_URL=args.redis, INFERENCE_REDIS_URL=args.redis,
+                      SAMPLING_DTYPE=args.dtype,
                       DJANGO_SETTINGS_MODULE="webapp.settings")  # fmt: skip
     import django
 
@@ -110,8 +113,9 @@ def main():
                 time.sleep(args.think)
 
         ask([{"role": "user", "content": "Hello"}], seed=0)  # load the model once
-        print(f"{SHIPPED_NAME}, {args.turns} turns per chat, {args.max_new_tokens} new tokens "
-              f"at most, {args.think}s between turns\n")  # fmt: skip
+        print(f"{SHIPPED_NAME} ({args.dtype}, {args.threads or 'default'} threads), {args.turns} "
+              f"turns per chat, {args.max_new_tokens} new tokens at most, {args.think}s between "
+              f"turns; load average {os.getloadavg()[0]:.1f}\n")  # fmt: skip
         print(f"{'chats':>5} {'ttft p50':>9} {'ttft p95':>9} {'tok/s/stream':>13} "
               f"{'tok/s total':>12} {'one at a time':>14} {'speedup':>8}")  # fmt: skip
         for chats in args.chats:

@@ -412,7 +412,7 @@ class UneditedFilter(admin.SimpleListFilter):
         if self.value() == "edited":
             return queryset.filter(edit_distance__gt=0)
         if self.value() == "none":
-            return queryset.filter(suggestion__isnull=True)
+            return queryset.filter(edit_distance__isnull=True)
         return queryset
 
 

@@ -34,13 +34,17 @@ STYLE_SCOPE = ".md pre"
 def _highlight(code: str, lang: str, attrs: str) -> str:
     """The code as highlighted spans, or "" for markdown-it's own escaping when the language
     is unknown or missing."""
-    if not lang:
-        return ""
+    lexer = _lexer(lang.strip().split()[0].lower()) if lang.strip() else None
+    return pygments_highlight(code, lexer, FORMATTER) if lexer else ""
+
+
+@lru_cache(maxsize=64)
+def _lexer(name: str):
+    """Looking a lexer up by name costs milliseconds (Pygments scans its registry): once each."""
     try:
-        lexer = get_lexer_by_name(lang.strip().split()[0].lower())
+        return get_lexer_by_name(name)
     except ClassNotFound:
-        return ""
-    return pygments_highlight(code, lexer, FORMATTER)
+        return None
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +68,14 @@ CLASSES = {"span": _token_classes()}  # no other class survives (nor any style o
 
 def render_markdown(text: str) -> str:
     """Safe HTML for `text` (a str that is safe to mark safe)."""
-    html = _parser().render(text or "")
+    return _render(text or "")
+
+
+@lru_cache(maxsize=256)
+def _render(text: str) -> str:
+    """Cached: a ranking page shows the same replies to every labeler of a task and on every
+    reload, and highlighting costs milliseconds per code block (bench/bench_text_quality.py)."""
+    html = _parser().render(text)
     return nh3.clean(
         html, tags=TAGS, attributes=ATTRIBUTES, url_schemes=URL_SCHEMES,
         allowed_classes=CLASSES, link_rel="noopener noreferrer nofollow",

@@ -324,3 +324,24 @@ def test_writing_box_indents_code_warns_over_the_limit_and_previews(page, projec
                    " e.dispatchEvent(new Event('input', {bubbles: true})); }")
     expect(page.locator("[data-limit-warning]")).to_contain_text("Too long by 5 characters")
     assert reply.evaluate("e => e.value.length") == 20005
+    reply.focus()
+    page.keyboard.press("Alt+s")  # the skip key: its reason in focus
+    expect(page.locator("details.skip input[name=reason]")).to_be_focused()
+
+
+def test_reloading_an_error_page_keeps_the_newer_draft(page, project, lena):
+    make_prompt(project, "Explain zip().")
+    log_in(page, lena)
+    with page.expect_navigation():
+        page.click("button:has-text('Write a reply')")
+    page.keyboard.type("zip pairs items")
+    Assignment.objects.filter(labeler=lena).update(expires_at="2000-01-01T00:00:00Z")
+    with page.expect_navigation():
+        page.keyboard.press("Control+Enter")  # refused: the lease ran out; the text comes back
+    reply = page.locator("textarea[name=reply]")
+    expect(reply).to_have_value("zip pairs items")
+    reply.press("End")
+    page.keyboard.type(" from several iterables.")
+    page.reload()  # posts the old text again: the newer draft wins
+    expect(reply).to_have_value("zip pairs items from several iterables.")
+    assert not Demonstration.objects.exists()

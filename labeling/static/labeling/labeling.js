@@ -38,6 +38,7 @@
     if (!ls) return;
     ls.removeItem(PREFIX + "draft:" + key);
     ls.removeItem(PREFIX + "time:" + key);
+    ls.removeItem(PREFIX + "submitted:" + key);
   }
 
   /* ---------------------------------------------------------------- drafts */
@@ -88,10 +89,11 @@
   }
 
   function draftNewerThanPage(form) {
+    // The server's values are what was last submitted; a draft saved after that submit holds
+    // edits made on the error page since (a reload posts the old values again).
     var draft = readJSON(PREFIX + "draft:" + form.dataset.draftKey);
-    var opened = form.querySelector('input[name="opened_at"]');
-    return !!(draft && draft.saved && opened && Number(opened.value) &&
-      draft.saved > Number(opened.value));
+    var submitted = Number(readJSON(PREFIX + "submitted:" + form.dataset.draftKey)) || 0;
+    return !!(draft && draft.saved && submitted && draft.saved > submitted);
   }
 
   function dropFinishedDraft() {
@@ -144,6 +146,7 @@
       if (form._timeSpent) form._timeSpent();
       if (form.dataset.draftKey) {
         saveDraft(form);
+        writeJSON(PREFIX + "submitted:" + form.dataset.draftKey, Date.now());
         var ls = store();
         if (ls) ls.setItem(PENDING, form.dataset.draftKey);
       }
