@@ -47,6 +47,7 @@ class Prompt(models.Model):
         IMPORTED = "imported", "Imported"
         LABELER = "labeler", "Written by a labeler"
         DEMO = "demo", "Demo data"
+        CHAT = "chat", "From a chat with the model"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
     # [{"role": "user"|"assistant", "content": str}, ...] ending with a user turn.

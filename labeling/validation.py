@@ -11,6 +11,7 @@ MAX_COMMENT_CHARS = 2_000
 MAX_REASON_CHARS = 500
 MAX_TOKEN_CHARS = 64
 ROLES = ("user", "assistant")
+EMPTY_REPLY = "(empty reply)"  # a model that stopped at once: still a reply to rank (low)
 
 
 def clean_text(value, *, field: str, max_chars: int = MAX_TEXT_CHARS, required=True) -> str:

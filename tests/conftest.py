@@ -156,3 +156,70 @@ def page(browser, live_server):
     yield page
     context.close()
     assert not errors, f"JavaScript errors: {errors}"
+
+
+@dataclass
+class InferenceProcess:
+    """A `manage.py inference_worker` subprocess on the test database and Redis."""
+
+    process: subprocess.Popen
+    log: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def inference_redis(settings):
+    """The live model's Redis, emptied of other tests' requests and worker heartbeats."""
+    from webapp.celery import app
+
+    settings.INFERENCE_REDIS_URL = app.conf.broker_url
+    from training.inference import channel
+
+    r = channel.connect()
+    r.delete(channel.REQUESTS, *r.scan_iter(match="inference:*"))
+    return r
+
+
+@pytest.fixture
+def inference_worker(transactional_db, inference_redis, settings, tmp_path):
+    """`start()` runs a real inference worker and waits for its first heartbeat."""
+    from training.inference import channel
+
+    started = []
+
+    def start() -> InferenceProcess:
+        env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
+               "INFERENCE_REDIS_URL": settings.INFERENCE_REDIS_URL}  # fmt: skip
+        log = tmp_path / f"inference-{len(started)}.log"
+        command = [sys.executable, "manage.py", "inference_worker", "--threads", "1",
+                   "--device", "cpu"]  # fmt: skip
+        with log.open("wb") as out:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
+        worker = InferenceProcess(process, log)
+        started.append(worker)
+        deadline = time.monotonic() + WORKER_START_TIMEOUT
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"inference worker exited at start:\n{worker.output()}")
+            if channel.workers(inference_redis):
+                return worker
+            time.sleep(0.2)
+        worker.stop()
+        raise RuntimeError(f"inference worker did not beat within {WORKER_START_TIMEOUT}s")
+
+    yield start
+    for worker in started:
+        worker.stop()
+    inference_redis.delete(channel.REQUESTS, *inference_redis.scan_iter(match="inference:*"))
+

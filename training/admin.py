@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from training.errors import TrainingError
 from training.forms import ModelImportForm
 from training.ml.shipped import shipped_model_path
-from training.models import ModelVersion, Round, RunMetric, TrainingRun
+from training.models import Generation, ModelVersion, Round, RunMetric, TrainingRun
 from training.services.model_versions import model_version_import
 from training.services.rounds import round_advance
 from training.services.runs import run_cancel, run_resume, runs_mark_stale
@@ -162,3 +162,19 @@ class RoundAdmin(admin.ModelAdmin):
                 round_advance(round_id=round_.pk, resume=True, by=request.user)
             except (TrainingError, QueueUnavailable) as exc:
                 self.message_user(request, f"Round {round_.number}: {exc}", messages.WARNING)
+
+
+@admin.register(Generation)
+class GenerationAdmin(admin.ModelAdmin):
+    """Read only: replies are written by the inference worker."""
+
+    list_display = ("key", "model_version", "requested_by", "status", "completion_tokens",
+                    "created_at")  # fmt: skip
+    list_filter = ("status", "model_version")
+    search_fields = ("key", "requested_by__username", "text")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -29,3 +29,9 @@ class Conflict(TrainingError):
     """The run is not in a state that allows this (e.g. starting a run that is running)."""
 
     status = 409
+
+
+class RateLimited(TrainingError):
+    """Too many requests from one person in a short time: try again in a moment."""
+
+    status = 429

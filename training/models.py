@@ -219,3 +219,54 @@ class Round(models.Model):
         return {"sampling": self.sample_run, "reward": self.reward_run, "ppo": self.ppo_run}.get(
             self.stage
         )
+
+
+class Generation(models.Model):
+    """One reply the live model writes for a person (a chat turn, a suggestion, an alternative).
+
+    The web app writes the row and puts its key on the inference worker's Redis stream; the
+    worker streams tokens to Redis as it makes them and writes the finished text here, so a
+    reply survives a closed browser and a restarted worker (which takes the request again).
+    `on_done` names a Celery task called with the row's id once the text is in.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Generating"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    FINISHED = (Status.DONE, Status.FAILED)
+
+    key = models.UUIDField(default=uuid.uuid4, editable=False, unique=True)
+    model_version = models.ForeignKey(
+        ModelVersion, on_delete=models.PROTECT, related_name="generations"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="generations",
+    )  # fmt: skip
+    # The dialogue to answer: [{"role", "content"}, ...] ending with a user turn.
+    turns = models.JSONField()
+    # temperature, top_p, max_new_tokens, seed.
+    sampling = models.JSONField(default=dict)
+    on_done = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    text = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=16, blank=True)  # stop, length
+    error = models.TextField(blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    # Oldest turns left out because the dialogue was longer than the model's context.
+    dropped_turns = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["requested_by", "created_at"], name="generation_rate")]
+
+    def __str__(self):
+        return f"generation {self.key} ({self.model_version.name}, {self.status})"

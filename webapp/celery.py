@@ -22,6 +22,8 @@ BEAT_SCHEDULE = {
     "expire-leases": {"task": "labeling.expire_leases", "schedule": 60.0},
     # A run whose worker vanished (no heartbeat for TRAINING_HEARTBEAT_TIMEOUT) is queued again.
     "recover-stale-runs": {"task": "training.recover_stale_runs", "schedule": 60.0},
+    # Chat comparisons whose last alternative's callback could not be queued.
+    "collect-chat-comparisons": {"task": "chat.collect_comparisons", "schedule": 60.0},
 }
 
 app = Celery("webapp")

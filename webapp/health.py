@@ -19,6 +19,7 @@ class Check:
     name: str
     ok: bool
     detail: str
+    required: bool = True  # an optional part down is a warning, not "unhealthy"
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,29 @@ def check_workers(redis_check: Check) -> tuple[Check, list[Worker]]:
     return Check("workers", True, f"{len(workers)} running"), workers
 
 
+def check_inference(redis_check: Check) -> Check:
+    """The live model (chat, suggestions): optional, since training works without it."""
+    from training.inference import channel
+
+    if not redis_check.ok:
+        return Check("inference", False, "unknown: Redis is unreachable", required=False)
+    try:
+        found = channel.workers()
+    except redis.RedisError as exc:
+        return Check("inference", False, f"could not ask: {exc}", required=False)
+    if not found:
+        return Check("inference", False, "no inference worker is running: chat replies wait "
+                     "until `manage.py inference_worker` starts", required=False)  # fmt: skip
+    detail = "; ".join(f"{w.name} on {w.device}, loaded: {', '.join(w.models) or 'none yet'}"
+                       for w in found)  # fmt: skip
+    return Check("inference", True, detail, required=False)
+
+
 def system_health() -> tuple[list[Check], list[Worker]]:
     redis_check = check_redis()
     workers_check, workers = check_workers(redis_check)
-    return [check_database(), redis_check, workers_check], workers
+    checks = [check_database(), redis_check, workers_check, check_inference(redis_check)]
+    return checks, workers
 
 
 def _safe_url() -> str:

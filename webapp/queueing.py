@@ -24,3 +24,11 @@ def enqueue(task, *, args=(), queue: str) -> None:
             ) from exc
 
     transaction.on_commit(publish, robust=False)
+
+
+def enqueue_by_name(name: str, *, args=(), queue: str) -> None:
+    """`enqueue` for a task named by string: how a service asks for work in an app it must not
+    import (the worker side calling back into the labeling side)."""
+    from webapp.celery import app
+
+    enqueue(app.signature(name), args=args, queue=queue)

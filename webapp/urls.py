@@ -14,4 +14,5 @@ urlpatterns = [
     path("label/", include("labeling.urls")),
     path("api/labeling/", include("labeling.api.urls")),
     path("training/", include("training.urls")),
+    path("chat/", include("chat.urls")),
 ]

@@ -34,6 +34,31 @@ def tiny_base_dir(tmp_path_factory):
     return directory / "model"
 
 
+@pytest.fixture(scope="session")
+def chat_model_dir(tiny_base_dir, tmp_path_factory):
+    """The tiny base model with weights drawn wide, so greedy replies differ per prompt and
+    are made of text (the fresh tiny model repeats one control token whatever it is asked)."""
+    import torch
+
+    from training.ml.checkpoint import load_model, save_model
+
+    model, info = load_model(tiny_base_dir)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    directory = tmp_path_factory.mktemp("chat-model") / "model"
+    save_model(directory, model, tokenizer_path=info["tokenizer_path"], meta={"stage": "test"})
+    return directory
+
+
+@pytest.fixture
+def chat_version(db, chat_model_dir):
+    from training.services.model_versions import model_version_register
+
+    return model_version_register(checkpoint_dir=str(chat_model_dir), name="chatty")
+
+
 @pytest.fixture
 def artifacts(settings, tmp_path):
     settings.ARTIFACTS_DIR = tmp_path / "artifacts"

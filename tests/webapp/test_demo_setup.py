@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
+from chat.services.conversations import chat_models
 from labeling.models import RankingTask
 from training.jobs import runner
 from training.models import ModelVersion, TrainingRun
@@ -24,6 +25,7 @@ def test_demo_setup_registers_the_real_model_and_queues_its_replies(settings, tm
     queued = TrainingRun.objects.get(kind="sample", input_model=version)
     assert queued.status == "queued" and queued.prompts.count() == 32
     assert queued.config["max_new_tokens"] == 128
+    assert list(chat_models(version.project)) == [version]  # labelers can talk to it
 
     call_command("demo_setup")  # again: nothing new
     assert ModelVersion.objects.count() == 1 and TrainingRun.objects.count() == 1

@@ -54,6 +54,22 @@ def test_health_command_fails_without_a_worker_and_passes_with_one(worker_factor
     assert "serves: training" in capsys.readouterr().out
 
 
+@pytest.mark.worker
+def test_health_and_the_status_page_report_the_inference_worker(
+    client, staff, worker_factory, inference_worker, capsys
+):
+    worker_factory(queues=("default",))
+    call_command("health")  # the live model down is a warning, not a failure
+    assert "WARN inference: no inference worker is running" in capsys.readouterr().out
+    client.force_login(staff)
+    assert "no inference worker is running" in client.get("/status/").text
+
+    inference_worker()
+    call_command("health")
+    assert "ok   inference: inference@" in capsys.readouterr().out
+    assert "on cpu, loaded: none yet" in client.get("/status/").text
+
+
 @pytest.fixture
 def redis_down(monkeypatch):
     """Point the Celery app at a port where nothing listens, and back afterwards."""

@@ -9,6 +9,7 @@ from django.conf import settings
 
 from labeling.models import RankingTask
 from labeling.services.tasks import ranking_tasks_create
+from labeling.validation import EMPTY_REPLY
 from training.jobs.common import device, load_version
 from training.jobs.runner import Outcome
 from training.ml.device import sampling_dtype
@@ -16,7 +17,6 @@ from training.ml.progress import Progress
 from training.ml.sampling import SampleConfig, generate
 
 PROMPTS_PER_BATCH = 8
-EMPTY = "(empty reply)"  # the model stopped at once: still a reply to rank (low)
 
 
 def batch_key(run) -> str:
@@ -54,7 +54,7 @@ def run(context) -> Outcome:
         replies: dict[int, list[dict]] = {prompt_id: [] for prompt_id, _ in batch}
         for index, response, finished in zip(samples.prompt_index, samples.responses,
                                              samples.finished, strict=True):  # fmt: skip
-            text = tokenizer.decode(response).strip() or EMPTY
+            text = tokenizer.decode(response).strip() or EMPTY_REPLY
             replies[batch[index][0]].append({
                 "text": text, "model_label": version.name, "model_version_id": version.pk,
                 "sampling": {**sampling, "seed": config.seed, "finished": finished, "run": run.pk,

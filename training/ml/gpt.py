@@ -114,6 +114,46 @@ class KVCache:
             for layer, t in enumerate(store):
                 store[layer] = t.repeat_interleave(k, dim=0) if t is not None else None
 
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep only `rows` (indices into the batch), in that order: finished rows leave."""
+        for store in (self.keys, self.values):
+            for layer, t in enumerate(store):
+                store[layer] = t.index_select(0, rows) if t is not None else None
+
+    def drop_left(self, n: int) -> None:
+        """Forget the first `n` columns (padding every row has), freeing room on the right."""
+        if n <= 0:
+            return
+        for store in (self.keys, self.values):
+            for layer, t in enumerate(store):
+                if t is not None:
+                    store[layer] = t[:, :, n:].clone()
+        self.max_len -= n
+        self.length -= n
+
+    @classmethod
+    def stack(cls, caches: list["KVCache"], max_len: int) -> "KVCache":
+        """One cache holding the rows of `caches` in order, each right-aligned to the longest
+        (shorter ones padded on the left, which the attention mask must then mark as padding):
+        how requests prefilled apart join a running batch."""
+        length = max(c.length for c in caches)
+        if length > max_len:
+            raise ValueError(f"KV cache full: {length} tokens > max_len {max_len}")
+        merged = cls(len(caches[0].keys), max_len)
+        merged.length = length
+        for name in ("keys", "values"):
+            for layer in range(len(caches[0].keys)):
+                parts = [getattr(c, name)[layer] for c in caches]
+                B = sum(p.size(0) for p in parts)
+                _, nh, _, hs = parts[0].shape
+                out = parts[0].new_zeros(B, nh, max_len, hs)
+                row = 0
+                for c, p in zip(caches, parts, strict=True):
+                    out[row : row + p.size(0), :, length - c.length : length] = p[:, :, : c.length]
+                    row += p.size(0)
+                getattr(merged, name)[layer] = out
+        return merged
+
 
 def attention_bias(attention_mask: torch.Tensor | None, T: int, S: int, device) -> torch.Tensor:
     """The boolean mask for T queries over S keys (the last T keys are the queries' own tokens),
@@ -233,7 +273,11 @@ class CausalLM(nn.Module):
         B, T = idx.shape
         past = kv_cache.length if kv_cache is not None else 0
         S = past + T
-        if S > self.config.block_size:
+        # Left padding takes columns but no positions: only real tokens count against the limit
+        # (a continuous batch pads rows that joined late).
+        if S > self.config.block_size and (
+            attention_mask is None or int(attention_mask.sum(-1).max()) > self.config.block_size
+        ):
             raise ValueError(f"sequence of {S} tokens exceeds block_size {self.config.block_size}")
         if attention_mask is None:
             return torch.arange(past, S, device=idx.device), S  # (T,)

@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from chat.services.conversations import chat_models_allow
 from labeling.selectors import project_by_slug
 from training.errors import TrainingError
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
@@ -64,6 +65,8 @@ class Command(BaseCommand):
             self.stderr.write(f"no real base model for the demo: {exc}")
             return
         self.stdout.write(self.style.SUCCESS(f"imported {SHIPPED_NAME} as the demo's base model"))
+        chat_models_allow(project=project, versions=[version])
+        self.stdout.write(f"{SHIPPED_NAME} is open for chat at /chat/ (the inference worker)")
         try:
             run = run_create(kind="sample", project=project, input_model=version,
                              config=FIRST_SAMPLING)  # fmt: skip

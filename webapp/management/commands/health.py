@@ -1,4 +1,5 @@
-"""`manage.py health`: whether the database, Redis and a worker are reachable; exit 1 if not."""
+"""`manage.py health`: whether the database, Redis and a worker are reachable; exit 1 if not.
+The inference worker (the live model) is reported too, as a warning when it is down."""
 from django.core.management.base import BaseCommand, CommandError
 
 from webapp.health import system_health
@@ -10,10 +11,13 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         checks, workers = system_health()
         for check in checks:
-            mark = self.style.SUCCESS("ok  ") if check.ok else self.style.ERROR("FAIL")
+            if check.ok:
+                mark = self.style.SUCCESS("ok  ")
+            else:
+                mark = self.style.ERROR("FAIL") if check.required else self.style.WARNING("WARN")
             self.stdout.write(f"{mark} {check.name}: {check.detail}")
         for worker in workers:
             self.stdout.write(f"     worker {worker.name} serves: {', '.join(worker.queues)}")
-        failed = [c.name for c in checks if not c.ok]
+        failed = [c.name for c in checks if c.required and not c.ok]
         if failed:
             raise CommandError(f"not healthy: {', '.join(failed)}")

@@ -1,0 +1,182 @@
+"""Continuous batching for the live model: many chats share each forward pass, and a request
+that arrives while others are generating joins them at the next step instead of waiting for
+the batch to finish.
+
+`Engine.step()` does one decoding step for every running row (one token each), then prefills
+the requests that arrived since (their first token), and right-aligns their KV cache with the
+running rows' (`KVCache.stack`): left padding that the attention mask hides, so every row is
+positioned as if it were alone. Rows that finish leave at once (`KVCache.select`), and padding
+columns that no row needs any more are dropped (`KVCache.drop_left`).
+
+Each request samples with its own settings and its own seeded generator, so what a request
+gets does not depend on which others shared its steps: greedy output is identical batched or
+alone, and a seed gives the same reply either way. The sampler itself is `sampling.py`'s.
+"""
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from training.ml.architectures import LanguageModel
+from training.ml.device import autocast
+from training.ml.gpt import KVCache
+from training.ml.sampling import SampleConfig, last_logits, left_pad, sample_next
+
+
+@dataclass
+class Request:
+    key: str
+    prompt: list[int]
+    max_new_tokens: int = 256
+    temperature: float = 0.7  # 0 = greedy
+    top_p: float = 0.95
+    top_k: int = 0
+    seed: int = 0
+
+
+@dataclass
+class Event:
+    """One new token of a request; the last event of a request carries its finish reason
+    ("stop": the model ended its turn, "length": max_new_tokens reached)."""
+
+    key: str
+    token: int
+    finish_reason: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+
+@dataclass
+class _Row:
+    request: Request
+    config: SampleConfig
+    generator: torch.Generator
+    generated: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return self.request.max_new_tokens - self.generated
+
+
+@dataclass
+class Engine:
+    model: LanguageModel
+    stop_id: int
+    pad_id: int
+    max_batch: int = 16
+    pending: deque = field(default_factory=deque)
+    rows: list[_Row] = field(default_factory=list)
+    cache: KVCache | None = None
+    mask: torch.Tensor | None = None  # (B, S): 1 real token, 0 left padding
+    last: torch.Tensor | None = None  # (B,): each row's newest token, not yet in the cache
+
+    def __post_init__(self):
+        self.device = next(self.model.parameters()).device
+        # Once, not per step: toggling the mode walks every module (~17 ms a step for SmolLM2).
+        self.model.eval()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.pending or self.rows)
+
+    def add(self, request: Request) -> None:
+        """Queue a request for the next step; a clear ValueError for one that cannot run."""
+        vocab, limit = self.model.config.vocab_size, self.model.config.block_size
+        if not request.prompt:
+            raise ValueError("empty prompt")
+        if min(request.prompt) < 0 or max(request.prompt) >= vocab:
+            raise ValueError("the prompt holds ids outside the vocabulary")
+        if len(request.prompt) + request.max_new_tokens > limit:
+            raise ValueError(
+                f"prompt of {len(request.prompt)} tokens + max_new_tokens "
+                f"{request.max_new_tokens} exceed the model's context of {limit}"
+            )
+        config = SampleConfig(
+            max_new_tokens=request.max_new_tokens, temperature=request.temperature,
+            top_p=request.top_p, top_k=request.top_k, seed=request.seed,
+        )  # fmt: skip
+        generator = torch.Generator(device=self.device).manual_seed(request.seed)
+        self.pending.append(_Row(request, config, generator))
+
+    def cancel(self, key: str) -> None:
+        """Stop a request (its client went away): queued or running, it produces nothing more."""
+        self.pending = deque(r for r in self.pending if r.request.key != key)
+        keep = [i for i, r in enumerate(self.rows) if r.request.key != key]
+        if len(keep) != len(self.rows):
+            self._keep(keep)
+
+    @torch.no_grad()
+    def step(self) -> list[Event]:
+        """One token for every running request, the first token for newly admitted ones."""
+        events = self._decode() if self.rows else []
+        return events + self._admit()
+
+    def _decode(self) -> list[Event]:
+        B = len(self.rows)
+        if self.cache.length + 1 > self.cache.max_len:
+            self.cache = KVCache.stack([self.cache], self.cache.length + self._headroom())
+        self.mask = torch.cat([self.mask, self.mask.new_ones(B, 1)], dim=1)  # (B, S)
+        with autocast(self.device):
+            logits = last_logits(self.model, self.last[:, None], self.mask, self.cache)  # (B, V)
+        return self._sample(self.rows, logits)
+
+    def _admit(self) -> list[Event]:
+        room = self.max_batch - len(self.rows)
+        if room <= 0 or not self.pending:
+            return []
+        joining = [self.pending.popleft() for _ in range(min(room, len(self.pending)))]
+        ids, mask = left_pad([r.request.prompt for r in joining], self.pad_id, self.device)
+        headroom = max(r.request.max_new_tokens for r in joining)
+        cache = KVCache(self.model.config.n_layer, ids.size(1) + headroom)
+        with autocast(self.device):
+            logits = last_logits(self.model, ids, mask, cache)  # (n, V)
+        if self.rows:
+            length = max(self.cache.length, cache.length)
+            self.cache = KVCache.stack([self.cache, cache], length + self._headroom(joining))
+            self.mask = torch.cat([_pad_left(self.mask, length), _pad_left(mask, length)])
+            self.last = torch.cat([self.last, torch.zeros_like(logits[:, 0], dtype=torch.long)])
+        else:
+            self.cache, self.mask = cache, mask
+            self.last = torch.zeros(len(joining), dtype=torch.long, device=self.device)
+        first = len(self.rows)
+        self.rows += joining
+        return self._sample(joining, logits, offset=first)
+
+    def _sample(self, rows: list[_Row], logits: torch.Tensor, offset: int = 0) -> list[Event]:
+        """Sample each row's next token with its own settings; finished rows leave the batch."""
+        events, keep = [], list(range(offset))
+        for i, (row, row_logits) in enumerate(zip(rows, logits, strict=True)):
+            token, _ = sample_next(row_logits[None].float(), row.config, row.generator)
+            token_id = int(token)
+            row.generated += 1
+            self.last[offset + i] = token_id
+            reason = "stop" if token_id == self.stop_id else None
+            reason = reason or ("length" if row.remaining <= 0 else None)
+            events.append(Event(row.request.key, token_id, reason))
+            if reason is None:
+                keep.append(offset + i)
+        if len(keep) != len(self.rows):
+            self._keep(keep)
+        return events
+
+    def _keep(self, keep: list[int]) -> None:
+        if not keep:
+            self.rows, self.cache, self.mask, self.last = [], None, None, None
+            return
+        index = torch.tensor(keep, device=self.device)
+        self.rows = [self.rows[i] for i in keep]
+        self.cache.select(index)
+        self.mask, self.last = self.mask[index], self.last[index]
+        padding = int((self.mask.sum(0) == 0).long().cumprod(0).sum())  # all-padding columns
+        self.cache.drop_left(padding)
+        self.mask = self.mask[:, padding:]
+
+    def _headroom(self, extra: list[_Row] = ()) -> int:
+        return max(r.remaining for r in [*self.rows, *extra]) + 1
+
+
+def _pad_left(mask: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.cat([mask.new_zeros(mask.size(0), length - mask.size(1)), mask], dim=1)
