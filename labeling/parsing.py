@@ -40,13 +40,15 @@ def row_id(value) -> int | None:
     return whole_number(value, minimum=1)
 
 
-def as_of_moment(raw: str, *, field: str = "as_of") -> datetime:
-    """An ISO datetime with a time zone, in UTC and not later than now: a dataset named by a
-    later moment would change as labels arrive."""
+def as_of_moment(raw: str, *, field: str = "as_of", naive_is_utc: bool = False) -> datetime:
+    """An ISO datetime with a time zone (or, with `naive_is_utc`, one without: UTC), in UTC and
+    not later than now: a dataset named by a later moment would change as labels arrive."""
     try:
         moment = parse_datetime(raw) if isinstance(raw, str) and len(raw) <= 64 else None
     except ValueError:  # well formed but no such day or hour, e.g. 2025-02-30
         moment = None
+    if moment is not None and moment.tzinfo is None and naive_is_utc:
+        moment = moment.replace(tzinfo=UTC)
     if moment is None or moment.tzinfo is None:
         raise Invalid(f"{field} is an ISO datetime with a time zone, e.g. 2025-01-01T12:00Z.")
     try:

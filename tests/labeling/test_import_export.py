@@ -178,6 +178,22 @@ def test_export_command_writes_jsonl_and_a_manifest_that_round_trips(ranked_proj
     assert ExportSnapshot.objects.count() == 1
 
 
+def test_export_command_as_of_is_utc_unless_it_says_and_never_later_than_now(
+    ranked_project, tmp_path
+):
+    from django.core.management.base import CommandError
+
+    project, *_ = ranked_project
+    call_command("export_project", project=project.slug, out=tmp_path / "a",
+                 as_of="2024-01-01T12:00")
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["as_of"] == "2024-01-01T12:00:00+00:00"
+    for bad in ("2999-01-01T00:00Z", "2025-02-30T00:00", "0001-01-01T00:00+01:00", "nonsense"):
+        with pytest.raises(CommandError, match="--as-of"):
+            call_command("export_project", project=project.slug, out=tmp_path / "b", as_of=bad)
+    assert ExportSnapshot.objects.count() == 1
+
+
 def test_import_then_export_round_trips_the_demonstrations(tmp_path):
     project = make_project()
     make_user("writer")

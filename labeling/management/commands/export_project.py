@@ -5,15 +5,13 @@ manifest.json naming the snapshot (what training/ records as its dataset).
     manage.py export_project --snapshot python-stdlib.1@20250101T120000.000000Z --out exports/
 """
 import json
-from datetime import UTC
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
-from django.utils.dateparse import parse_datetime
 
 from labeling import exports, selectors
 from labeling.errors import LabelingError
+from labeling.parsing import as_of_moment
 from labeling.services.exports import export_snapshot_create
 
 
@@ -33,11 +31,7 @@ class Command(BaseCommand):
             elif project:
                 project_obj, moment = selectors.project_by_slug(slug=project), None
                 if as_of:
-                    moment = parse_datetime(as_of)
-                    if moment is None:
-                        raise CommandError(f"--as-of is not a datetime: {as_of!r}")
-                    if timezone.is_naive(moment):
-                        moment = timezone.make_aware(moment, UTC)
+                    moment = as_of_moment(as_of, field="--as-of", naive_is_utc=True)
             else:
                 raise CommandError("Name a --project or a --snapshot.")
             record = export_snapshot_create(project=project_obj, as_of=moment)
