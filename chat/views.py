@@ -44,7 +44,9 @@ def chat_errors(view):
         try:
             return view(request, *args, **kwargs)
         except ERRORS as exc:
-            return render(request, "chat/error.html", {"message": exc.message}, status=exc.status)
+            context = {"message": exc.message, "back_url": reverse("chat:index"),
+                       "back_label": "Back to your chats"}  # fmt: skip
+            return render(request, "labeling/error.html", context, status=exc.status)
 
     return wrapper
 

@@ -41,10 +41,9 @@ def database_url(settings_dict) -> str:
 
 
 @dataclass
-class WorkerProcess:
-    """A `celery worker` subprocess on the test database, stopped by `stop()`."""
+class ChildProcess:
+    """A worker subprocess a test started, with its log; stopped by `stop()`."""
 
-    name: str
     process: subprocess.Popen
     log: Path
 
@@ -66,6 +65,13 @@ class WorkerProcess:
         return self.log.read_text(errors="replace")
 
 
+@dataclass
+class WorkerProcess(ChildProcess):
+    """A `celery worker` subprocess on the test database."""
+
+    name: str = ""
+
+
 def start_worker(tmp_path: Path, *, queues=("default", "training", "sampling"), env=None):
     from webapp.celery import app
 
@@ -84,7 +90,7 @@ def start_worker(tmp_path: Path, *, queues=("default", "training", "sampling"), 
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=worker_env, stdout=out, stderr=out)
-    worker = WorkerProcess(name, process, log)
+    worker = WorkerProcess(process, log, name=name)
     deadline = time.monotonic() + WORKER_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -158,26 +164,6 @@ def page(browser, live_server):
     assert not errors, f"JavaScript errors: {errors}"
 
 
-@dataclass
-class InferenceProcess:
-    """A `manage.py inference_worker` subprocess on the test database and Redis."""
-
-    process: subprocess.Popen
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
 def inference_redis(settings):
     """The live model's Redis, emptied of other tests' requests and worker heartbeats."""
@@ -198,7 +184,7 @@ def inference_worker(transactional_db, inference_redis, settings, tmp_path):
 
     started = []
 
-    def start() -> InferenceProcess:
+    def start() -> ChildProcess:
         env = {**os.environ, "DATABASE_URL": database_url(connection.settings_dict),
                "INFERENCE_REDIS_URL": settings.INFERENCE_REDIS_URL}  # fmt: skip
         log = tmp_path / f"inference-{len(started)}.log"
@@ -206,7 +192,7 @@ def inference_worker(transactional_db, inference_redis, settings, tmp_path):
                    "--device", "cpu"]  # fmt: skip
         with log.open("wb") as out:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=out)
-        worker = InferenceProcess(process, log)
+        worker = ChildProcess(process, log)
         started.append(worker)
         deadline = time.monotonic() + WORKER_START_TIMEOUT
         while time.monotonic() < deadline:

@@ -3,14 +3,15 @@
 import random
 
 import pytest
+from chat_helpers import version
 from django.contrib.auth import get_user_model
 
 from chat.models import ArenaBattle
 from chat.services.arena import arena_start
 from chat.services.conversations import chat_models_allow
 from labeling.evaluation_selectors import project_votes
-from labeling.models import Project, Vote
-from training.models import Generation, ModelVersion
+from labeling.models import Vote
+from training.models import Generation
 from training.services.generations import generation_finish
 
 pytestmark = pytest.mark.django_db
@@ -18,31 +19,10 @@ User = get_user_model()
 
 
 @pytest.fixture
-def project(db):
-    return Project.objects.create(name="Help", slug="help", k=4)
-
-
-def version(name, project):
-    return ModelVersion.objects.create(kind="policy", name=name, project=project,
-                                       checkpoint_dir=f"/m/{name}", tokenizer_path="/m/t")
-
-
-@pytest.fixture
 def models(project):
-    pair = [version("policy-alpha", project), version("policy-beta", project)]
+    pair = [version("policy-alpha", "policy", project), version("policy-beta", "policy", project)]
     chat_models_allow(project=project, versions=pair)
     return pair
-
-
-@pytest.fixture
-def lena(db):
-    return User.objects.create_user("lena")
-
-
-@pytest.fixture
-def lena_client(client, lena):
-    client.force_login(lena)
-    return client
 
 
 def finish_both(battle):
@@ -96,14 +76,14 @@ def test_a_vote_waits_for_both_replies_and_must_be_an_outcome(lena_client, lena,
 
 
 def test_the_arena_needs_two_open_models_and_battles_are_private(client, lena, project):
-    only = version("policy-alpha", project)
+    only = version("policy-alpha", "policy", project)
     chat_models_allow(project=project, versions=[only])
     client.force_login(lena)
     refused = client.post("/chat/arena/start/", {"project": "help", "text": "Hi"})
     assert refused.status_code == 400 and "needs two models" in refused.text
     assert not Generation.objects.exists()
 
-    chat_models_allow(project=project, versions=[version("policy-beta", project)])
+    chat_models_allow(project=project, versions=[version("policy-beta", "policy", project)])
     battle = arena_start(labeler=lena, project=project, text="Hi")
     client.force_login(User.objects.create_user("omar"))
     assert client.get(f"/chat/arena/{battle.pk}/").status_code == 404

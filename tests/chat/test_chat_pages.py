@@ -8,6 +8,7 @@ Redis as the worker writes them.
 import json
 
 import pytest
+from chat_helpers import version
 from django.contrib.auth import get_user_model
 from django.test import Client
 
@@ -15,7 +16,6 @@ from chat import streaming
 from chat.models import ChatComparison, Conversation, Message
 from chat.services.comparisons import chat_comparisons_create, comparisons_collect_finished
 from chat.services.conversations import chat_models_allow, conversation_start
-from labeling.models import Project
 from training.errors import Invalid
 from training.inference import channel
 from training.models import Generation, ModelVersion
@@ -27,32 +27,10 @@ TEXT = '<div class="text">{}</div>'  # a message's text on the page
 
 
 @pytest.fixture
-def project(db):
-    return Project.objects.create(name="Help", slug="help", k=4)
-
-
-def version(name, kind=ModelVersion.Kind.SFT, project=None):
-    return ModelVersion.objects.create(kind=kind, name=name, project=project,
-                                       checkpoint_dir=f"/models/{name}",
-                                       tokenizer_path=f"/models/{name}/tokenizer.json")  # fmt: skip
-
-
-@pytest.fixture
 def open_model(project):
     model = version("sft-1", project=project)
     chat_models_allow(project=project, versions=[model])
     return model
-
-
-@pytest.fixture
-def lena(db):
-    return User.objects.create_user("lena")
-
-
-@pytest.fixture
-def lena_client(client, lena):
-    client.force_login(lena)
-    return client
 
 
 def finish(message: Message, text: str = "A reply.") -> None:

@@ -2,6 +2,7 @@
 one saved unedited is the model's words and stays out of SFT unless the project includes it."""
 
 import pytest
+from chat_helpers import version
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
@@ -9,7 +10,6 @@ from chat.services.conversations import chat_models_allow, suggestion_request
 from labeling.errors import Invalid, NotFound
 from labeling.models import Demonstration, Project
 from labeling.services.demonstrations import dialogue_create
-from training.models import ModelVersion
 from training.services.generations import generation_finish
 from training.services.snapshots import demonstrations_of
 
@@ -21,15 +21,8 @@ QUESTION = {"role": "user", "content": "How do I sort a list?"}
 @pytest.fixture
 def project(db):
     project = Project.objects.create(name="Help", slug="help", k=4)
-    model = ModelVersion.objects.create(kind="sft", name="sft-1", project=project,
-                                        checkpoint_dir="/m/sft", tokenizer_path="/m/t")
-    chat_models_allow(project=project, versions=[model])
+    chat_models_allow(project=project, versions=[version("sft-1", project=project)])
     return project
-
-
-@pytest.fixture
-def lena(db):
-    return User.objects.create_user("lena")
 
 
 def suggested(lena, project, text="Use sorted(items)."):
