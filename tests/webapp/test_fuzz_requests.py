@@ -19,6 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
+from chat.models import ArenaBattle, ChatComparison, Conversation, Message
+from chat.services.arena import arena_start
+from chat.services.conversations import chat_models_allow, conversation_start
 from labeling.models import (
     Assignment,
     Completion,
@@ -29,12 +32,14 @@ from labeling.models import (
     Ranking,
     RankingTask,
     Skip,
+    Vote,
 )
 from labeling.services.demonstrations import prompt_create
 from labeling.services.projects import project_create
 from labeling.services.queue import demonstration_claim_next, ranking_claim_next
 from labeling.services.tasks import ranking_tasks_create
-from training.models import ModelVersion, TrainingRun
+from training.models import Generation, ModelVersion, TrainingRun
+from training.services.generations import generation_finish
 
 pytestmark = pytest.mark.django_db
 FUZZ = settings(
@@ -76,13 +81,17 @@ class World:
     demonstration: Assignment
     completion_ids: list[int]
     prompt_ids: list[int]
+    chat_model_id: int  # open for chat in the project
+    conversation: Conversation  # the labeler's, its reply written
+    battle: ArenaBattle  # the labeler's, both replies written
 
 
 def fingerprint():
     """Every row count, and the state of the rows a refused request might half-change."""
     counts = tuple(model.objects.count() for model in (
         Project, Prompt, Completion, RankingTask, Assignment, Demonstration, Ranking, Skip,
-        ExportSnapshot, TrainingRun, ModelVersion))
+        ExportSnapshot, TrainingRun, ModelVersion, Conversation, Message, Generation,
+        ChatComparison, ArenaBattle, Vote))
     leases = tuple(Assignment.objects.order_by("pk").values_list("status", "expires_at"))
     tasks = tuple(RankingTask.objects.order_by("pk").values_list(
         "status", "rankings_count", "rankings_needed", "priority"))
@@ -114,8 +123,19 @@ def world(client, django_user_model):
     labeler_web.force_login(labeler)
     staff_web.force_login(staff)
     ids = list(ranking.task.items.order_by("position").values_list("completion_id", flat=True))
+    chat_models = [ModelVersion.objects.create(kind="sft", name=f"fuzz-sft-{i}", project=project,
+                                               checkpoint_dir="/m", tokenizer_path="/m/t")
+                   for i in range(2)]  # fmt: skip
+    chat_models_allow(project=project, versions=chat_models)
+    conversation = conversation_start(labeler=labeler, project=project,
+                                      model_version=chat_models[0], text="Hi")  # fmt: skip
+    battle = arena_start(labeler=labeler, project=project, text="Hi")
+    for generation in Generation.objects.all():
+        generation_finish(generation, text="Hello.", finish_reason="stop", completion_tokens=2)
+    conversation.refresh_from_db()
     return World(project, labeler_api, staff_api, labeler_web, staff_web, ranking,
-                 demonstration, ids, [p.pk for p in prompts])
+                 demonstration, ids, [p.pk for p in prompts], chat_models[0].pk, conversation,
+                 battle)
 
 
 def check(send):
@@ -277,6 +297,9 @@ def form_dialogue(data, world):
                                                                        "submit", "x"]),
         "client_token": SOME_TEXT,
         "suggestion": st.one_of(SOME_TEXT, st.just(str(world.completion_ids[0]))),
+        "live_suggestions": st.one_of(SOME_TEXT, st.sampled_from([
+            json.dumps({"2": str(world.conversation.current.generation.key)}), '{"1": "x"}',
+            '{"²": null}', "[1]", json.dumps({"9" * 40: "k"})])),
         "time_spent_ms": SOME_TEXT, "opened_at": SOME_TEXT}))
     if data.draw(st.booleans()):
         query = {"suggestion": data.draw(SOME_TEXT).replace("\x00", "")}
@@ -304,9 +327,38 @@ def form_training_start(data, world):
     return lambda: world.staff_web.post(f"/training/projects/fuzz/start/{kind}/", post)
 
 
+def chat_forms(data, world):
+    conversation, reply = world.conversation.pk, world.conversation.current_id
+    message = data.draw(st.one_of(st.just(reply), st.just(reply - 1), INTS.map(abs)))
+    url = data.draw(st.sampled_from([
+        "/chat/start/", f"/chat/{conversation}/send/",
+        f"/chat/{conversation}/messages/{message}/edit/",
+        f"/chat/{conversation}/messages/{message}/regenerate/",
+        f"/chat/{conversation}/messages/{message}/show/",
+        f"/chat/{conversation}/messages/{message}/compare/", "/chat/compare/",
+        "/chat/arena/start/", f"/chat/arena/{world.battle.pk}/vote/",
+    ]))  # fmt: skip
+    post = data.draw(st.fixed_dictionaries({}, optional={
+        "text": SOME_TEXT, "project": st.one_of(SOME_TEXT, st.just("fuzz")),
+        "model_version": st.one_of(SOME_TEXT, st.just(str(world.chat_model_id))),
+        "count": SOME_TEXT, "model_versions": st.lists(SOME_TEXT, max_size=3),
+        "outcome": st.one_of(SOME_TEXT, st.sampled_from(["a", "b", "tie", "both_bad"]))}))
+    client = data.draw(st.sampled_from([world.labeler_web, world.staff_web]))
+    return lambda: client.post(url, post)
+
+
+def chat_suggest(data, world):
+    fields = {"turns": st.one_of(turns(ends_with="user"), st.just([{"role": "user",
+                                                                    "content": "Hi"}])),
+              "seed": INTS}  # fmt: skip
+    raw = json.dumps(body(data, fields))
+    return lambda: world.labeler_web.post("/chat/suggest/fuzz/", raw,
+                                          content_type="application/json")
+
+
 SENDERS = [api_ranking, api_demonstration, api_dialogue, api_next, api_lease, api_import,
            api_ranking_tasks, api_staff_reads, form_ranking, form_demonstration, form_dialogue,
-           form_queue, form_training_start]
+           form_queue, form_training_start, chat_forms, chat_suggest]
 
 
 @pytest.mark.parametrize("sender", SENDERS, ids=lambda s: s.__name__)

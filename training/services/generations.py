@@ -29,6 +29,7 @@ SAMPLING_BOUNDS = {
     "max_new_tokens": (1, 1024, 256),
 }
 CHAT_KINDS = (ModelVersion.Kind.BASE, ModelVersion.Kind.SFT, ModelVersion.Kind.POLICY)
+MAX_TURN_CHARS = 20_000
 
 
 def clean_sampling(raw: dict | None, defaults: dict | None = None) -> dict:
@@ -57,13 +58,19 @@ def clean_sampling(raw: dict | None, defaults: dict | None = None) -> dict:
     return cleaned
 
 
-def check_dialogue(turns) -> None:
+def clean_dialogue(turns) -> list[dict]:
+    """The dialogue checked (roles, order, ends with the user) and made storable: only role and
+    content kept, NUL characters dropped (PostgreSQL refuses them), each turn at most
+    MAX_TURN_CHARS."""
     try:
         _, pairs = check_turns(turns)
     except ValueError as exc:
         raise Invalid(str(exc)) from None
     if pairs[-1][0] != "user":
         raise Invalid("the dialogue must end with a user turn for the model to answer")
+    if any(len(t["content"]) > MAX_TURN_CHARS for t in turns):
+        raise Invalid(f"a turn is longer than {MAX_TURN_CHARS} characters")
+    return [{"role": t["role"], "content": t["content"].replace("\x00", "")} for t in turns]
 
 
 def generation_request(
@@ -74,7 +81,7 @@ def generation_request(
     per-minute budget, Invalid for a bad dialogue or settings; nothing is written then."""
     if model_version.kind not in CHAT_KINDS:
         raise Invalid(f"{model_version.name} is a {model_version.kind} model: it writes no text")
-    check_dialogue(turns)
+    turns = clean_dialogue(turns)
     sampling = clean_sampling(sampling)
     if user is not None:
         since = timezone.now() - timedelta(minutes=1)
