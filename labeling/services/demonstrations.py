@@ -157,8 +157,13 @@ def _live_suggestions(labeler, turns: list[dict], by_turn) -> tuple[list, int | 
         if generation is None:
             raise NotFound("A live suggestion is not one the model wrote for you.")
         taken.append(generation)
-        distance += edit_distance(generation.text, turns[index]["content"])
+        distance += edit_distance(_newlines(generation.text), _newlines(turns[index]["content"]))
     return taken, (distance if taken else None)
+
+
+def _newlines(text: str) -> str:
+    """A browser's text box turns every line break into CRLF: that is not an edit."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _is_uuid(value) -> bool:
