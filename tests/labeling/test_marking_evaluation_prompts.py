@@ -52,8 +52,9 @@ def test_a_bad_evaluation_value_is_a_line_error():
 def test_the_demo_project_holds_out_a_share_at_setup():
     call_command("load_demo_project", author="demo", ranking_tasks=5)
     held = Prompt.objects.filter(project__slug="python-stdlib", is_evaluation=True)
-    assert held.count() == 16  # 5% of 320
+    assert held.count() == 16  # 5% of the 320 answered prompts
     assert not held.filter(ranking_tasks__isnull=False).exists()
+    assert not held.filter(demonstrations__isnull=True).exists()  # open prompts stay writable
 
 
 def test_evaluation_prompts_are_never_handed_out_to_demonstrate():

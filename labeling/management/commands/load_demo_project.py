@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand
 
 from labeling.importers import prompts_import
 from labeling.models import Demonstration, Prompt
+from labeling.services.evaluation_prompts import evaluation_share_pick, prompts_mark_evaluation
 from labeling.services.projects import project_get_or_create
 from labeling.services.tasks import ranking_tasks_create
 
@@ -62,14 +63,23 @@ class Command(BaseCommand):
         )
         report = prompts_import(
             project=project, content=_without_answers(file, open_prompts), format="jsonl",
-            author=user, source=Prompt.Source.DEMO, evaluation_share=evaluation_share,
+            author=user, source=Prompt.Source.DEMO,
         )
+        held_out = self._hold_out(project, evaluation_share) if report.created else 0
         pushed = self._ranking_tasks(project, ranking_tasks) if ranking_tasks else 0
         self.stdout.write(
             f"{'Created' if created else 'Updated'} {project.slug}: {report.created} new prompts, "
             f"{report.demonstrations} new demonstrations by {user.username} "
-            f"({report.evaluation} prompts held out for evaluation), {pushed} ranking tasks."
+            f"({held_out} prompts held out for evaluation), {pushed} ranking tasks."
         )
+
+    def _hold_out(self, project, share: float) -> int:
+        """Evaluation prompts drawn from the answered ones: the prompts left open for people to
+        write for all stay in the writing queue."""
+        answered = set(Demonstration.objects.filter(prompt__project=project)
+                       .values_list("prompt_id", flat=True))  # fmt: skip
+        picked = evaluation_share_pick(sorted(answered), share=share, seed=0)
+        return prompts_mark_evaluation(project=project, prompt_ids=picked) if picked else 0
 
     def _ranking_tasks(self, project, n) -> int:
         answers = dict(
