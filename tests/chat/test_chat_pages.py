@@ -317,3 +317,12 @@ def test_the_sweep_collects_comparisons_whose_callback_was_lost(lena, project, o
     texts = {item.completion.text for item in comparison.ranking_task.items.all()}
     assert texts == {"Use sorted().", "Alternative 0", "Alternative 1", "Last one"}
     assert comparisons_collect_finished() == 0  # once
+
+
+def test_a_reply_with_a_nul_byte_is_stored_without_it(lena, project, open_model):
+    """Models can write a NUL token; PostgreSQL text refuses it: the reply must still land."""
+    conversation = start(lena, project, open_model)
+    finish(conversation.current, "before\x00after")
+    conversation.current.generation.refresh_from_db()
+    assert conversation.current.generation.text == "beforeafter"
+    assert conversation.current.generation.status == Generation.Status.DONE

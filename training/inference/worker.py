@@ -171,8 +171,18 @@ class InferenceWorker:
                 self.relay(serving, event)
             except redis.ConnectionError:
                 raise
-            except Exception:  # a database hiccup on one reply: the others go on
-                log.exception("reply %s: could not relay a token", event.key)
+            except Exception as exc:  # one reply's failure must not stop the others
+                log.exception("reply %s failed", event.key)
+                self.engines_cancel(event.key)
+                self.serving.pop(event.key, None)
+                try:
+                    self.fail(serving.generation, serving.message_id, f"the reply failed: {exc}")
+                except Exception:  # the database is down too: the request stays pending
+                    log.exception("reply %s: could not record the failure", event.key)
+
+    def engines_cancel(self, key: str) -> None:
+        for engine in self.engines.values():
+            engine.cancel(key)
 
     def relay(self, serving: Serving, event: Event) -> None:
         """Stream the text an event adds; finish the reply on its last event."""

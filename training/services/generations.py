@@ -143,7 +143,8 @@ def generation_finish(
         with transaction.atomic():
             updated = Generation.objects.filter(pk=generation.pk).exclude(
                 status__in=Generation.FINISHED
-            ).update(status=Generation.Status.DONE, text=text, finish_reason=finish_reason,
+            ).update(status=Generation.Status.DONE, text=text.replace("\x00", ""),
+                     finish_reason=finish_reason,
                      completion_tokens=completion_tokens, finished_at=timezone.now())  # fmt: skip
             if updated and generation.on_done:
                 enqueue_by_name(generation.on_done, args=(generation.pk,), queue="default")
