@@ -26,14 +26,10 @@ database (created, migrated, analyzed and dropped; --keep-db leaves it) and repo
    alone and under the same loads.
 """
 import argparse
-import http.client
-import json
 import multiprocessing as mp
 import os
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -56,8 +52,8 @@ from django.conf import settings  # noqa: E402
 from django.db import close_old_connections, connection, connections  # noqa: E402
 from django.test import Client  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
+from labeling_server import API, HttpClient, start_gunicorn  # noqa: E402
 
-API = "/api/labeling"
 SERVER: tuple[str, int] | None = None  # (host, port) of a running gunicorn, set by --server
 
 
@@ -68,86 +64,6 @@ def api_client(token: str):
 
 def django_client(token: str) -> Client:
     return Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_X_FORWARDED_PROTO="https")
-
-
-class HttpResponse:
-    def __init__(self, status: int, body: bytes):
-        self.status_code, self.body = status, body
-
-    def json(self):
-        return json.loads(self.body) if self.body else {}
-
-
-class HttpClient:
-    """One labeler's keep-alive connection to the server, speaking as the TLS proxy would."""
-
-    def __init__(self, token: str, host: str, port: int):
-        self.connection = http.client.HTTPConnection(host, port, timeout=60)
-        self.headers = {"Authorization": f"Token {token}", "X-Forwarded-Proto": "https",
-                        "Content-Type": "application/json"}
-
-    def post(self, url, data, content_type="application/json"):
-        body = json.dumps(data).encode()
-        for attempt in range(2):  # the server may have closed an idle keep-alive connection
-            try:
-                self.connection.request("POST", url, body=body, headers=self.headers)
-                response = self.connection.getresponse()
-                return HttpResponse(response.status, response.read())
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                self.connection.close()
-                if attempt:
-                    raise
-
-
-def start_gunicorn(settings_dict) -> subprocess.Popen:
-    """The production server on the bench database, on a free port; returns once it answers."""
-    global SERVER
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = (f"postgres://{settings_dict['USER']}:{settings_dict['PASSWORD']}@"
-           f"{settings_dict['HOST'] or 'localhost'}:{settings_dict['PORT'] or 5432}/"
-           f"{settings_dict['NAME']}")
-    env = {**os.environ, "DATABASE_URL": url, "GUNICORN_BIND": f"127.0.0.1:{port}",
-           "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver"}
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench_gunicorn_{port}.log"
-    print(f"gunicorn on port {port}, its log in {log}")
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "webapp" / "gunicorn.conf.py"),
-             "webapp.wsgi"], cwd=ROOT, env=env, stdout=out, stderr=out)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-            connection_.request("GET", f"{API}/projects/", headers={"X-Forwarded-Proto": "https"})
-            if connection_.getresponse().status in (401, 403):  # up, and no token sent
-                break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        raise RuntimeError("gunicorn did not start within 60 s")
-    SERVER = ("127.0.0.1", port)
-    warm_up(port)
-    return server
-
-
-def warm_up(port: int, requests: int = 200) -> None:
-    """Every worker process loads its URLs, views and database connections before the clock
-    starts (the first request of each costs a second or more)."""
-    def hit(n):
-        for _ in range(n):
-            connection_ = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            connection_.request("GET", f"{API}/projects/", headers={"X-Forwarded-Proto": "https"})
-            connection_.getresponse().read()
-            connection_.close()
-
-    threads = [threading.Thread(target=hit, args=(requests // 20,)) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def percentile(values, q):
@@ -438,6 +354,7 @@ def claim_query_ms(token) -> float:
 
 
 def main():
+    global SERVER  # where api_client sends requests (the labelers' processes fork after it is set)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--labelers", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=10,
@@ -461,7 +378,9 @@ def main():
     name = f"bench_labeling_{os.getpid()}"
     old_name = connection.settings_dict["NAME"]
     create_database(name)
-    server = start_gunicorn(connection.settings_dict) if args.server == "gunicorn" else None
+    server = None
+    if args.server == "gunicorn":
+        server, SERVER = start_gunicorn(connection.settings_dict)
     try:
         per_phase = args.rounds + (args.paced_rounds if args.think_s else 0)
         tasks_needed = args.labelers * per_phase * 2 // args.overlap + args.labelers
