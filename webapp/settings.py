@@ -153,6 +153,9 @@ LOGOUT_REDIRECT_URL = "login"
 # for LOGIN_LOCKOUT_SECONDS.
 LOGIN_FAILURE_LIMIT = _read("LOGIN_FAILURE_LIMIT", env.int, default=5)
 LOGIN_LOCKOUT_SECONDS = _read("LOGIN_LOCKOUT_SECONDS", env.int, default=900)
+# webapp.wsgi: reverse proxies in front of the web server that append to X-Forwarded-For (0: the
+# server is reached directly). With the right count the login limit sees people's addresses.
+PROXY_COUNT = _read("DJANGO_PROXY_COUNT", env.int, default=0)
 
 # The cache holds the login-failure counts: per process by default; with several web processes
 # share one, e.g. CACHE_URL=rediscache://localhost:6379/1.
