@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from training.ml.architectures import LanguageModel
+from training.ml.configs import SFTConfig
 from training.ml.device import autocast
 from training.ml.lm_loss import IGNORE
 from training.ml.lora import LoraSettings, add_lora, merge_lora
@@ -31,26 +32,6 @@ from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, split_by_prompt
 from training.ml.resume import load_checkpoint, save_checkpoint
 from training.ml.tokenizer import ChatTokenizer
-
-
-@dataclass
-class SFTConfig:
-    epochs: int = 2
-    max_steps: int | None = None  # when set, overrides epochs
-    batch_size: int = 8
-    lr: float = 1e-4
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    val_fraction: float = 0.1
-    eval_every: int = 50  # steps; 0 = only at the end
-    checkpoint_every: int = 100  # steps; a checkpoint is also written at the end and on stop
-    seed: int = 0
-    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (training.ml.lora); 0: all weights
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
 
 
 @dataclass

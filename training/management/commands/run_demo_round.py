@@ -31,10 +31,10 @@ from django.core.management.base import BaseCommand, CommandError
 from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Project
 from labeling.services.projects import project_update
+from training import worker
 from training.demo_labelers import SimulatedLabeler
 from training.demo_rules import PREFERENCES
 from training.demo_split import read_demo_rows, split_demo_rows, write_demo_rows
-from training.jobs import runner
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
 from training.selectors import round_open
@@ -275,7 +275,7 @@ class Command(BaseCommand):
                 time.sleep(1)
                 run.refresh_from_db()
         else:
-            runner.execute(run_id=run.pk, key=str(run.key), worker=f"demo@{socket.gethostname()}")
+            worker.execute(run_id=run.pk, key=str(run.key), worker=f"demo@{socket.gethostname()}")
             run.refresh_from_db()
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"{label} run #{run.pk} {run.status}: {run.error or 'timed out'}")
