@@ -23,7 +23,8 @@ from celery import shared_task
 from celery.signals import worker_ready
 
 from training import worker
-from training.jobs.kinds import RunKind, run_kinds
+from training.jobs.declaration import RunKind
+from training.jobs.kinds import run_kinds
 from training.services import lifecycle
 from training.services.rounds import rounds_advance_waiting, rounds_after_run
 from training.services.runs import runs_recover_for_worker, runs_recover_stale

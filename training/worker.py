@@ -26,7 +26,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import close_old_connections, connection
 
-from training.jobs.kinds import Outcome, run_kind
+from training.jobs.declaration import Outcome
+from training.jobs.kinds import run_kind
 from training.ml.progress import Progress
 from training.models import TrainingRun
 from training.services import lifecycle

@@ -2,7 +2,7 @@
 run's reward model, with the KL penalty to the SFT model the policy descends from -> a policy
 version whose parent is the input policy."""
 
-from training.jobs.kinds import Outcome, RunKind
+from training.jobs.declaration import Outcome, RunKind
 from training.ml.configs import PPOConfig
 
 STOPPED_BY_CALLER = "stopped by the caller"

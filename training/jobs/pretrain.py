@@ -2,7 +2,7 @@
 library's docs) in the run's folder -> a base model version. Resumes from its own checkpoint.
 A pretraining run belongs to no project and takes no labeled rows."""
 
-from training.jobs.kinds import Outcome, RunKind
+from training.jobs.declaration import Outcome, RunKind
 from training.ml.configs import PretrainConfig
 
 

@@ -3,7 +3,7 @@ and every labeler's order) -> `training.ml.reward.train_reward_model` on a copy 
 model with a scalar head -> a reward model version whose parent is that model."""
 
 from labeling.models import Ranking, TaskCompletion
-from training.jobs.kinds import Outcome, RunKind
+from training.jobs.declaration import Outcome, RunKind
 from training.ml.configs import RewardConfig
 from training.ml.records import RankingRecord
 

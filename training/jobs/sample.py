@@ -16,7 +16,7 @@ from labeling.models import ComparisonReply, ComparisonTask, RankingTask
 from labeling.services.comparisons import comparison_replies_add
 from labeling.services.tasks import ranking_tasks_create
 from labeling.validation import EMPTY_REPLY
-from training.jobs.kinds import Outcome, RunKind
+from training.jobs.declaration import Outcome, RunKind
 from training.ml.configs import SampleRunConfig
 from training.ml.progress import Progress
 

@@ -1,7 +1,7 @@
 """SFT: the run's demonstrations -> `training.ml.sft.train_sft` on its input model -> an SFT
 model version whose parent is that model."""
 
-from training.jobs.kinds import Outcome, RunKind
+from training.jobs.declaration import Outcome, RunKind
 from training.ml.configs import SFTConfig
 
 

@@ -14,7 +14,8 @@ from django.utils import timezone
 
 from training import presets
 from training.errors import Conflict, Invalid, NotFound
-from training.jobs.kinds import RunKind, run_kind
+from training.jobs.declaration import RunKind
+from training.jobs.kinds import run_kind
 from training.models import ModelVersion, TrainingRun
 from training.services.snapshots import snapshot_take
 from training.services.status import append_log, transition
