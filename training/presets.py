@@ -162,6 +162,14 @@ def clean_config(kind: str, values: dict | None = None, *, preset: str = "tiny")
     return config
 
 
+def described(kind: str, config: dict) -> list[tuple[str, object, str]]:
+    """A run's stored config for its page: (name, value, the setting's help), in declaration
+    order; a value whose setting is no longer declared (an older run's) is shown too."""
+    spec = fields(kind)
+    names = [n for n in spec if n in config] + [n for n in config if n not in spec]
+    return [(n, config[n], spec[n].help if n in spec else "") for n in names]
+
+
 def _coerce(name: str, field: Field, raw):
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         if field.optional:

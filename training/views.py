@@ -130,6 +130,7 @@ def continue_round(request, slug):
 def _run_context(run):
     curves = selectors.metric_points(run=run)
     return {"run": run, "charts": run_charts(run.kind, curves),
+            "settings": presets.described(run.kind, run.config or {}),
             "snapshot": selectors.snapshot_counts(run=run),
             "pace": run_pace(run, now=timezone.now()),
             "warnings": run_warnings(run, curves)}  # fmt: skip

@@ -17,6 +17,7 @@ from training.jobs.kinds import run_kind, run_kinds
 from training.management.commands.run_demo_round import overrides
 from training.ml.configs import GPT_SIZES
 from training.models import TrainingRun
+from training.services.runs import run_create
 
 
 def test_every_kind_of_run_is_registered_once_with_its_model_choice():
@@ -114,3 +115,14 @@ def test_the_web_process_reads_kinds_and_settings_without_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.urls("training_urls")
+def test_the_run_page_shows_each_setting_with_its_help(client, staff, project_with_demos,
+                                                       base_version):  # fmt: skip
+    client.force_login(staff)
+    run = run_create(kind="sft", project=project_with_demos, input_model=base_version,
+                     config={"lr": "0.001"}, enqueue_it=False)  # fmt: skip
+    page = client.get(f"/training/runs/{run.pk}/").content.decode()
+    assert 'lr = 0.001  <span class="muted"># peak learning rate</span>' in page
+    assert "epochs = 3\n" in page

@@ -98,7 +98,8 @@ def _create(*, kind: RunKind, project, config, input_model, reward_model, create
             request_token):  # fmt: skip
     now = timezone.now()
     snap = (
-        snapshot_take(project=project, kind=kind, config=config, as_of=now, input_model=input_model)
+        snapshot_take(project=project, kind=kind.name, config=config, as_of=now,
+                      input_model=input_model)  # fmt: skip
         if project
         else None
     )

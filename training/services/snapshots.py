@@ -20,6 +20,7 @@ from labeling import exports
 from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt, Ranking
 from labeling.quality import excluded_labeler_ids
 from training.errors import Invalid
+from training.jobs.kinds import run_kind
 
 
 def minimum(what: str) -> int:
@@ -118,12 +119,14 @@ class DatasetSnapshot:
         _require(len(self.prompts), "prompts", purpose, at_least=1)
 
 
-def snapshot_take(*, project, kind, config: dict, as_of, input_model=None) -> DatasetSnapshot:
-    """The rows a run of `kind` (a `RunKind`) uses, or `Invalid` saying what is missing."""
+def snapshot_take(*, project, kind: str, config: dict, as_of, input_model=None) -> DatasetSnapshot:
+    """The rows a run of `kind` uses (its `RunKind.rows` rule), or `Invalid` saying what is
+    missing."""
+    rule = run_kind(kind).rows
     snap = DatasetSnapshot(exports.snapshot_for(project=project, as_of=as_of).id, project, as_of,
                            input_model)  # fmt: skip
-    if kind.rows is not None:
-        kind.rows(snap, config)
+    if rule is not None:
+        rule(snap, config)
     return snap
 
 
