@@ -16,7 +16,6 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling.errors import LabelingError
 from labeling.models import Project
 from labeling.selectors import project_by_slug
 from training import presets, selectors
@@ -30,6 +29,7 @@ from training.services.exports import exports_of, model_version_export
 from training.services.rounds import round_continue
 from training.services.runs import run_cancel, run_create, run_resume
 from training.services.snapshots import minimum
+from webapp.errors import ServiceError
 from webapp.queueing import QueueUnavailable
 
 
@@ -43,7 +43,7 @@ def staff_only(view):
             raise PermissionDenied("Training is for staff.")
         try:
             return view(request, *args, **kwargs)
-        except (TrainingError, LabelingError) as exc:
+        except ServiceError as exc:
             template = "training/_error.html" if request.htmx else "training/error.html"
             return render(request, template, {"message": exc.message}, status=exc.status)
 

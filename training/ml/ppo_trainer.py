@@ -26,7 +26,8 @@ from training.ml.ppo_rollout import (
 )
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
-from training.ml.sft import TokenExample, batches_for_step, lm_batch
+from training.ml.sft import TokenExample, lm_batch
+from training.ml.train_loop import batches_for_step
 
 RewardFn = Callable[[list[int], list[int]], float]
 

@@ -49,8 +49,8 @@ from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord
 from training.ml.resume import save_checkpoint
 from training.ml.reward_data import RankingExample, ranking_examples, reward_batch
-from training.ml.sft import batches_for_step, start_loop
 from training.ml.tokenizer import ChatTokenizer
+from training.ml.train_loop import batches_for_step, start_loop
 
 
 @dataclass
