@@ -5,17 +5,11 @@ Views render the message in a 4xx page or fragment; the API answers `{"error": m
 left behind.
 """
 
+from webapp.errors import ServiceError
 
-class LabelingError(Exception):
-    status = 400
 
-    def __init__(self, message: str, **details):
-        super().__init__(message)
-        self.message = message
-        self.details = details
-
-    def __str__(self):
-        return self.message
+class LabelingError(ServiceError):
+    """Refused by a labeling service."""
 
 
 class Invalid(LabelingError):

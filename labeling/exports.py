@@ -33,17 +33,21 @@ _STAMP = "%Y%m%dT%H%M%S.%fZ"
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class LabelsAsOf:
+    """A project's labels as of a moment and the id that names them. A run's
+    `training.services.snapshots.DatasetSnapshot` (its rows) and an `ExportSnapshot` (an export's
+    digests) both carry this id."""
+
     id: str
     project_id: int
     as_of: datetime
 
 
-def snapshot_for(*, project: Project, as_of: datetime | None = None) -> Snapshot:
+def snapshot_for(*, project: Project, as_of: datetime | None = None) -> LabelsAsOf:
     """The snapshot of a project as of a moment (default now). A later moment is refused: its
     rows would change as labels arrive while its id stayed the same."""
     as_of = (timezone.now() if as_of is None else moment_in_range(as_of)).astimezone(UTC)
-    return Snapshot(f"{project.slug}.{project.pk}@{as_of.strftime(_STAMP)}", project.pk, as_of)
+    return LabelsAsOf(f"{project.slug}.{project.pk}@{as_of.strftime(_STAMP)}", project.pk, as_of)
 
 
 def snapshot_resolve(snapshot_id: str) -> tuple[Project, datetime]:

@@ -10,6 +10,8 @@ import math
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
+from training.jobs.kinds import run_kinds
+
 WIDTH, HEIGHT = 320, 150
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 46, 8, 20, 22
 COLORS = ("#2f5bd3", "#d9480f", "#0f7b3f", "#7048e8")
@@ -92,24 +94,11 @@ def svg_line_chart(title: str, series: dict[str, list[tuple[float, float]]]):
     )  # fmt: skip
 
 
-# Which curves each kind of run shows, chart by chart.
-CHARTS = {
-    "pretrain": {"loss": ("loss", "val_loss")},
-    "sft": {"loss": ("loss", "val_loss")},
-    # held-out accuracy beside the longer-reply baseline on the same pairs, at every
-    # evaluation: a reward model that only learned "longer wins" shows as one line on the other
-    "reward": {"loss": ("loss", "val_loss"), "accuracy": ("accuracy",),
-               "held-out accuracy": ("val_accuracy", "val_length_baseline_accuracy"),
-               "margin": ("mean_margin",)},
-    "ppo": {"score": ("score",), "KL": ("kl",), "entropy": ("entropy",),
-            "losses": ("policy_loss", "value_loss")},
-    "sample": {"completions per second": ("completions_per_second",)},
-}  # fmt: skip
-
-
 def run_charts(kind: str, curves: dict[str, list[tuple[int, float]]]) -> list:
+    """The charts a run of `kind` shows (`RunKind.charts`), of the curves it has points of."""
+    spec = run_kinds().get(kind)
     charts = []
-    for title, names in CHARTS.get(kind, {}).items():
+    for title, names in (spec.charts if spec else {}).items():
         series = {name: curves[name] for name in names if name in curves}
         if series:
             charts.append(svg_line_chart(title, series))

@@ -3,16 +3,11 @@
 Views show the message (never a traceback); the admin turns it into a message bar.
 """
 
+from webapp.errors import ServiceError
 
-class TrainingError(Exception):
-    status = 400
 
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self):
-        return self.message
+class TrainingError(ServiceError):
+    """Refused by a training service."""
 
 
 class Invalid(TrainingError):

@@ -21,10 +21,10 @@ from labeling.selectors import project_by_slug
 from labeling.services.comparisons import evaluation_prompts
 from training.charts import svg_interval_chart
 from training.errors import Invalid
+from training.jobs.kinds import run_kind
 from training.models import ModelVersion
 from training.selectors import versions_for_project
 from training.services.evaluation import comparison_start
-from training.services.runs import INPUT_KINDS
 from training.views import staff_only
 from webapp.queueing import QueueUnavailable
 
@@ -38,7 +38,7 @@ def _board(project):
 
 
 def _evaluation_page(request, project, *, status=200, posted=None):
-    candidates = versions_for_project(project=project, kinds=INPUT_KINDS["sample"])[:50]
+    candidates = versions_for_project(project=project, kinds=run_kind("sample").takes)[:50]
     chosen = set(posted.getlist("versions")) if posted is not None else set()
     return render(request, "training/evaluation.html", {
         "project": project, "versions": candidates, "chosen": chosen,

@@ -1,4 +1,5 @@
-"""The start-a-run forms: one per kind, its fields from `training.presets`, prefilled with the
+"""The start-a-run forms: one per kind, its title and inputs from the kind (`training.jobs.kinds`),
+its fields from the kind's declared settings (`training.presets.fields`), prefilled with the
 chosen preset. Parsing leaves every check to `run_create` (through `presets.clean_config`)."""
 
 import uuid
@@ -8,24 +9,11 @@ from django import forms
 
 from labeling.models import Project
 from training import presets
+from training.jobs.kinds import run_kind
 from training.ml.shipped import SHIPPED_NAME
 from training.selectors import versions_for_project
-from training.services.runs import INPUT_KINDS
 
 PREFIX = "cfg_"
-TITLES = {
-    "sft": "Fine-tune on the demonstrations (SFT)",
-    "reward": "Train the reward model on the rankings",
-    "ppo": "Run PPO against the reward model",
-    "sample": "Sample K completions per prompt for ranking",
-    "pretrain": "Pretrain a base model (standard-library docs)",
-}
-NEEDS = {
-    "sft": "demonstrations",
-    "reward": "ranked_tasks",
-    "ppo": "prompts",
-    "sample": "prompts",
-}
 
 
 @dataclass
@@ -42,6 +30,9 @@ class ConfigField:
 class StartForm:
     kind: str
     title: str
+    noun: str  # "an SFT run"
+    takes: tuple[str, ...]  # the model kinds it starts from (empty: no input model)
+    needs_reward_model: bool
     preset: str
     fields: list[ConfigField]
     input_choices: list
@@ -52,9 +43,10 @@ class StartForm:
 
 def start_form(kind: str, *, project, preset: str = "tiny", posted=None, error="") -> StartForm:
     """The form for `kind`: the preset's values, or what was posted when it is shown again."""
+    spec_of = run_kind(kind)
     values = presets.defaults(kind, preset)
     fields = []
-    for name, spec in presets.FIELDS[kind].items():
+    for name, spec in presets.fields(kind).items():
         if spec.internal:
             continue
         value = values[name]
@@ -69,12 +61,15 @@ def start_form(kind: str, *, project, preset: str = "tiny", posted=None, error="
         field = ConfigField(name, f"{PREFIX}{name}", kind_name, value, spec.help, spec.choices)
         fields.append(field)
     inputs = (
-        list(versions_for_project(project=project, kinds=INPUT_KINDS[kind]))
-        if INPUT_KINDS[kind]
+        list(versions_for_project(project=project, kinds=spec_of.takes)) if spec_of.takes else []
+    )
+    rewards = (
+        list(versions_for_project(project=project, kinds=["reward"]))
+        if spec_of.reward_model == "required"
         else []
     )
-    rewards = list(versions_for_project(project=project, kinds=["reward"])) if kind == "ppo" else []
-    return StartForm(kind, TITLES[kind], preset, fields, inputs, rewards,
+    return StartForm(kind, spec_of.title, spec_of.noun, spec_of.takes,
+                     spec_of.reward_model == "required", preset, fields, inputs, rewards,
                      request_token=uuid.uuid4().hex, error=error)  # fmt: skip
 
 

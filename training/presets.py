@@ -1,21 +1,31 @@
-"""The config a run of each kind takes: its fields, types, defaults and named presets.
+"""The presets of the run settings, and the check of a run's config against its kind's settings.
 
-Plain Python (no torch), so the web process can render and check a form without loading the ML
-stack. The job code hands the cleaned dict to the matching `training.ml` config dataclass
-(`SFTConfig(**config)`), so the field names are theirs. Defaults are the tiny CPU sizes (the whole
-loop in minutes on a laptop); the `gpu` preset names sizes for a GPU worker.
+Every setting is declared once, on its kind's config dataclass (`training.ml.configs`, with
+`setting(...)`: default, bounds, help); this module holds only what a preset changes, and reads
+the declarations to fill, check and type a config. Plain Python (no torch), so the web process can
+render and check a form without loading the ML stack.
 
     config = clean_config("sft", {"epochs": "3"}, preset="tiny")   # -> full dict, typed
+
+An unknown setting, a value out of its bounds or a preset naming a setting its kind does not have
+is an `Invalid` naming it: nothing is dropped.
 """
 
+import dataclasses
+import typing
 from dataclasses import dataclass
+from functools import cache
 
 from training.errors import Invalid
+from training.jobs.kinds import run_kind
+from training.ml.settings import declared, value_type
 
 
 @dataclass(frozen=True)
 class Field:
-    type: type  # int, float or bool
+    """One setting of a kind as a form and the checks see it (read from its declaration)."""
+
+    type: type  # int, float, bool or str
     default: object
     help: str = ""
     optional: bool = False  # None (an empty form field) is allowed
@@ -25,111 +35,50 @@ class Field:
     internal: bool = False  # set by the code that makes the run, not shown on a start form
 
 
-def _f(type_, default, help="", **kw):
-    return Field(type_, default, help, **kw)
+@cache
+def fields(kind: str) -> dict[str, Field]:
+    """The settings of a kind of run, in declaration order."""
+    config = run_kind(kind).config
+    hints = typing.get_type_hints(config)
+    out = {}
+    for name, (spec, meta) in declared(config).items():
+        default = (
+            spec.default_factory()
+            if spec.default_factory is not dataclasses.MISSING
+            else spec.default
+        )
+        out[name] = Field(
+            value_type(config, name), default, meta.help, optional=_allows_none(hints[name]),
+            minimum=meta.minimum, maximum=meta.maximum, choices=meta.choices,
+            internal=meta.internal,
+        )  # fmt: skip
+    return out
 
 
-POSITIVE = {"minimum": 1}
-# LoRA (training.ml.lora): adapters on every Linear of the blocks; the base stays frozen, and
-# PPO's reference is the policy with its adapters off (no second copy of the weights).
-LORA = {
-    "lora_rank": _f(int, 0, "LoRA rank (0: full fine-tuning)", minimum=0, maximum=1024),
-    "lora_alpha": _f(float, 16.0, "LoRA scale: alpha / rank", minimum=0),
-    "lora_dropout": _f(float, 0.0, "dropout on the adapters' input", minimum=0, maximum=0.9),
-}
-FIELDS: dict[str, dict[str, Field]] = {
-    "pretrain": {
-        "preset": Field(
-            str,
-            "tiny",
-            "model size",
-            choices=("tiny", "small", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl"),
-        ),
-        # The defaults of training.ml.pretrain.PretrainConfig: on the demo's stdlib corpus a
-        # 2048 vocabulary learns faster per second than 4096, and 800 steps is where the tiny
-        # model starts to copy names from the prompt (what the demo's rule rewards).
-        "vocab_size": _f(int, 2048, "tokenizer size", minimum=261, maximum=200_000),
-        "steps": _f(int, 800, **POSITIVE),
-        "batch_size": _f(int, 16, **POSITIVE),
-        "lr": _f(float, 3e-3, "peak learning rate", minimum=0),
-        "warmup_steps": _f(int, 50, minimum=0),
-        "eval_every": _f(int, 100, **POSITIVE),
-        "checkpoint_every": _f(int, 100, **POSITIVE),
-        "seed": _f(int, 0),
-    },
-    "sft": {
-        "epochs": _f(int, 3, **POSITIVE),
-        "max_steps": _f(int, None, "overrides epochs", optional=True, minimum=1),
-        "batch_size": _f(int, 8, **POSITIVE),
-        "lr": _f(float, 3e-4, "peak learning rate", minimum=0),
-        "warmup_steps": _f(int, 10, minimum=0),
-        "val_fraction": _f(float, 0.1, "held-out share of prompts", minimum=0, maximum=0.9),
-        "eval_every": _f(int, 50, "steps between validation losses (0: at the end)", minimum=0),
-        "checkpoint_every": _f(int, 50, **POSITIVE),
-        "seed": _f(int, 0),
-        **LORA,
-    },
-    "reward": {
+def _allows_none(hint) -> bool:
+    return type(None) in typing.get_args(hint)
+
+
+# Per preset and kind, only the values that differ from the declared defaults. `tiny` is what
+# every preset starts from: the laptop sizes the demo and the tests run (where they differ from
+# the library's defaults); the other presets change sizes on top of it.
+PRESETS: dict[str, dict[str, dict]] = {
+    "tiny": {
+        "sft": {"epochs": 3, "lr": 3e-4, "checkpoint_every": 50},
         # A round of a few hundred ranked prompts is ~30 steps an epoch: at 2 epochs and 1e-4
         # the tiny reward model stayed at chance even on its training pairs (loss ln 2); 4 and
-        # 3e-4 learn the demo's rule (held-out accuracy 0.95-1.0).
-        "epochs": _f(int, 4, **POSITIVE),
-        "max_steps": _f(int, None, "overrides epochs", optional=True, minimum=1),
-        "batch_size": _f(int, 8, "prompts per step, each with all its pairs", **POSITIVE),
-        "lr": _f(float, 3e-4, minimum=0),
-        "warmup_steps": _f(int, 5, minimum=0),
-        "val_fraction": _f(float, 0.2, "held-out share of prompts", minimum=0, maximum=0.9),
-        # The epochs are a ceiling: the held-out pairs pick when to stop and which weights to
-        # keep (training.ml.reward, "Early stopping"); the tiny reward model's training loss
-        # falls to ~0.1 on preferences whose held-out accuracy stays at the baseline.
-        "eval_every": _f(int, 10, "steps between held-out evaluations (0: at the end)", minimum=0),
-        "keep_best": _f(bool, True, "end on the weights of the best held-out accuracy"),
-        "patience": _f(int, 3, "early stopping: evaluations without a better held-out accuracy "
-                               "before training stops (0: never)", minimum=0),
-        "checkpoint_every": _f(int, 50, **POSITIVE),
-        "skip_invalid": _f(bool, True, "skip rankings that are not a full ordering"),
-        "seed": _f(int, 0),
-        **LORA,
+        # 3e-4 learn the demo's rule (held-out accuracy 0.95-1.0). The epochs are a ceiling: the
+        # held-out pairs pick when to stop and which weights to keep (training.ml.reward, "Early
+        # stopping"); the tiny reward model's training loss falls to ~0.1 on preferences whose
+        # held-out accuracy stays at the baseline.
+        "reward": {"epochs": 4, "lr": 3e-4, "val_fraction": 0.2, "eval_every": 10,
+                   "keep_best": True, "patience": 3, "checkpoint_every": 50,
+                   "skip_invalid": True},
+        "ppo": {"kl_coef": 0.05},
     },
-    "ppo": {
-        "iterations": _f(int, 20, **POSITIVE),
-        "prompts_per_iteration": _f(int, 16, **POSITIVE),
-        "max_new_tokens": _f(int, 32, **POSITIVE),
-        "temperature": _f(float, 1.0, minimum=0.01),
-        "ppo_epochs": _f(int, 4, **POSITIVE),
-        "minibatch_size": _f(int, 8, **POSITIVE),
-        "lr": _f(float, 2e-5, minimum=0),
-        "value_lr": _f(float, 2e-5, minimum=0),
-        "kl_coef": _f(float, 0.05, "beta: per-token KL penalty to the SFT model", minimum=0),
-        "adaptive_kl": _f(bool, False),
-        "ptx_coef": _f(float, 0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0),
-        "checkpoint_every": _f(int, 5, **POSITIVE),
-        "seed": _f(int, 0),
-        **LORA,
-    },
-    "sample": {
-        "num_prompts": _f(
-            int, 32, "prompts to sample for (those not yet sampled first)", **POSITIVE
-        ),
-        "max_new_tokens": _f(int, 48, **POSITIVE),
-        "temperature": _f(float, 1.0, minimum=0),
-        "top_k": _f(int, 0, "0: no cut", minimum=0),
-        "top_p": _f(float, 0.95, minimum=0.01, maximum=1.0),
-        "priority": _f(int, 0, "queue priority of the ranking tasks"),
-        "seed": _f(int, 0),
-        # A blind comparison's replies (`training.services.evaluation`): one reply per
-        # evaluation prompt of that labeling.ComparisonBatch, not K per prompt for ranking.
-        "comparison": _f(int, None, "comparison batch", optional=True, minimum=1,
-                         internal=True),
-    },
-}
-
-PRESETS: dict[str, dict[str, dict]] = {
-    "tiny": {kind: {} for kind in FIELDS},
     # A real model (SmolLM2-135M and up) on a CPU or a small GPU: LoRA adapters, batches a
     # laptop holds, replies long enough for a real answer.
     "lora": {
-        "pretrain": {},
         "sft": {"lora_rank": 16, "lora_alpha": 32.0, "lr": 2e-4, "epochs": 2, "batch_size": 4,
                 "warmup_steps": 5, "eval_every": 0},
         "reward": {"lora_rank": 16, "lora_alpha": 32.0, "lr": 1e-4, "epochs": 2,
@@ -187,24 +136,38 @@ TITLES = {
 
 
 def defaults(kind: str, preset: str = "tiny") -> dict:
-    """The full config of a preset: the field defaults with the preset's values over them."""
-    if kind not in FIELDS:
-        raise Invalid(f"Unknown run kind {kind!r}.")
+    """The full config of a preset: the declared defaults with tiny's values, then the preset's,
+    over them."""
+    spec = fields(kind)
     if preset not in PRESETS:
         raise Invalid(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
-    return {**{name: f.default for name, f in FIELDS[kind].items()}, **PRESETS[preset][kind]}
+    config = {name: f.default for name, f in spec.items()}
+    for layer in dict.fromkeys(("tiny", preset)):
+        for name, value in PRESETS[layer].get(kind, {}).items():
+            if name not in spec:
+                raise Invalid(f"The {layer} preset sets {name!r}, which {kind} runs do not have.")
+            config[name] = _coerce(name, spec[name], value)
+    return config
 
 
 def clean_config(kind: str, values: dict | None = None, *, preset: str = "tiny") -> dict:
     """The preset's config with `values` (typed, or strings from a form) over it; unknown
-    fields and bad values are an `Invalid` naming the field."""
+    settings and bad values are an `Invalid` naming the setting."""
     config = defaults(kind, preset)
-    fields = FIELDS[kind]
+    spec = fields(kind)
     for name, raw in (values or {}).items():
-        if name not in fields:
+        if name not in spec:
             raise Invalid(f"{kind} runs have no setting {name!r}.")
-        config[name] = _coerce(name, fields[name], raw)
+        config[name] = _coerce(name, spec[name], raw)
     return config
+
+
+def described(kind: str, config: dict) -> list[tuple[str, object, str]]:
+    """A run's stored config for its page: (name, value, the setting's help), in declaration
+    order; a value whose setting is no longer declared (an older run's) is shown too."""
+    spec = fields(kind)
+    names = [n for n in spec if n in config] + [n for n in config if n not in spec]
+    return [(n, config[n], spec[n].help if n in spec else "") for n in names]
 
 
 def _coerce(name: str, field: Field, raw):

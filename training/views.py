@@ -16,24 +16,21 @@ from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
-from labeling.errors import LabelingError
 from labeling.models import Project
 from labeling.selectors import project_by_slug
 from training import presets, selectors
 from training.charts import run_charts
 from training.errors import TrainingError
 from training.first_steps import first_steps
-from training.forms import NEEDS, parse_start, start_form
+from training.forms import parse_start, start_form
+from training.jobs.kinds import run_kinds
 from training.run_health import run_pace, run_warnings
 from training.services.exports import exports_of, model_version_export
 from training.services.rounds import round_continue
 from training.services.runs import run_cancel, run_create, run_resume
 from training.services.snapshots import minimum
+from webapp.errors import ServiceError
 from webapp.queueing import QueueUnavailable
-
-# In the loop's order: a base model first (pretraining, when none is imported), then SFT, then a
-# round's sample, reward model and PPO.
-START_KINDS = ("pretrain", "sft", "sample", "reward", "ppo")
 
 
 def staff_only(view):
@@ -46,7 +43,7 @@ def staff_only(view):
             raise PermissionDenied("Training is for staff.")
         try:
             return view(request, *args, **kwargs)
-        except (TrainingError, LabelingError) as exc:
+        except ServiceError as exc:
             template = "training/_error.html" if request.htmx else "training/error.html"
             return render(request, template, {"message": exc.message}, status=exc.status)
 
@@ -68,9 +65,12 @@ def _project_page(request, project, *, forms=None, status=200):
     preset = request.GET.get("preset") or selectors.suggested_preset(project=project)
     forms = forms or {}
     counts = selectors.round_counts(project=project)
+    # In the loop's order (`RunKind.order`): a base model first (pretraining, when none is
+    # imported), then SFT, then a round's sample, reward model and PPO.
     start_forms = [forms.get(kind) or start_form(kind, project=project, preset=preset)
-                   for kind in START_KINDS]  # fmt: skip
-    needs = {kind: minimum(what) for kind, what in NEEDS.items()}
+                   for kind in run_kinds()]  # fmt: skip
+    needs = [{"noun": k.noun, "minimum": minimum(k.needs), "what": k.needs.replace("_", " ")}
+             for k in run_kinds().values() if k.needs]  # fmt: skip
     return render(request, "training/project.html", {
         "project": project, "counts": counts, "forms": start_forms, "needs": needs,
         "preset": preset, "preset_titles": presets.TITLES,
@@ -91,7 +91,7 @@ def project(request, slug):
 @staff_only
 def start(request, slug, kind):
     project = project_by_slug(slug=slug)
-    if kind not in START_KINDS:
+    if kind not in run_kinds():
         raise PermissionDenied("Unknown kind of run.")
     data = parse_start(request.POST)
     try:
@@ -130,6 +130,7 @@ def continue_round(request, slug):
 def _run_context(run):
     curves = selectors.metric_points(run=run)
     return {"run": run, "charts": run_charts(run.kind, curves),
+            "settings": presets.described(run.kind, run.config or {}),
             "snapshot": selectors.snapshot_counts(run=run),
             "pace": run_pace(run, now=timezone.now()),
             "warnings": run_warnings(run, curves)}  # fmt: skip

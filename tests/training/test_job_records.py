@@ -11,8 +11,8 @@ from labeling.services.queue import ranking_claim_next
 from labeling.services.rankings import ranking_submit
 from labeling.services.tasks import ranking_tasks_create
 from training.jobs.common import demonstration_records
-from training.jobs.ppo import sft_ancestor
 from training.jobs.reward import ranking_records
+from training.selectors import sft_ancestor
 from training.services.model_versions import model_version_create
 
 

@@ -43,7 +43,7 @@ def test_sft_run_through_a_real_worker_makes_a_model_version_once(
         created_by=staff,
     )
     # The same run handed over twice (a double click, a redelivery) is trained once.
-    tasks.sft.apply_async(args=(run.pk, str(run.key)), queue="training")
+    tasks.TASKS["sft"].apply_async(args=(run.pk, str(run.key)), queue="training")
     worker = training_worker()
 
     assert wait_for(status_is(run, *TrainingRun.FINISHED), timeout=90), worker.output()

@@ -11,7 +11,7 @@ from django.core.management import call_command
 from chat.services.conversations import chat_models
 from labeling.models import RankingTask
 from labeling.selectors import labeler_home
-from training.jobs import runner
+from training import worker
 from training.models import ModelVersion, TrainingRun
 from training.services.runs import run_create
 
@@ -40,7 +40,7 @@ def test_demo_setup_registers_the_real_model_and_queues_its_replies(settings, tm
     small = run_create(kind="sample", project=version.project, input_model=version,
                        config={"num_prompts": 2, "max_new_tokens": 24},
                        enqueue_it=False)  # fmt: skip
-    runner.execute(run_id=small.pk, key=str(small.key), worker=f"test@{socket.gethostname()}")
+    worker.execute(run_id=small.pk, key=str(small.key), worker=f"test@{socket.gethostname()}")
     small.refresh_from_db()
     assert small.status == "succeeded", small.error
     tasks = RankingTask.objects.filter(batch_key=f"training-run-{small.pk}")

@@ -1,24 +1,28 @@
-"""Helpers the jobs share: loading a model version, the device, rows to `training.ml` records."""
+"""Helpers the jobs share: loading a model version, the device, rows to `training.ml` records.
+
+Its torch-bound imports are inside the functions that need them: the registry imports every
+module of `training.jobs` (`training.jobs.kinds.run_kinds`), in the web process too."""
 
 from dataclasses import fields
 
 from django.conf import settings
 
 from training.ml import records
-from training.ml.checkpoint import load_model
-from training.ml.device import pick_device
-from training.ml.resume import latest_checkpoint
-from training.ml.tokenizer import ChatTokenizer
 from training.models import ModelVersion
 
 
 def device():
     """settings.TRAINING_DEVICE ("cpu", "cuda") or the best there is."""
+    from training.ml.device import pick_device
+
     return pick_device(settings.TRAINING_DEVICE)
 
 
 def load_version(version: ModelVersion, dev=None):
     """(model, tokenizer) of a model version, on `dev`."""
+    from training.ml.checkpoint import load_model
+    from training.ml.tokenizer import ChatTokenizer
+
     model, _ = load_model(version.checkpoint_dir, dev or device())
     return model, ChatTokenizer.load(version.tokenizer_path)
 
@@ -49,5 +53,7 @@ def output(kind: str, context, *, parent: ModelVersion | None, metrics: dict) ->
 
 def resume_note(context) -> str:
     """ "; resuming from checkpoint step-000040" when the run has a checkpoint, else ""."""
+    from training.ml.resume import latest_checkpoint
+
     path = latest_checkpoint(context.checkpoint_dir)
     return f"; resuming from checkpoint {path.name}" if path else ""

@@ -1,25 +1,33 @@
-"""PPO job: the run's prompts -> `training.ml.ppo.train_ppo` from the input policy, against the
+"""PPO: the run's prompts -> `training.ml.ppo.train_ppo` from the input policy, against the
 run's reward model, with the KL penalty to the SFT model the policy descends from -> a policy
 version whose parent is the input policy."""
 
-from training.jobs.common import (
-    dataclass_config,
-    demonstration_records,
-    load_version,
-    output,
-    resume_note,
-)
-from training.jobs.runner import Outcome
-from training.ml.checkpoint import save_model
-from training.ml.ppo import PPOConfig, train_ppo
-from training.ml.sft import dialogue_examples
-from training.selectors import sft_ancestor
-from training.services.lifecycle import json_safe
+from training.jobs.declaration import Outcome, RunKind
+from training.ml.configs import PPOConfig
 
 STOPPED_BY_CALLER = "stopped by the caller"
 
 
+def rows(snapshot, config: dict) -> None:
+    snapshot.take_prompts(purpose="PPO")
+    if config.get("ptx_coef"):
+        snapshot.take_demonstrations(purpose="PPO-ptx")
+
+
 def run(context) -> Outcome:
+    from training.jobs.common import (
+        dataclass_config,
+        demonstration_records,
+        load_version,
+        output,
+        resume_note,
+    )
+    from training.ml.checkpoint import save_model
+    from training.ml.ppo import train_ppo
+    from training.ml.progress import json_safe
+    from training.ml.sft import dialogue_examples
+    from training.selectors import sft_ancestor
+
     run = context.run
     config = dataclass_config(PPOConfig, run.config)
     policy, tokenizer = load_version(run.input_model)
@@ -56,3 +64,20 @@ def run(context) -> Outcome:
                meta={"stage": "ppo", "run": run.pk, "metrics": metrics})  # fmt: skip
     return Outcome(output=output("policy", context, parent=run.input_model, metrics=metrics),
                    metrics=metrics)  # fmt: skip
+
+
+KIND = RunKind(
+    name="ppo",
+    title="Run PPO against the reward model",
+    noun="a PPO run",
+    order=50,
+    config=PPOConfig,
+    run=run,
+    takes=("sft", "policy"),
+    makes="policy",
+    reward_model="required",
+    needs="prompts",
+    rows=rows,
+    charts={"score": ("score",), "KL": ("kl",), "entropy": ("entropy",),
+            "losses": ("policy_loss", "value_loss")},
+)  # fmt: skip

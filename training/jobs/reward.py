@@ -1,21 +1,17 @@
-"""Reward-model job: the run's rankings, grouped per ranking task (a prompt, its K completions
+"""Reward model: the run's rankings, grouped per ranking task (a prompt, its K completions
 and every labeler's order) -> `training.ml.reward.train_reward_model` on a copy of the input
 model with a scalar head -> a reward model version whose parent is that model."""
 
 from labeling.models import Ranking, TaskCompletion
-from training.jobs.common import (
-    dataclass_config,
-    demonstration_records,
-    load_version,
-    output,
-    resume_note,
-)
-from training.jobs.runner import Outcome
-from training.ml.architectures import with_scalar_head
-from training.ml.checkpoint import save_model
+from training.jobs.declaration import Outcome, RunKind
+from training.ml.configs import RewardConfig
 from training.ml.records import RankingRecord
-from training.ml.reward import RewardConfig, train_reward_model
-from training.services.lifecycle import json_safe
+
+
+def rows(snapshot, config: dict) -> None:
+    snapshot.take_rankings(purpose="the reward model")
+    # The reward is centred on the demonstrations' replies (mean 0) after training.
+    snapshot.take_demonstrations()
 
 
 def ranking_records(rankings) -> list[RankingRecord]:
@@ -55,6 +51,18 @@ def _group(positions: list[int]):
 
 
 def run(context) -> Outcome:
+    from training.jobs.common import (
+        dataclass_config,
+        demonstration_records,
+        load_version,
+        output,
+        resume_note,
+    )
+    from training.ml.architectures import with_scalar_head
+    from training.ml.checkpoint import save_model
+    from training.ml.progress import json_safe
+    from training.ml.reward import train_reward_model
+
     run = context.run
     base, tokenizer = load_version(run.input_model)
     model = with_scalar_head(base)
@@ -74,3 +82,22 @@ def run(context) -> Outcome:
                meta={"stage": "reward", "run": run.pk, "metrics": metrics})  # fmt: skip
     return Outcome(output=output("reward", context, parent=run.input_model, metrics=metrics),
                    metrics=metrics)  # fmt: skip
+
+
+KIND = RunKind(
+    name="reward",
+    title="Train the reward model on the rankings",
+    noun="a reward-model run",
+    order=40,
+    config=RewardConfig,
+    run=run,
+    takes=("base", "sft", "policy"),
+    makes="reward",
+    needs="ranked_tasks",
+    rows=rows,
+    # held-out accuracy beside the longer-reply baseline on the same pairs, at every
+    # evaluation: a reward model that only learned "longer wins" shows as one line on the other
+    charts={"loss": ("loss", "val_loss"), "accuracy": ("accuracy",),
+            "held-out accuracy": ("val_accuracy", "val_length_baseline_accuracy"),
+            "margin": ("mean_margin",)},
+)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Sample job, the push back: K completions (the project's k) for each of the run's prompts
+"""Sampling, the push back: K completions (the project's k) for each of the run's prompts
 from the input model -> ranking tasks in the project (`labeling.services.tasks.
 ranking_tasks_create`), batch by batch. Idempotent: the batch key is the run's, so a resumed
 run skips the prompts it already pushed and a retried push creates nothing twice.
@@ -16,12 +16,9 @@ from labeling.models import ComparisonReply, ComparisonTask, RankingTask
 from labeling.services.comparisons import comparison_replies_add
 from labeling.services.tasks import ranking_tasks_create
 from labeling.validation import EMPTY_REPLY
-from training.jobs.common import device, load_version
-from training.jobs.runner import Outcome
-from training.ml.device import sampling_dtype
+from training.jobs.declaration import Outcome, RunKind
+from training.ml.configs import SampleRunConfig
 from training.ml.progress import Progress
-from training.ml.reward import RewardModelScorer
-from training.ml.sampling import SampleConfig, generate
 
 PROMPTS_PER_BATCH = 8
 
@@ -62,7 +59,7 @@ class ComparisonPush:
     the run's reward model, each reply's score goes with it (`sampling["reward"]`)."""
 
     run: object
-    scorer: RewardModelScorer | None = None
+    scorer: object = None  # a training.ml.reward.RewardModelScorer
     per_prompt = 1
 
     @property
@@ -91,7 +88,19 @@ class ComparisonPush:
         return {"comparison_tasks": ComparisonTask.objects.filter(batch_id=self.batch_id).count()}
 
 
+def rows(snapshot, config: dict) -> None:
+    if config.get("comparison"):  # a blind comparison: the batch's evaluation prompts, all
+        snapshot.take_comparison_prompts(config["comparison"], purpose="a comparison")
+    else:
+        snapshot.take_prompts_to_sample(config["num_prompts"], purpose="sampling")
+
+
 def run(context) -> Outcome:
+    from training.jobs.common import device, load_version
+    from training.ml.device import sampling_dtype
+    from training.ml.reward import RewardModelScorer
+    from training.ml.sampling import SampleConfig, generate
+
     run, cfg = context.run, context.run.config
     version = run.input_model
     model, tokenizer = load_version(version)
@@ -157,3 +166,20 @@ def run(context) -> Outcome:
         "tokens_per_second": tokens / seconds if seconds else 0.0,
         "skipped_long_prompts": too_long,
     })  # fmt: skip
+
+
+KIND = RunKind(
+    name="sample",
+    title="Sample K completions per prompt for ranking",
+    noun="a sampling run",
+    order=30,
+    config=SampleRunConfig,
+    run=run,
+    takes=("base", "sft", "policy"),
+    # scores its replies when given one (a round's evaluation: what the reward model thinks of
+    # the replies people compare)
+    reward_model="optional",
+    queue="sampling",
+    rows=rows,
+    charts={"completions per second": ("completions_per_second",)},
+)

@@ -1,20 +1,26 @@
-"""SFT job: the run's demonstrations -> `training.ml.sft.train_sft` on its input model -> an SFT
+"""SFT: the run's demonstrations -> `training.ml.sft.train_sft` on its input model -> an SFT
 model version whose parent is that model."""
 
-from training.jobs.common import (
-    dataclass_config,
-    demonstration_records,
-    load_version,
-    output,
-    resume_note,
-)
-from training.jobs.runner import Outcome
-from training.ml.checkpoint import save_model
-from training.ml.sft import SFTConfig, train_sft
-from training.services.lifecycle import json_safe
+from training.jobs.declaration import Outcome, RunKind
+from training.ml.configs import SFTConfig
+
+
+def rows(snapshot, config: dict) -> None:
+    snapshot.take_demonstrations(purpose="SFT")
 
 
 def run(context) -> Outcome:
+    from training.jobs.common import (
+        dataclass_config,
+        demonstration_records,
+        load_version,
+        output,
+        resume_note,
+    )
+    from training.ml.checkpoint import save_model
+    from training.ml.progress import json_safe
+    from training.ml.sft import train_sft
+
     run = context.run
     model, tokenizer = load_version(run.input_model)
     demos = demonstration_records(run.demonstrations.all())
@@ -41,3 +47,18 @@ def run(context) -> Outcome:
     return Outcome(
         output=output("sft", context, parent=run.input_model, metrics=metrics), metrics=metrics
     )
+
+
+KIND = RunKind(
+    name="sft",
+    title="Fine-tune on the demonstrations (SFT)",
+    noun="an SFT run",
+    order=20,
+    config=SFTConfig,
+    run=run,
+    takes=("base", "sft"),
+    makes="sft",
+    needs="demonstrations",
+    rows=rows,
+    charts={"loss": ("loss", "val_loss")},
+)

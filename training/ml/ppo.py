@@ -55,8 +55,9 @@ from training.ml.ppo_trainer import PPOConfig, PPOTrainer, RewardFn
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Turns
 from training.ml.resume import load_checkpoint, save_checkpoint
-from training.ml.sft import TokenExample, batches_for_step
+from training.ml.sft import TokenExample
 from training.ml.tokenizer import ChatTokenizer
+from training.ml.train_loop import batches_for_step
 
 
 @dataclass

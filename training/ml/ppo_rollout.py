@@ -7,20 +7,17 @@ predicts which response token — can be read and tested on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from training.ml import ppo_math as pm
 from training.ml.architectures import LanguageModel
+from training.ml.configs import PPOConfig
 from training.ml.device import autocast
 from training.ml.lora import adapters_disabled
 from training.ml.records import Turns
 from training.ml.tokenizer import ChatTokenizer
-
-if TYPE_CHECKING:
-    from training.ml.ppo import PPOConfig
 
 
 @dataclass

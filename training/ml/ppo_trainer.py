@@ -7,12 +7,12 @@ checkpoints and resumes.
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 
 from training.ml import ppo_math as pm
 from training.ml.architectures import LanguageModel, with_scalar_head
+from training.ml.configs import PPOConfig
 from training.ml.device import autocast
 from training.ml.lora import LoraSettings, add_lora, frozen_base_copy
 from training.ml.optim import lr_at, make_optimizer, set_lr
@@ -26,64 +26,10 @@ from training.ml.ppo_rollout import (
 )
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
-from training.ml.sft import TokenExample, batches_for_step, lm_batch
+from training.ml.sft import TokenExample, lm_batch
+from training.ml.train_loop import batches_for_step
 
 RewardFn = Callable[[list[int], list[int]], float]
-
-
-@dataclass
-class PPOConfig:
-    iterations: int = 20
-    prompts_per_iteration: int = 16
-    samples_per_prompt: int = 1
-    max_new_tokens: int = 32
-    temperature: float = 1.0
-    ppo_epochs: int = 4
-    minibatch_size: int = 8  # responses
-    lr: float = 1e-5
-    value_lr: float = 1e-5
-    warmup_iterations: int = 0  # linear warmup, then constant
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    clip: float = 0.2  # the surrogate's ratio clip
-    value_clip: float = 0.2
-    gamma: float = 1.0
-    lam: float = 0.95
-    kl_coef: float = 0.02  # beta; the initial value when adaptive
-    adaptive_kl: bool = False
-    target_kl: float = 6.0  # nats per response, for the adaptive controller
-    kl_horizon: int = 10_000
-    score_clip: float | None = 5.0
-    unfinished_penalty: float | None = -1.0  # None: score cut-off responses like the others
-    ratio_threshold: float = 10.0  # skip a minibatch whose mean ratio exceeds this
-    kl_budget: float | None = None  # stop once the mean KL per response exceeds it
-    ptx_coef: float = 0.0  # PPO-ptx: weight of the LM loss on `ptx_examples`
-    ptx_batch_size: int = 8
-    ema_decay: float | None = None  # e.g. 0.992: keep an EMA of the policy weights
-    forward_batch_size: int = 32  # rows per no-grad forward in step 1
-    checkpoint_every: int = 5  # iterations; also at the end and on stop
-    seed: int = 0
-    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (training.ml.lora); 0: all weights
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
-
-    def __post_init__(self):
-        if self.temperature <= 0:
-            raise ValueError("PPO samples from the policy: temperature must be > 0")
-        for name in (
-            "iterations",
-            "prompts_per_iteration",
-            "samples_per_prompt",
-            "max_new_tokens",
-            "ppo_epochs",
-            "minibatch_size",
-            "forward_batch_size",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"PPOConfig.{name} must be at least 1")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError("ema_decay must be in (0, 1)")
 
 
 class PPOTrainer:

@@ -22,12 +22,13 @@ import argparse
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from training.ml.checkpoint import load_model, save_model
+from training.ml.configs import PretrainConfig
 from training.ml.corpus import TokenStream, corpus_id, load_corpus
 from training.ml.device import autocast, pick_device
 from training.ml.gpt import GPT, PRESETS, GPTConfig
@@ -43,35 +44,13 @@ CHECKPOINT_DIR = "checkpoints"
 TOKENIZER_FILE = "tokenizer.json"
 
 
-@dataclass
-class PretrainConfig:
-    preset: str = "tiny"
-    vocab_size: int = 2048  # tokenizer size, special tokens included; 4096 costs ~1.5x per step
-    steps: int = 800
-    batch_size: int = 16
-    block_size: int | None = None  # None: the preset's
-    lr: float = 3e-3  # tiny models take a high rate; GPT-2 sizes want ~6e-4
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    dropout: float = 0.0
-    grad_clip: float = 1.0
-    text_paths: list[str] = field(default_factory=list)  # empty: the standard library's docs
-    val_fraction: float = 0.02
-    eval_every: int = 100
-    eval_batches: int = 8
-    checkpoint_every: int = 100
-    seed: int = 0
-    device: str | None = None  # None: CUDA if available
-    compile: bool = False  # torch.compile the model (worth it on a GPU)
-
-    def identity(self) -> dict:
-        """The fields that decide the trained model: a finished run with the same identity is
-        reused. Where and how fast it runs (device, compile, checkpoint and eval cadence) is not
-        part of it."""
-        skip = {"device", "compile", "checkpoint_every", "eval_every", "eval_batches"}
-        values = {k: v for k, v in asdict(self).items() if k not in skip}
-        return {**values, "corpus": corpus_id(self.text_paths)}
+def run_identity(config: PretrainConfig) -> dict:
+    """The fields that decide the trained model: a finished run with the same identity is
+    reused. Where and how fast it runs (device, compile, checkpoint and eval cadence) is not
+    part of it."""
+    skip = {"device", "compile", "checkpoint_every", "eval_every", "eval_batches"}
+    values = {k: v for k, v in asdict(config).items() if k not in skip}
+    return {**values, "corpus": corpus_id(config.text_paths)}
 
 
 @dataclass
@@ -93,7 +72,7 @@ def pretrain(
 ) -> PretrainResult:
     """Train (or resume, or reuse) the base model in `out_dir`; see the module docstring."""
     out = Path(out_dir)
-    identity = config.identity()
+    identity = run_identity(config)
     run = _read_run(out)
     if run is not None and resume:
         if run["identity"] != identity:

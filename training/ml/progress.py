@@ -6,6 +6,7 @@ metrics on the run row and returns True when the run was cancelled, which asks t
 early (after it saved its checkpoint, so the run can be resumed).
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -26,6 +27,21 @@ OnStep = Callable[[Progress], bool | None]
 def report(on_step: OnStep | None, progress: Progress) -> bool:
     """Call `on_step` if there is one; True means the caller asked the loop to stop."""
     return bool(on_step(progress)) if on_step is not None else False
+
+
+def json_safe(values: dict) -> dict:
+    """Metrics as JSON can store them: NaN and infinities become None, tensors floats."""
+    out = {}
+    for name, value in (values or {}).items():
+        if isinstance(value, bool) or value is None or isinstance(value, str):
+            out[name] = value
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            continue
+        out[name] = number if math.isfinite(number) else None
+    return out
 
 
 def tqdm_reporter(desc: str, *, leave: bool = True) -> OnStep:

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from training.ml.architectures import LanguageModel
+from training.ml.configs import RewardConfig
 from training.ml.device import autocast
 from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
@@ -48,31 +49,8 @@ from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord
 from training.ml.resume import save_checkpoint
 from training.ml.reward_data import RankingExample, ranking_examples, reward_batch
-from training.ml.sft import batches_for_step, start_loop
 from training.ml.tokenizer import ChatTokenizer
-
-
-@dataclass
-class RewardConfig:
-    epochs: int = 1
-    max_steps: int | None = None  # when set, overrides epochs
-    batch_size: int = 8  # prompts per step, each with all its completions and pairs
-    lr: float = 1e-4
-    warmup_steps: int = 5
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    val_fraction: float = 0.1
-    eval_every: int = 0  # steps; 0 = only at the end
-    keep_best: bool = False  # end on the evaluated weights of the best held-out accuracy
-    patience: int = 0  # early stopping: stop after this many evaluations without a better one
-    checkpoint_every: int = 100
-    skip_invalid: bool = False  # rankings that are not an ordering: skip and count, not raise
-    seed: int = 0
-    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (training.ml.lora); 0: all weights
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
+from training.ml.train_loop import batches_for_step, start_loop
 
 
 @dataclass

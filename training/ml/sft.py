@@ -7,6 +7,8 @@ user turns are context, masked out with the target -100.
 
 Training: AdamW, linear warmup then cosine decay, gradient clipping; a validation split by
 prompt (no prompt on both sides) whose loss is reported every `eval_every` steps and at the end.
+How the loop starts (split, step budget, LoRA, optimizer, resume) and walks its batches is shared
+with the reward model and PPO: `training.ml.train_loop`.
 `train_sft` reports each step through `on_step`, stops when it returns True (after saving a
 checkpoint), and resumes from `checkpoint_dir` when one is there. With `lora_rank` > 0 only LoRA
 adapters are trained (`training.ml.lora`), and merged into the returned model at the end.
@@ -15,7 +17,6 @@ adapters are trained (`training.ml.lora`), and merged into the returned model at
                        on_step=tqdm_reporter("sft"), checkpoint_dir="artifacts/sft-run")
 """
 
-import math
 from collections import Counter
 from collections.abc import Hashable
 from dataclasses import asdict, dataclass
@@ -23,34 +24,16 @@ from dataclasses import asdict, dataclass
 import torch
 
 from training.ml.architectures import LanguageModel
+from training.ml.configs import SFTConfig
 from training.ml.device import autocast
 from training.ml.lm_loss import IGNORE
-from training.ml.lora import LoraSettings, add_lora, merge_lora
-from training.ml.optim import apply_update, make_optimizer, schedule_lr
+from training.ml.lora import merge_lora
+from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
-from training.ml.records import Demonstration, split_by_prompt
-from training.ml.resume import load_checkpoint, save_checkpoint
+from training.ml.records import Demonstration
+from training.ml.resume import save_checkpoint
 from training.ml.tokenizer import ChatTokenizer
-
-
-@dataclass
-class SFTConfig:
-    epochs: int = 2
-    max_steps: int | None = None  # when set, overrides epochs
-    batch_size: int = 8
-    lr: float = 1e-4
-    warmup_steps: int = 10
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    val_fraction: float = 0.1
-    eval_every: int = 50  # steps; 0 = only at the end
-    checkpoint_every: int = 100  # steps; a checkpoint is also written at the end and on stop
-    seed: int = 0
-    lora_rank: int = 0  # > 0: train LoRA adapters of this rank (training.ml.lora); 0: all weights
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
+from training.ml.train_loop import batches_for_step, start_loop
 
 
 @dataclass
@@ -109,44 +92,6 @@ def lm_batch(
         idx[row, :n] = ids[:-1]
         targets[row, :n] = torch.where(learn, ids[1:], IGNORE)
     return idx.to(device), targets.to(device)
-
-
-def start_loop(model: LanguageModel, examples: list, config, checkpoint_dir):
-    """What SFT and the reward model share before their first step: the split by prompt (no
-    prompt on both sides), the step budget, LoRA adapters when `config.lora_rank` > 0, the
-    optimizer (of the trainable parameters only), and the state of the last checkpoint when
-    there is one. `config` needs val_fraction, seed, batch_size, epochs, max_steps, lr,
-    weight_decay and the lora_ fields. Returns (train, val, total_steps, optimizer, step, extra).
-    """
-    train_idx, val_idx = split_by_prompt(
-        [ex.key for ex in examples], config.val_fraction, seed=config.seed
-    )
-    train = [examples[i] for i in train_idx]
-    val = [examples[i] for i in val_idx]
-    per_epoch = math.ceil(len(train) / config.batch_size)
-    total = config.max_steps if config.max_steps is not None else config.epochs * per_epoch
-    lora = LoraSettings.from_config(config)
-    if lora is not None:
-        add_lora(model, lora, seed=config.seed)
-    optimizer = make_optimizer(model, lr=config.lr, weight_decay=config.weight_decay)
-    step, extra = 0, {}
-    if checkpoint_dir is not None:
-        resumed = load_checkpoint(
-            checkpoint_dir, models={"model": model}, optimizers={"model": optimizer}
-        )
-        if resumed is not None:
-            step, extra = resumed
-    return train, val, total, optimizer, step, extra
-
-
-def batches_for_step(n: int, batch_size: int, step: int, *, seed: int) -> list[int]:
-    """Example indices of 0-based `step`: epoch e is a permutation seeded by (seed, e), cut into
-    batches; the same step always gets the same batch, so a resumed run continues the order."""
-    per_epoch = math.ceil(n / batch_size)
-    epoch, batch = divmod(step, per_epoch)
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n, generator=generator).tolist()
-    return order[batch * batch_size : (batch + 1) * batch_size]
 
 
 @torch.no_grad()

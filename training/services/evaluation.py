@@ -19,8 +19,9 @@ from labeling.models import ComparisonBatch
 from labeling.services.comparisons import comparison_batch_create, comparison_batch_set_runs
 from training import presets
 from training.errors import Invalid
+from training.jobs.kinds import run_kind
 from training.models import ModelVersion
-from training.services.runs import INPUT_KINDS, run_create, run_enqueue
+from training.services.runs import run_create, run_enqueue
 from webapp.queueing import QueueUnavailable
 
 SAMPLING = ("max_new_tokens", "temperature", "top_k", "top_p", "seed")
@@ -88,6 +89,6 @@ def _check_versions(project, versions: list[ModelVersion]) -> None:
     for version in versions:
         if version.project_id not in (None, project.pk):
             raise Invalid(f"{version.name} belongs to another project.")
-        if version.kind not in INPUT_KINDS["sample"]:
+        if version.kind not in run_kind("sample").takes:
             raise Invalid(f"{version.name} is a {version.get_kind_display()}: it writes no "
                           "replies. Compare base, SFT or policy versions.")

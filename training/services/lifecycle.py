@@ -5,11 +5,10 @@ has since taken the run over (this one was presumed dead), the run's attempt dif
 updates are ignored and `run_progress` answers "stop", so two workers never both write a run.
 """
 
-import math
-
 from django.db import transaction
 from django.utils import timezone
 
+from training.ml.progress import json_safe
 from training.models import RunMetric, TrainingRun
 from training.services.model_versions import model_version_create
 from training.services.runs import heartbeat_timeout
@@ -156,18 +155,3 @@ def run_stopped(*, run_id: int, attempt: int) -> TrainingRun:
             run, S.CANCELLED, log=f"cancelled at step {run.step} of {run.total}; checkpoint kept"
         )
     return run
-
-
-def json_safe(values: dict) -> dict:
-    """Metrics as JSON can store them: NaN and infinities become None, tensors floats."""
-    out = {}
-    for name, value in (values or {}).items():
-        if isinstance(value, bool) or value is None or isinstance(value, str):
-            out[name] = value
-            continue
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            continue
-        out[name] = number if math.isfinite(number) else None
-    return out

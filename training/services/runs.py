@@ -14,26 +14,14 @@ from django.utils import timezone
 
 from training import presets
 from training.errors import Conflict, Invalid, NotFound
+from training.jobs.declaration import RunKind
+from training.jobs.kinds import run_kind
 from training.models import ModelVersion, TrainingRun
 from training.services.snapshots import snapshot_take
 from training.services.status import append_log, transition
-from webapp.queueing import QueueUnavailable, enqueue
+from webapp.queueing import QueueUnavailable, enqueue_by_name
 
 S = TrainingRun.Status
-K = ModelVersion.Kind
-# Which model versions a run of each kind may start from.
-INPUT_KINDS = {
-    "pretrain": (),
-    "sft": (K.BASE, K.SFT),
-    "reward": (K.BASE, K.SFT, K.POLICY),
-    "ppo": (K.SFT, K.POLICY),
-    "sample": (K.BASE, K.SFT, K.POLICY),
-}
-
-
-def queue_for(kind: str) -> str:
-    return "sampling" if kind == "sample" else "training"
-
 
 def run_create(
     *,
@@ -50,7 +38,7 @@ def run_create(
     """Check the inputs and that there is enough data, record the run with its dataset
     snapshot, and hand it to a worker. The same `request_token` (a double-clicked form) returns
     the first run instead of creating a second. `enqueue_it=False` leaves it queued for the
-    caller to execute in its own process (`training.jobs.runner.execute`: the headless demo)."""
+    caller to execute in its own process (`training.worker.execute`: the headless demo)."""
     if request_token is not None and not _is_token(request_token):
         raise Invalid("The form's request token is malformed; reload the page.")
     if request_token and (
@@ -58,13 +46,14 @@ def run_create(
     ):
         return existing
     config = presets.clean_config(kind, config, preset=preset)
-    if kind != "pretrain" and project is None:
-        raise Invalid(f"{a_run(kind).capitalize()} belongs to a project.")
-    _check_inputs(kind, input_model, reward_model)
+    spec = run_kind(kind)
+    if spec.in_project and project is None:
+        raise Invalid(f"{spec.noun.capitalize()} belongs to a project.")
+    _check_inputs(spec, input_model, reward_model)
     try:
         with transaction.atomic():
             run = _create(
-                kind=kind,
+                kind=spec,
                 project=project,
                 config=config,
                 input_model=input_model,
@@ -83,51 +72,43 @@ def run_create(
     return run
 
 
-RUN_NAMES = {"pretrain": "a pretraining run", "sft": "an SFT run", "reward": "a reward-model run",
-             "ppo": "a PPO run", "sample": "a sampling run"}
-
-
-def a_run(kind: str) -> str:
-    """The kind of run with its article, for messages ("an SFT run", not "a sft run")."""
-    return RUN_NAMES.get(kind, f"a {kind} run")
-
-
 def _is_token(value) -> bool:
     """A token is printable text that fits its column (PostgreSQL refuses a NUL in any text)."""
     return isinstance(value, str) and len(value) <= 64 and value.isprintable()
 
 
-def _check_inputs(kind, input_model, reward_model) -> None:
-    allowed = INPUT_KINDS[kind]
+def _check_inputs(kind: RunKind, input_model, reward_model) -> None:
+    allowed = kind.takes
     if allowed and input_model is None:
         raise Invalid(
-            f"{a_run(kind).capitalize()} starts from a model: train one of kind "
+            f"{kind.noun.capitalize()} starts from a model: train one of kind "
             f"{', '.join(allowed)} first."
         )
     if input_model is not None and input_model.kind not in allowed:
-        raise Invalid(f"{a_run(kind).capitalize()} cannot start from {input_model.name} "
+        raise Invalid(f"{kind.noun.capitalize()} cannot start from {input_model.name} "
                       f"({input_model.kind}).")
-    if kind == "ppo" and (reward_model is None or reward_model.kind != K.REWARD):
-        raise Invalid("PPO needs a reward model: train one first.")
-    if kind == "sample" and reward_model is not None and reward_model.kind != K.REWARD:
+    is_reward = reward_model is not None and reward_model.kind == ModelVersion.Kind.REWARD
+    if kind.reward_model == "required" and not is_reward:
+        raise Invalid(f"{kind.noun.capitalize()} needs a reward model: train one first.")
+    if kind.reward_model == "optional" and reward_model is not None and not is_reward:
         raise Invalid(f"{reward_model.name} is not a reward model.")
 
 
-def _create(*, kind, project, config, input_model, reward_model, created_by, request_token):
+def _create(*, kind: RunKind, project, config, input_model, reward_model, created_by,
+            request_token):  # fmt: skip
     now = timezone.now()
     snap = (
-        snapshot_take(project=project, kind=kind, config=config, as_of=now, input_model=input_model)
+        snapshot_take(project=project, kind=kind.name, config=config, as_of=now,
+                      input_model=input_model)  # fmt: skip
         if project
         else None
     )
     run = TrainingRun(
-        kind=kind,
+        kind=kind.name,
         project=project,
         config=config,
         input_model=input_model,
-        # A sample run scores its replies with a reward model when given one (a round's
-        # evaluation: what the reward model thinks of the replies people compare).
-        reward_model=reward_model if kind in ("ppo", "sample") else None,
+        reward_model=reward_model if kind.reward_model else None,
         created_by=created_by,
         request_token=request_token or None,
         created_at=now,
@@ -158,10 +139,9 @@ def _create(*, kind, project, config, input_model, reward_model, created_by, req
 def run_enqueue(run: TrainingRun) -> None:
     """Hand a queued run to a worker (after the caller's transaction committed); a run that
     cannot be queued becomes failed, resumable, and `QueueUnavailable` is raised."""
-    from training import tasks
-
+    kind = run_kind(run.kind)
     try:
-        enqueue(tasks.TASKS[run.kind], args=(run.pk, str(run.key)), queue=queue_for(run.kind))
+        enqueue_by_name(kind.task_name, args=(run.pk, str(run.key)), queue=kind.queue)
     except QueueUnavailable as exc:
         # Not left "queued" with nothing in the queue: failed, and resumable once Redis is back.
         with transaction.atomic():

@@ -20,19 +20,12 @@ from labeling import exports
 from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt, Ranking
 from labeling.quality import excluded_labeler_ids
 from training.errors import Invalid
+from training.jobs.kinds import run_kind
 
 
 def minimum(what: str) -> int:
     """settings.TRAINING_MIN_DEMONSTRATIONS, _RANKED_TASKS or _PROMPTS."""
     return getattr(settings, f"TRAINING_MIN_{what.upper()}")
-
-
-@dataclass
-class Snapshot:
-    snapshot_id: str
-    demonstrations: list[int] = field(default_factory=list)
-    rankings: list[int] = field(default_factory=list)
-    prompts: list[int] = field(default_factory=list)
 
 
 def demonstrations_of(project, as_of):
@@ -74,42 +67,66 @@ def prompts_to_sample(project, *, model_version_id: int, limit: int) -> list[int
     return list(qs.values_list("id", flat=True)[:limit])
 
 
-def snapshot_take(*, project, kind: str, config: dict, as_of, input_model=None) -> Snapshot:
-    """The rows a run of `kind` uses, or `Invalid` saying what is missing."""
-    snap = Snapshot(exports.snapshot_for(project=project, as_of=as_of).id)
-    if kind == "sft":
-        snap.demonstrations = list(demonstrations_of(project, as_of).values_list("id", flat=True))
-        _require(len(snap.demonstrations), "demonstrations", "SFT")
-    elif kind == "reward":
-        rankings = rankings_of(project, as_of)
+@dataclass
+class DatasetSnapshot:
+    """The rows one run trains on (ids), and the labeling export that names the same set. A
+    kind's snapshot rule (`RunKind.rows`) fills it with the `take_*` methods, each of which
+    refuses too few rows with an `Invalid` saying what is missing."""
+
+    snapshot_id: str
+    project: object
+    as_of: object
+    input_model: object = None
+    demonstrations: list[int] = field(default_factory=list)
+    rankings: list[int] = field(default_factory=list)
+    prompts: list[int] = field(default_factory=list)
+
+    def take_demonstrations(self, *, purpose: str | None = None) -> None:
+        """The project's demonstrations; with a `purpose`, at least the minimum of them."""
+        qs = demonstrations_of(self.project, self.as_of)
+        self.demonstrations = list(qs.values_list("id", flat=True))
+        if purpose:
+            _require(len(self.demonstrations), "demonstrations", purpose)
+
+    def take_rankings(self, *, purpose: str) -> None:
+        """The rankings, at least the minimum of ranked tasks."""
+        rankings = rankings_of(self.project, self.as_of)
         tasks = rankings.values("task_id").distinct().count()
-        _require(tasks, "ranked_tasks", "the reward model", noun="ranked tasks")
-        snap.rankings = list(rankings.values_list("id", flat=True))
-        # The reward is centred on the demonstrations' replies (mean 0) after training.
-        snap.demonstrations = list(demonstrations_of(project, as_of).values_list("id", flat=True))
-    elif kind == "ppo":
-        snap.prompts = list(
-            prompts_of(project).filter(created_at__lte=as_of).values_list("id", flat=True)
+        _require(tasks, "ranked_tasks", purpose, noun="ranked tasks")
+        self.rankings = list(rankings.values_list("id", flat=True))
+
+    def take_prompts(self, *, purpose: str) -> None:
+        """The training prompts written so far, at least the minimum of them."""
+        qs = prompts_of(self.project).filter(created_at__lte=self.as_of)
+        self.prompts = list(qs.values_list("id", flat=True))
+        _require(len(self.prompts), "prompts", purpose)
+
+    def take_prompts_to_sample(self, limit: int, *, purpose: str) -> None:
+        """Up to `limit` prompts for the input model to answer (`prompts_to_sample`)."""
+        self.prompts = prompts_to_sample(
+            self.project, model_version_id=self.input_model.pk, limit=limit
         )
-        _require(len(snap.prompts), "prompts", "PPO")
-        if config.get("ptx_coef"):
-            snap.demonstrations = list(
-                demonstrations_of(project, as_of).values_list("id", flat=True)
-            )
-            _require(len(snap.demonstrations), "demonstrations", "PPO-ptx")
-    elif kind == "sample" and config.get("comparison"):
-        snap.prompts = list(  # a blind comparison: the batch's evaluation prompts, all of them
-            Prompt.objects.filter(project=project, is_evaluation=True,
+        _require(len(self.prompts), "prompts", purpose, at_least=1)
+
+    def take_comparison_prompts(self, batch_id: int, *, purpose: str) -> None:
+        """Every evaluation prompt of a blind comparison batch."""
+        self.prompts = list(
+            Prompt.objects.filter(project=self.project, is_evaluation=True,
                                   pk__in=ComparisonBatch.prompts.through.objects.filter(
-                                      comparisonbatch_id=config["comparison"]
+                                      comparisonbatch_id=batch_id
                                   ).values("prompt_id")).values_list("id", flat=True)
         )  # fmt: skip
-        _require(len(snap.prompts), "prompts", "a comparison", at_least=1)
-    elif kind == "sample":
-        snap.prompts = prompts_to_sample(
-            project, model_version_id=input_model.pk, limit=config["num_prompts"]
-        )
-        _require(len(snap.prompts), "prompts", "sampling", at_least=1)
+        _require(len(self.prompts), "prompts", purpose, at_least=1)
+
+
+def snapshot_take(*, project, kind: str, config: dict, as_of, input_model=None) -> DatasetSnapshot:
+    """The rows a run of `kind` uses (its `RunKind.rows` rule), or `Invalid` saying what is
+    missing."""
+    rule = run_kind(kind).rows
+    snap = DatasetSnapshot(exports.snapshot_for(project=project, as_of=as_of).id, project, as_of,
+                           input_model)  # fmt: skip
+    if rule is not None:
+        rule(snap, config)
     return snap
 
 

@@ -8,10 +8,9 @@ gpt2), a GGUF file of the llama architecture, or one of our own checkpoints.
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling import selectors
-from labeling.errors import LabelingError
-from training.errors import TrainingError
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.services.model_versions import model_version_import
+from webapp.errors import ServiceError
 
 
 class Command(BaseCommand):
@@ -32,7 +31,7 @@ class Command(BaseCommand):
             if shipped:
                 path, name = shipped_model_path(), name or SHIPPED_NAME
             version = model_version_import(path=str(path), name=name, project=project)
-        except (LabelingError, TrainingError) as exc:
+        except ServiceError as exc:
             raise CommandError(exc.message) from None
         except ValueError as exc:  # the shipped model is not installed
             raise CommandError(str(exc)) from None

@@ -31,12 +31,14 @@ from django.core.management.base import BaseCommand, CommandError
 from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Project
 from labeling.services.projects import project_update
+from training import worker
 from training.demo_labelers import SimulatedLabeler
 from training.demo_rules import PREFERENCES
 from training.demo_split import read_demo_rows, split_demo_rows, write_demo_rows
-from training.jobs import runner
+from training.errors import Invalid
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
+from training.presets import clean_config
 from training.selectors import round_open
 from training.services.model_versions import model_version_import, model_version_register
 from training.services.rounds import round_advance, round_start
@@ -130,6 +132,7 @@ class Command(BaseCommand):
             if options[name] is None:
                 options[name] = value
         self.options, self.timings = options, {}
+        self.overrides = overrides(options["set"])  # checked before anything is loaded or run
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
         kept, held_out = split_demo_rows(read_demo_rows(DEMO_FILE), options["held_out"])
         with tempfile.TemporaryDirectory() as folder:
@@ -139,7 +142,6 @@ class Command(BaseCommand):
         project = Project.objects.get(slug=options["project"])
         if options["k"] and options["k"] != project.k:
             project = project_update(project=project, k=options["k"])
-        self.overrides = overrides(options["set"])
         base = self.base_model(project, options)
         sft = self.stage(
             "sft",
@@ -275,7 +277,7 @@ class Command(BaseCommand):
                 time.sleep(1)
                 run.refresh_from_db()
         else:
-            runner.execute(run_id=run.pk, key=str(run.key), worker=f"demo@{socket.gethostname()}")
+            worker.execute(run_id=run.pk, key=str(run.key), worker=f"demo@{socket.gethostname()}")
             run.refresh_from_db()
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"{label} run #{run.pk} {run.status}: {run.error or 'timed out'}")
@@ -319,7 +321,9 @@ class Command(BaseCommand):
 
 
 def overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
-    """["ppo.kl_coef=0.02", ...] -> {"ppo": {"kl_coef": "0.02"}} (typed by the run's presets)."""
+    """["ppo.kl_coef=0.02", ...] -> {"ppo": {"kl_coef": "0.02"}} (typed by the run's presets).
+    Each is checked against its kind's declared settings before anything runs: a typo or a
+    value out of bounds stops the command at once, naming the setting."""
     out: dict[str, dict[str, str]] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -327,6 +331,10 @@ def overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
         if not (sep and dot and kind in ("sft", "sample", "reward", "ppo")):
             raise CommandError(f"--set takes KIND.FIELD=VALUE (KIND sft, sample, reward or ppo); "
                                f"got {pair!r}")  # fmt: skip
+        try:
+            clean_config(kind, {field: value})
+        except Invalid as exc:
+            raise CommandError(f"--set {pair}: {exc}") from None
         out.setdefault(kind, {})[field] = value
     return out
 

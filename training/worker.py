@@ -4,9 +4,10 @@
 
 - `run_start` decides whether this worker may run it (queued, or running under a dead worker);
   otherwise nothing happens, so a task delivered twice trains once.
-- The job reports each step through a `Reporter` (the `on_step` callback of `training.ml`): it
-  buffers the metrics and writes progress and curve points at most every
-  `TRAINING_PROGRESS_INTERVAL` seconds; it answers True (stop) when a person cancelled.
+- The kind's job (`RunKind.run`, `training.jobs.kinds`) reports each step through a
+  `Reporter` (the `on_step` callback of `training.ml`): it buffers the metrics and writes
+  progress and curve points at most every `TRAINING_PROGRESS_INTERVAL` seconds; it answers
+  True (stop) when a person cancelled.
 - A `Heartbeat` thread beats every `TRAINING_HEARTBEAT_SECONDS`, also through long phases with no
   step (loading, evaluating, sampling), so only a dead worker goes quiet.
 - Checkpoints live in `ARTIFACTS_DIR/runs/<id>/`; a resumed run continues from the last one.
@@ -14,34 +15,25 @@
   run's log tail), never a traceback page.
 """
 
-import importlib
 import logging
 import shutil
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
 from django.db import close_old_connections, connection
 
+from training.jobs.declaration import Outcome
+from training.jobs.kinds import run_kind
 from training.ml.progress import Progress
 from training.models import TrainingRun
 from training.services import lifecycle
 
 logger = logging.getLogger(__name__)
-JOBS = {kind: f"training.jobs.{kind}" for kind in TrainingRun.Kind.values}
 SKIPPED = "skipped: not queued for this worker"
-
-
-@dataclass
-class Outcome:
-    """What a job hands back: stopped early, or finished with an optional model to record."""
-
-    stopped: bool = False
-    output: dict | None = None  # model_version_create kwargs: kind, checkpoint_dir, ...
-    metrics: dict = field(default_factory=dict)
 
 
 class Reporter:
@@ -156,8 +148,7 @@ def execute(*, run_id: int, key: str, worker: str) -> str:
     try:
         with Heartbeat(reporter):
             context = Context(run, reporter, run_directory(run))
-            job = importlib.import_module(JOBS[run.kind])
-            outcome = job.run(context)
+            outcome: Outcome = run_kind(run.kind).run(context)
             reporter.flush()
     except Exception as exc:
         logger.exception("run %s failed", run_id)

@@ -1,0 +1,181 @@
+"""The config of each kind of run, every setting a person may set declared once (`setting`).
+
+A field made with `setting(...)` is a run setting: its default, bounds and help are read by the
+start form, the run page, `--set` and `training.presets` (which holds only the values a preset
+changes). A plain field is the library's knob, set in code, never from a form.
+
+Plain Python, no torch: the web process renders and checks a start form from these classes
+without loading the ML stack; the train loops (`training.ml.sft`, `.reward`, `.ppo`,
+`.pretrain`) import them from here.
+"""
+
+from dataclasses import dataclass, field
+
+from training.ml.settings import setting
+
+# The model sizes of `training.ml.gpt.PRESETS` (that module imports torch); a test keeps the two
+# equal.
+GPT_SIZES = ("tiny", "small", "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+
+# LoRA (training.ml.lora): adapters on every Linear of the blocks; the base stays frozen, and
+# PPO's reference is the policy with its adapters off (no second copy of the weights). One
+# function per setting, so each config declares its own field with the same bounds.
+def lora_rank():
+    return setting(0, "LoRA rank (0: full fine-tuning)", minimum=0, maximum=1024)
+
+
+def lora_alpha():
+    return setting(16.0, "LoRA scale: alpha / rank", minimum=0)
+
+
+def lora_dropout():
+    return setting(0.0, "dropout on the adapters' input", minimum=0, maximum=0.9)
+
+
+@dataclass
+class SFTConfig:
+    epochs: int = setting(2, minimum=1)
+    max_steps: int | None = setting(None, "overrides epochs", minimum=1)
+    batch_size: int = setting(8, minimum=1)
+    lr: float = setting(1e-4, "peak learning rate", minimum=0)
+    warmup_steps: int = setting(10, minimum=0)
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    val_fraction: float = setting(0.1, "held-out share of prompts", minimum=0, maximum=0.9)
+    eval_every: int = setting(50, "steps between validation losses (0: at the end)", minimum=0)
+    # a checkpoint is also written at the end and on stop
+    checkpoint_every: int = setting(100, "steps between checkpoints", minimum=1)
+    seed: int = setting(0)
+    lora_rank: int = lora_rank()
+    lora_alpha: float = lora_alpha()
+    lora_dropout: float = lora_dropout()
+    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
+
+
+@dataclass
+class RewardConfig:
+    epochs: int = setting(1, minimum=1)
+    max_steps: int | None = setting(None, "overrides epochs", minimum=1)
+    batch_size: int = setting(8, "prompts per step, each with all its pairs", minimum=1)
+    lr: float = setting(1e-4, minimum=0)
+    warmup_steps: int = setting(5, minimum=0)
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    val_fraction: float = setting(0.1, "held-out share of prompts", minimum=0, maximum=0.9)
+    # The epochs are a ceiling when evaluating: the held-out pairs pick when to stop and which
+    # weights to keep (training.ml.reward, "Early stopping").
+    eval_every: int = setting(0, "steps between held-out evaluations (0: at the end)", minimum=0)
+    keep_best: bool = setting(False, "end on the weights of the best held-out accuracy")
+    patience: int = setting(0, "early stopping: evaluations without a better held-out accuracy "
+                               "before training stops (0: never)", minimum=0)  # fmt: skip
+    checkpoint_every: int = setting(100, "steps between checkpoints", minimum=1)
+    # rankings that are not an ordering: skip and count, not raise
+    skip_invalid: bool = setting(False, "skip rankings that are not a full ordering")
+    seed: int = setting(0)
+    lora_rank: int = lora_rank()
+    lora_alpha: float = lora_alpha()
+    lora_dropout: float = lora_dropout()
+    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
+
+
+@dataclass
+class PPOConfig:
+    iterations: int = setting(20, minimum=1)
+    prompts_per_iteration: int = setting(16, minimum=1)
+    samples_per_prompt: int = 1
+    max_new_tokens: int = setting(32, minimum=1)
+    temperature: float = setting(1.0, minimum=0.01)
+    ppo_epochs: int = setting(4, minimum=1)
+    minibatch_size: int = setting(8, "responses per optimizer step", minimum=1)
+    lr: float = setting(2e-5, minimum=0)
+    value_lr: float = setting(2e-5, minimum=0)
+    warmup_iterations: int = 0  # linear warmup, then constant
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    clip: float = 0.2  # the surrogate's ratio clip
+    value_clip: float = 0.2
+    gamma: float = 1.0
+    lam: float = 0.95
+    # the initial value when adaptive
+    kl_coef: float = setting(0.02, "beta: per-token KL penalty to the SFT model", minimum=0)
+    adaptive_kl: bool = setting(False)
+    target_kl: float = 6.0  # nats per response, for the adaptive controller
+    kl_horizon: int = 10_000
+    score_clip: float | None = 5.0
+    unfinished_penalty: float | None = -1.0  # None: score cut-off responses like the others
+    ratio_threshold: float = 10.0  # skip a minibatch whose mean ratio exceeds this
+    kl_budget: float | None = None  # stop once the mean KL per response exceeds it
+    ptx_coef: float = setting(0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0)
+    ptx_batch_size: int = 8
+    ema_decay: float | None = None  # e.g. 0.992: keep an EMA of the policy weights
+    forward_batch_size: int = 32  # rows per no-grad forward in step 1
+    checkpoint_every: int = setting(5, "iterations between checkpoints", minimum=1)
+    seed: int = setting(0)
+    lora_rank: int = lora_rank()
+    lora_alpha: float = lora_alpha()
+    lora_dropout: float = lora_dropout()
+    lora_target_modules: list[str] | None = None  # None: every Linear in the transformer blocks
+
+    def __post_init__(self):
+        if self.temperature <= 0:
+            raise ValueError("PPO samples from the policy: temperature must be > 0")
+        for name in (
+            "iterations",
+            "prompts_per_iteration",
+            "samples_per_prompt",
+            "max_new_tokens",
+            "ppo_epochs",
+            "minibatch_size",
+            "forward_batch_size",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PPOConfig.{name} must be at least 1")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ValueError("ema_decay must be in (0, 1)")
+
+
+@dataclass
+class PretrainConfig:
+    preset: str = setting("tiny", "model size", choices=GPT_SIZES)
+    # On the demo's stdlib corpus a 2048 vocabulary (special tokens included) learns faster per
+    # second than 4096, and 800 steps is where the tiny model starts to copy names from the
+    # prompt (what the demo's rule rewards).
+    vocab_size: int = setting(2048, "tokenizer size", minimum=261, maximum=200_000)
+    steps: int = setting(800, minimum=1)
+    batch_size: int = setting(16, minimum=1)
+    block_size: int | None = None  # None: the preset's
+    # tiny models take a high rate; GPT-2 sizes want ~6e-4
+    lr: float = setting(3e-3, "peak learning rate", minimum=0)
+    warmup_steps: int = setting(50, minimum=0)
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.1
+    dropout: float = 0.0
+    grad_clip: float = 1.0
+    text_paths: list[str] = field(default_factory=list)  # empty: the standard library's docs
+    val_fraction: float = 0.02
+    eval_every: int = setting(100, minimum=1)
+    eval_batches: int = 8
+    checkpoint_every: int = setting(100, minimum=1)
+    seed: int = setting(0)
+    device: str | None = None  # None: CUDA if available
+    compile: bool = False  # torch.compile the model (worth it on a GPU)
+
+
+@dataclass
+class SampleRunConfig:
+    """A sampling run: K replies (the project's k) per prompt for ranking, or with `comparison`
+    one reply per evaluation prompt of that blind comparison (`training.services.evaluation`).
+    The per-batch `training.ml.sampling.SampleConfig` is built from it."""
+
+    num_prompts: int = setting(32, "prompts to sample for (those not yet sampled first)",
+                               minimum=1)  # fmt: skip
+    max_new_tokens: int = setting(48, minimum=1)
+    temperature: float = setting(1.0, minimum=0)
+    top_k: int = setting(0, "0: no cut", minimum=0)
+    top_p: float = setting(0.95, minimum=0.01, maximum=1.0)
+    priority: int = setting(0, "queue priority of the ranking tasks")
+    seed: int = setting(0)
+    comparison: int | None = setting(None, "comparison batch", minimum=1, internal=True)
