@@ -61,6 +61,22 @@ def test_seeded_sampling_gives_the_same_reply_whatever_the_companions(make_model
     )
 
 
+def test_requests_with_mixed_settings_sample_as_each_alone(make_model):
+    """The engine samples all rows in one pass: greedy, nucleus and top-k rows side by side
+    each get what they get alone."""
+    model = make_model(seed=2)
+    settings = [dict(temperature=0), dict(temperature=1.0, top_p=0.8, seed=5),
+                dict(temperature=0.7, top_k=4, seed=6), dict(temperature=1.2, seed=7)]  # fmt: skip
+
+    def requests():
+        return [Request(str(i), PROMPTS[i], max_new_tokens=9, **s) for i, s in enumerate(settings)]
+
+    together = run(Engine(model, stop_id=10_000, pad_id=0), {0: requests()[:2], 2: requests()[2:]})
+    for request in requests():
+        by_itself = run(Engine(model, stop_id=10_000, pad_id=0), {0: [request]})
+        assert together[request.key] == by_itself[request.key], request.key
+
+
 def test_finish_reasons_and_rows_leave_the_batch(make_model):
     model = make_model(seed=3)
     greedy = alone(model, PROMPTS[0], 10_000, max_new_tokens=6, temperature=0)

@@ -21,7 +21,13 @@ import torch
 from training.ml.architectures import LanguageModel
 from training.ml.device import autocast
 from training.ml.gpt import KVCache
-from training.ml.sampling import SampleConfig, last_logits, left_pad, sample_next
+from training.ml.sampling import (
+    SampleConfig,
+    choose_tokens,
+    exponential_noise,
+    last_logits,
+    left_pad,
+)
 
 
 @dataclass
@@ -52,7 +58,6 @@ class Event:
 @dataclass
 class _Row:
     request: Request
-    config: SampleConfig
     generator: torch.Generator
     generated: int = 0
 
@@ -94,12 +99,12 @@ class Engine:
                 f"prompt of {len(request.prompt)} tokens + max_new_tokens "
                 f"{request.max_new_tokens} exceed the model's context of {limit}"
             )
-        config = SampleConfig(
+        SampleConfig(  # its checks of the sampling settings
             max_new_tokens=request.max_new_tokens, temperature=request.temperature,
             top_p=request.top_p, top_k=request.top_k, seed=request.seed,
         )  # fmt: skip
         generator = torch.Generator(device=self.device).manual_seed(request.seed)
-        self.pending.append(_Row(request, config, generator))
+        self.pending.append(_Row(request, generator))
 
     def cancel(self, key: str) -> None:
         """Stop a request (its client went away): queued or running, it produces nothing more."""
@@ -146,13 +151,13 @@ class Engine:
         return self._sample(joining, logits, offset=first)
 
     def _sample(self, rows: list[_Row], logits: torch.Tensor, offset: int = 0) -> list[Event]:
-        """Sample each row's next token with its own settings; finished rows leave the batch."""
+        """Sample every row's next token in one pass, each with its own settings and noise from
+        its own generator; finished rows leave the batch."""
+        tokens = sample_rows(logits.float(), rows).tolist()
         events, keep = [], list(range(offset))
-        for i, (row, row_logits) in enumerate(zip(rows, logits, strict=True)):
-            token, _ = sample_next(row_logits[None].float(), row.config, row.generator)
-            token_id = int(token)
+        self.last[offset:] = torch.tensor(tokens, device=self.device)
+        for i, (row, token_id) in enumerate(zip(rows, tokens, strict=True)):
             row.generated += 1
-            self.last[offset + i] = token_id
             reason = "stop" if token_id == self.stop_id else None
             reason = reason or ("length" if row.remaining <= 0 else None)
             events.append(Event(row.request.key, token_id, reason))
@@ -176,6 +181,22 @@ class Engine:
 
     def _headroom(self, extra: list[_Row] = ()) -> int:
         return max(r.remaining for r in [*self.rows, *extra]) + 1
+
+
+def sample_rows(logits: torch.Tensor, rows: list[_Row]) -> torch.Tensor:
+    """Next tokens (B,) for float logits (B, V), row i with `rows[i]`'s settings and generator:
+    one filtering pass for the whole batch instead of one per row."""
+    settings = [(r.request.temperature, r.request.top_k, r.request.top_p) for r in rows]
+    temperature, top_k, top_p = (torch.tensor(column, device=logits.device)
+                                 for column in zip(*settings, strict=True))  # fmt: skip
+    sampling = [r.generator for r in rows if r.request.temperature > 0]
+    noise = None
+    if sampling:  # greedy rows draw no noise, as alone: a generator's stream is its own
+        noise = torch.ones_like(logits)
+        noise[temperature > 0] = exponential_noise(
+            (len(sampling), logits.size(-1)), sampling, logits.device
+        )
+    return choose_tokens(logits, temperature, top_k, top_p, noise)
 
 
 def _pad_left(mask: torch.Tensor, length: int) -> torch.Tensor:
