@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from training.ml.device import sampling_dtype
+from training.ml.device import decode_matmul_timer, faster_dtype, sampling_dtype
 from training.ml.sampling import (
     SampleConfig,
     choose_tokens,
@@ -155,7 +155,8 @@ def test_bad_sample_configs_are_rejected():
 def test_sampling_precision_is_chosen_and_a_bf16_model_samples(make_model, tiny_tokenizer):
     assert sampling_dtype("cpu", "float32") is torch.float32
     assert sampling_dtype("cpu", "bfloat16") is torch.bfloat16
-    assert sampling_dtype("cpu") in (torch.float32, torch.bfloat16)  # what the CPU runs natively
+    assert sampling_dtype("cpu") in (torch.float32, torch.bfloat16)  # measured here, once
+    assert sampling_dtype("cpu", "auto") is sampling_dtype("cpu")
     with pytest.raises(ValueError, match="sampling dtype"):
         sampling_dtype("cpu", "float8")
     model = make_model(seed=4).to(torch.bfloat16)
@@ -233,3 +234,39 @@ def test_sampled_frequencies_follow_the_cut_distribution():
     frequencies = torch.bincount(tokens, minlength=4).float() / len(tokens)
     expected = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95  # the nucleus 0.9 drops the last
     assert torch.allclose(frequencies, expected, atol=0.03)
+
+
+def timings(**seconds):
+    """A fake `measure(dtype)` answering from lists of seconds per dtype, in order; it records
+    the order it was asked in."""
+    queues = {torch.float32: list(seconds["fp32"]), torch.bfloat16: list(seconds["bf16"])}
+    asked = []
+
+    def measure(dtype):
+        asked.append(dtype)
+        return queues[dtype].pop(0)
+
+    measure.asked = asked
+    return measure
+
+
+@pytest.mark.parametrize(
+    ("fp32", "bf16", "expected"),
+    [
+        ([1.0] * 5, [0.5] * 5, torch.bfloat16),  # twice as fast
+        ([1.0] * 5, [0.9] * 5, torch.float32),  # within the margin: not worth the precision
+        ([1.0] * 5, [1.7] * 5, torch.float32),  # slower, as on this CPU
+        ([1.0] * 5, [9.0, 0.5, 9.0, 9.0, 9.0], torch.bfloat16),  # bursts of load: best round
+        ([9.0, 9.0, 1.0, 9.0, 9.0], [0.9] * 5, torch.float32),
+    ],
+)
+def test_the_faster_cpu_precision_is_picked_from_the_best_rounds(fp32, bf16, expected):
+    measure = timings(fp32=fp32, bf16=bf16)
+    assert faster_dtype(measure) is expected
+    assert measure.asked == [torch.float32, torch.bfloat16] * 5  # timed in turns
+
+
+def test_the_decode_matmul_timer_times_both_precisions():
+    measure = decode_matmul_timer(rows=2, width=16)
+    assert measure(torch.float32) > 0 and measure(torch.bfloat16) > 0
+    assert faster_dtype(measure) in (torch.float32, torch.bfloat16)
