@@ -246,8 +246,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 # Training workers. The device is picked automatically (CUDA when there is one) unless named.
 TRAINING_DEVICE = env.str("TRAINING_DEVICE", default="") or None
 # The precision sampling runs hold the model in: auto (bf16 on CUDA with bf16, and on CPUs where
-# it measures faster than fp32), float32
-# or bfloat16 (training.ml.device.sampling_dtype).
+# it measures faster than fp32), float32 or bfloat16 (training.ml.device.sampling_dtype).
 SAMPLING_DTYPE = env.str("SAMPLING_DTYPE", default="auto")
 TRAINING_HEARTBEAT_SECONDS = _read("TRAINING_HEARTBEAT_SECONDS", env.float, default=10.0)
 # A running run whose worker has not beaten for this long is marked failed (and resumable).
