@@ -21,6 +21,7 @@ import torch
 from training.inference import channel
 from training.inference.loaded import LoadedModels
 from training.ml.engine import Engine, Event, Request
+from training.ml.text_stream import TextStream
 from training.ml.tokenizer import ChatTokenizer
 from training.models import Generation
 from training.services import generations
@@ -61,13 +62,12 @@ def fit_prompt(
 
 @dataclass
 class Serving:
-    """A generation being written: what the engine has produced and what was sent so far."""
+    """A generation being written: the tokens the engine has produced and their text."""
 
     generation: Generation
-    tokenizer: ChatTokenizer
+    stream: TextStream
     message_id: str
     tokens: list[int] = field(default_factory=list)
-    sent: str = ""
 
 
 class InferenceWorker:
@@ -158,7 +158,7 @@ class InferenceWorker:
             key, ids, max_new_tokens=max_new, temperature=sampling.get("temperature", 0.7),
             top_p=sampling.get("top_p", 0.95), seed=sampling.get("seed", 0),
         ))  # fmt: skip
-        self.serving[key] = Serving(generation, loaded.tokenizer, message_id)
+        self.serving[key] = Serving(generation, TextStream(loaded.tokenizer), message_id)
         self.engines = {pk: e for pk, e in self.engines.items()
                         if e.busy or pk in self.models.models}  # fmt: skip
 
@@ -185,24 +185,24 @@ class InferenceWorker:
             engine.cancel(key)
 
     def relay(self, serving: Serving, event: Event) -> None:
-        """Stream the text an event adds; finish the reply on its last event."""
+        """Stream the text an event adds (only whole characters: a token may end inside one);
+        finish the reply on its last event."""
         if not serving.tokens:
             generations.generation_first_token(serving.generation)
+        text = ""
         if event.finish_reason != "stop":
             serving.tokens.append(event.token)
-        text = serving.tokenizer.decode(serving.tokens)
-        # A token may end inside a multi-byte character: wait for the rest of it (unless
-        # the reply ends there).
-        whole = event.done or not text.endswith("\ufffd")
-        if whole and len(text) > len(serving.sent) and text.startswith(serving.sent):
-            channel.publish(self.redis, event.key, "token", text[len(serving.sent) :])
-            serving.sent = text
+            text = serving.stream.add(event.token)
+        if event.done:
+            text += serving.stream.end()
+        if text:
+            channel.publish(self.redis, event.key, "token", text)
         if event.done:
             self.finish(serving, event.finish_reason)
 
     def finish(self, serving: Serving, finish_reason: str) -> None:
         key = str(serving.generation.key)
-        text = serving.tokenizer.decode(serving.tokens).strip()
+        text = serving.stream.text.strip()
         generations.generation_finish(serving.generation, text=text, finish_reason=finish_reason,
                                       completion_tokens=len(serving.tokens))  # fmt: skip
         channel.publish(self.redis, key, "done", text)
