@@ -125,20 +125,25 @@ def test_running_chats_keep_their_pace_while_a_long_prompt_prefills(make_model):
 def test_cancel_while_prefilling_leaves_the_others_exact(make_model):
     model = make_model(seed=5)
     engine = Engine(model, stop_id=10_000, pad_id=0, prefill_chunk=4)
+    engine.add(Request("r", PROMPTS[3], max_new_tokens=12, temperature=0))
+    events = engine.step()  # nothing runs yet: "r" is prefilled whole
     engine.add(Request("a", PROMPTS[2], max_new_tokens=6, temperature=0))
     engine.add(Request("b", PROMPTS[0], max_new_tokens=6, temperature=0))
-    events = engine.step()  # two columns of each prompt in
-    assert events == [] and engine.filling is not None
+    events += engine.step()  # "r" decodes; two columns of each new prompt go in
+    assert [e.key for e in events] == ["r", "r"] and engine.filling is not None
     engine.cancel("a")
     while engine.busy:
         events += engine.step()
-    assert {e.key for e in events} == {"b"}
-    assert [e.token for e in events] == alone(model, PROMPTS[0], 10_000, max_new_tokens=6,
-                                              temperature=0)  # fmt: skip
-    engine.add(Request("c", PROMPTS[1], max_new_tokens=2, temperature=0))
-    engine.step()
-    engine.cancel("c")
-    assert not engine.busy
+    tokens = {key: [e.token for e in events if e.key == key] for key in "rab"}
+    assert tokens["a"] == []
+    assert tokens["b"] == alone(model, PROMPTS[0], 10_000, max_new_tokens=6, temperature=0)
+    assert tokens["r"] == alone(model, PROMPTS[3], 10_000, max_new_tokens=12, temperature=0)
+
+
+def test_a_prompt_is_prefilled_whole_when_no_chat_waits(make_model):
+    engine = Engine(make_model(seed=5), stop_id=10_000, pad_id=0, prefill_chunk=2)
+    engine.add(Request("a", PROMPTS[2], max_new_tokens=3, temperature=0))
+    assert [e.key for e in engine.step()] == ["a"]  # seven prompt tokens, one step
 
 
 def test_finish_reasons_and_rows_leave_the_batch(make_model):

@@ -96,7 +96,8 @@ class Engine:
     stop_id: int
     pad_id: int
     max_batch: int = 16
-    # Prompt tokens (summed over the group) prefilled per step; 0: whole prompts in one step.
+    # Prompt tokens (summed over the group) prefilled per step while other rows are decoding;
+    # 0: whole prompts in one step.
     prefill_chunk: int = 0
     pending: deque = field(default_factory=deque)
     filling: _Filling | None = None
@@ -180,7 +181,9 @@ class Engine:
         filling = self.filling
         n, P = filling.ids.shape
         start = filling.cache.length
-        end = P if not self.prefill_chunk else min(P, start + max(1, self.prefill_chunk // n))
+        end = P  # in one pass when no chat waits on it
+        if self.prefill_chunk and self.rows:
+            end = min(P, start + max(1, self.prefill_chunk // n))
         fed, mask = filling.ids[:, start:end], filling.mask[:, :end]  # (n, T), (n, S)
         with autocast(self.device):
             if end < P:
