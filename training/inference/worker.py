@@ -72,11 +72,13 @@ class Serving:
 
 class InferenceWorker:
     def __init__(self, *, device: torch.device, dtype: torch.dtype, memory_mb: float,
-                 max_batch: int, prefill_chunk: int = 0, name: str | None = None):  # fmt: skip
+                 max_batch: int, prefill_chunk: int = 0, prefix_cache_tokens: int = 0,
+                 name: str | None = None):  # fmt: skip
         self.name = name or channel.worker_name()
         self.device = device
         self.models = LoadedModels(device=device, dtype=dtype, memory_mb=memory_mb)
         self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
+        self.prefix_cache_tokens = prefix_cache_tokens
         self.engines: dict[int, Engine] = {}  # model version id -> its engine
         self.serving: dict[str, Serving] = {}  # generation key -> its state
         self.redis = channel.connect()
@@ -145,7 +147,8 @@ class InferenceWorker:
         if engine is None or engine.model is not loaded.model:
             engine = Engine(loaded.model, stop_id=loaded.tokenizer.end_id,
                             pad_id=loaded.tokenizer.pad_id, max_batch=self.max_batch,
-                            prefill_chunk=self.prefill_chunk)  # fmt: skip
+                            prefill_chunk=self.prefill_chunk,
+                            prefix_cache_tokens=self.prefix_cache_tokens)  # fmt: skip
             self.engines[version.pk] = engine
         retaken = generation.status == Generation.Status.RUNNING
         if not generations.generation_start(generation, prompt_tokens=len(ids),

@@ -27,6 +27,7 @@ import torch
 from training.ml.architectures import LanguageModel
 from training.ml.device import autocast
 from training.ml.gpt import KVCache
+from training.ml.prefix_cache import PrefixCache
 from training.ml.sampling import (
     SampleConfig,
     choose_tokens,
@@ -65,11 +66,11 @@ class Event:
 class _Row:
     request: Request
     generator: torch.Generator
-    generated: int = 0
+    tokens: list[int] = field(default_factory=list)  # sampled so far
 
     @property
     def remaining(self) -> int:
-        return self.request.max_new_tokens - self.generated
+        return self.request.max_new_tokens - len(self.tokens)
 
 
 @dataclass
@@ -99,6 +100,9 @@ class Engine:
     # Prompt tokens (summed over the group) prefilled per step while other rows are decoding;
     # 0: whole prompts in one step.
     prefill_chunk: int = 0
+    # Tokens of finished replies whose keys and values are kept for the conversations' next
+    # turns (`prefix_cache`); 0: none.
+    prefix_cache_tokens: int = 0
     pending: deque = field(default_factory=deque)
     filling: _Filling | None = None
     rows: list[_Row] = field(default_factory=list)
@@ -110,6 +114,7 @@ class Engine:
         self.device = next(self.model.parameters()).device
         # Once, not per step: toggling the mode walks every module (~17 ms a step for SmolLM2).
         self.model.eval()
+        self.prefixes = PrefixCache(self.prefix_cache_tokens) if self.prefix_cache_tokens else None
 
     @property
     def busy(self) -> bool:
@@ -170,9 +175,14 @@ class Engine:
         if room <= 0 or not self.pending:
             return None
         joining = [self.pending.popleft() for _ in range(min(room, len(self.pending)))]
-        ids, mask = left_pad([r.request.prompt for r in joining], self.pad_id, self.device)
-        headroom = max(r.request.max_new_tokens for r in joining)
-        cache = KVCache(self.model.config.n_layer, ids.size(1) + headroom)
+        prompts = [r.request.prompt for r in joining]
+        ids, mask = left_pad(prompts, self.pad_id, self.device)
+        n_layer = self.model.config.n_layer
+        max_len = ids.size(1) + max(r.remaining for r in joining)
+        if self.prefixes is not None:  # what earlier replies of these conversations left
+            cache = self.prefixes.group_cache(prompts, n_layer, max_len)
+        else:
+            cache = KVCache(n_layer, max_len)
         return _Filling(joining, ids, mask, cache)
 
     def _fill(self) -> list[Event]:
@@ -211,12 +221,14 @@ class Engine:
         events, keep = [], list(range(offset))
         self.last[offset:] = torch.tensor(tokens, device=self.device)
         for i, (row, token_id) in enumerate(zip(rows, tokens, strict=True)):
-            row.generated += 1
+            row.tokens.append(token_id)
             reason = "stop" if token_id == self.stop_id else None
             reason = reason or ("length" if row.remaining <= 0 else None)
             events.append(Event(row.request.key, token_id, reason))
             if reason is None:
                 keep.append(offset + i)
+            elif self.prefixes is not None:  # all it fed: its prompt and tokens but the last
+                self.prefixes.keep(row.request.prompt + row.tokens[:-1], self.cache, offset + i)
         if len(keep) != len(self.rows):
             self._keep(keep)
         return events
