@@ -95,7 +95,7 @@ def make_world(*, labelers: int, tasks: int, k: int, overlap: int):
 
     from labeling.services.demonstrations import prompt_create
     from labeling.services.projects import project_create
-    from labeling.services.tasks import ranking_tasks_create
+    from labeling.services.ranking_tasks import ranking_tasks_create
 
     project = project_create(name="Bench", slug="bench", k=k, overlap=overlap)
     prompts = [

@@ -66,8 +66,8 @@ def ranking_delay() -> float:
     from labeling.models import Project
     from labeling.services.demonstrations import prompt_create
     from labeling.services.queue import ranking_claim_next
+    from labeling.services.ranking_tasks import ranking_tasks_create
     from labeling.services.rankings import ranking_submit
-    from labeling.services.tasks import ranking_tasks_create
     from training.selectors import latest_version
     from training.services.runs import run_create
 

@@ -31,7 +31,7 @@ from labeling.services.exports import export_snapshot_create
 from labeling.services.projects import EDITABLE, project_create, project_update
 from labeling.services.quality import ranking_task_set_gold
 from labeling.services.queue import assignments_release
-from labeling.services.tasks import ranking_tasks_cancel, ranking_tasks_reopen
+from labeling.services.ranking_tasks import ranking_tasks_cancel, ranking_tasks_reopen
 
 
 def short(text, n=80):

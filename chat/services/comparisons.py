@@ -17,7 +17,7 @@ from chat.services.conversations import branch, chat_settings, turns_of
 from labeling.errors import Invalid
 from labeling.models import Project, Prompt
 from labeling.services.demonstrations import prompt_create
-from labeling.services.tasks import ranking_tasks_create
+from labeling.services.ranking_tasks import ranking_tasks_create
 from labeling.validation import EMPTY_REPLY, MAX_TURNS
 from training.models import Generation, ModelVersion
 from training.services.generations import CHAT_KINDS, generation_request

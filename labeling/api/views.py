@@ -18,7 +18,7 @@ from labeling.errors import ImportFailed, Invalid, LabelingError
 from labeling.importers import MAX_BYTES, prompts_import
 from labeling.models import Project
 from labeling.parsing import as_of_moment
-from labeling.services import demonstrations, queue, rankings, tasks
+from labeling.services import demonstrations, queue, ranking_tasks, rankings
 from labeling.services.exports import export_snapshot_create
 
 
@@ -173,7 +173,7 @@ def project_snapshot(request, slug):
 @endpoint(["POST"], staff=True)
 def project_ranking_tasks(request, slug):
     data = parse(s.RankingTasksIn, request.data)
-    created = tasks.ranking_tasks_create(
+    created = ranking_tasks.ranking_tasks_create(
         project=selectors.project_by_slug(slug=slug),
         prompt_completions=[(t["prompt_id"], t["completions"]) for t in data["tasks"]],
         batch_key=data["batch_key"], priority=data["priority"],

@@ -8,7 +8,7 @@ from django.db import transaction
 
 from labeling.errors import Invalid
 from labeling.models import Project, Prompt, RankingTask
-from labeling.services.tasks import ranking_tasks_cancel
+from labeling.services.ranking_tasks import ranking_tasks_cancel
 
 
 def evaluation_share_pick(prompt_ids: list[int], *, share: float, seed: int) -> list[int]:

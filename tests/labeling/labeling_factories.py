@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from labeling.models import Project, Prompt
 from labeling.services.demonstrations import prompt_create
 from labeling.services.projects import project_create
-from labeling.services.tasks import ranking_tasks_create
+from labeling.services.ranking_tasks import ranking_tasks_create
 
 _seq = itertools.count(1)
 

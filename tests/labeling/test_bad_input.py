@@ -148,7 +148,7 @@ def test_integers_past_the_database_columns_are_a_400(project, field, value):
 
 @pytest.mark.parametrize("sampling", [{"nested": {"deep": [1]}}, {"t": float("inf")}, [1]])
 def test_sampling_settings_that_postgres_cannot_store_are_refused(project, sampling):
-    from labeling.services.tasks import ranking_tasks_create
+    from labeling.services.ranking_tasks import ranking_tasks_create
 
     prompt = make_prompt(project)
     completion_list = completions(4)

@@ -6,7 +6,7 @@ from labeling.errors import Conflict, Invalid, NotFound
 from labeling.models import Demonstration, Prompt
 from labeling.services.demonstrations import demonstration_submit, dialogue_create
 from labeling.services.queue import demonstration_claim_next
-from labeling.services.tasks import ranking_tasks_create
+from labeling.services.ranking_tasks import ranking_tasks_create
 
 pytestmark = pytest.mark.django_db
 

@@ -125,7 +125,7 @@ def test_a_demonstration_lease_cannot_take_a_ranking(leased):
 
 def test_a_cancelled_task_takes_no_more_rankings(leased):
     task, labeler, lease = leased
-    from labeling.services.tasks import ranking_tasks_cancel, ranking_tasks_reopen
+    from labeling.services.ranking_tasks import ranking_tasks_cancel, ranking_tasks_reopen
 
     assert ranking_tasks_cancel(task_ids=[task.pk]) == 1
     with pytest.raises(Conflict, match="withdrawn"):

@@ -8,8 +8,8 @@ from training_helpers import make_project
 from labeling.models import Demonstration, Ranking
 from labeling.services.demonstrations import prompt_create
 from labeling.services.queue import ranking_claim_next
+from labeling.services.ranking_tasks import ranking_tasks_create
 from labeling.services.rankings import ranking_submit
-from labeling.services.tasks import ranking_tasks_create
 from training.jobs.common import demonstration_records
 from training.jobs.reward import ranking_records
 from training.selectors import sft_ancestor

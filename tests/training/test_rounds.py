@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from test_worker_loop import finish, rank_everything
 
-from labeling.services.tasks import ranking_tasks_create
+from labeling.services.ranking_tasks import ranking_tasks_create
 from training.errors import Conflict, Invalid
 from training.models import Round, TrainingRun
 from training.services import lifecycle

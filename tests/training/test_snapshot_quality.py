@@ -10,8 +10,8 @@ from labeling.services.demonstrations import dialogue_create
 from labeling.services.projects import project_update
 from labeling.services.quality import labeler_exclude
 from labeling.services.queue import ranking_claim_next
+from labeling.services.ranking_tasks import ranking_tasks_create
 from labeling.services.rankings import ranking_submit
-from labeling.services.tasks import ranking_tasks_create
 from training.services.snapshots import snapshot_take
 
 

@@ -9,8 +9,8 @@ from training_helpers import add_demonstrations, make_project
 from labeling.models import RankingTask
 from labeling.services.evaluation_prompts import prompts_mark_evaluation
 from labeling.services.queue import ranking_claim_next
+from labeling.services.ranking_tasks import ranking_tasks_create
 from labeling.services.rankings import ranking_submit
-from labeling.services.tasks import ranking_tasks_create
 from training.services.runs import run_create
 from training.services.snapshots import snapshot_take
 

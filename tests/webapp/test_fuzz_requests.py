@@ -37,7 +37,7 @@ from labeling.models import (
 from labeling.services.demonstrations import prompt_create
 from labeling.services.projects import project_create
 from labeling.services.queue import demonstration_claim_next, ranking_claim_next
-from labeling.services.tasks import ranking_tasks_create
+from labeling.services.ranking_tasks import ranking_tasks_create
 from training.models import Generation, ModelVersion, TrainingRun
 from training.services.generations import generation_finish
 

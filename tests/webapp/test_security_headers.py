@@ -48,7 +48,7 @@ def test_pages_run_under_the_policy_without_violations(page, live_server, transa
     from labeling.models import Prompt
     from labeling.services.demonstrations import prompt_create
     from labeling.services.projects import project_create
-    from labeling.services.tasks import ranking_tasks_create
+    from labeling.services.ranking_tasks import ranking_tasks_create
 
     project = project_create(name="CSP", slug="csp", k=4)
     prompt = prompt_create(project=project, turns=[{"role": "user", "content": "Why?"}],

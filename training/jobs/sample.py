@@ -1,5 +1,5 @@
 """Sampling, the push back: K completions (the project's k) for each of the run's prompts
-from the input model -> ranking tasks in the project (`labeling.services.tasks.
+from the input model -> ranking tasks in the project (`labeling.services.ranking_tasks.
 ranking_tasks_create`), batch by batch. Idempotent: the batch key is the run's, so a resumed
 run skips the prompts it already pushed and a retried push creates nothing twice.
 
@@ -14,7 +14,7 @@ from django.conf import settings
 
 from labeling.models import ComparisonReply, ComparisonTask, RankingTask
 from labeling.services.comparisons import comparison_replies_add
-from labeling.services.tasks import ranking_tasks_create
+from labeling.services.ranking_tasks import ranking_tasks_create
 from labeling.validation import EMPTY_REPLY
 from training.jobs.declaration import Outcome, RunKind
 from training.ml.configs import SampleRunConfig

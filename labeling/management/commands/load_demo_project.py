@@ -21,7 +21,7 @@ from labeling.importers import prompts_import
 from labeling.models import Demonstration, Prompt
 from labeling.services.evaluation_prompts import evaluation_share_pick, prompts_mark_evaluation
 from labeling.services.projects import project_get_or_create
-from labeling.services.tasks import ranking_tasks_create
+from labeling.services.ranking_tasks import ranking_tasks_create
 
 DEMO_FILE = Path(__file__).resolve().parents[2] / "demo" / "python_stdlib.jsonl"
 GUIDELINES = """Questions a Python programmer asks about the standard library.

@@ -4,7 +4,7 @@ from labeling_factories import completions, make_project, make_prompt
 
 from labeling.errors import Invalid, NotFound
 from labeling.models import Completion, RankingTask
-from labeling.services.tasks import ranking_tasks_create, ranking_tasks_reopen
+from labeling.services.ranking_tasks import ranking_tasks_create, ranking_tasks_reopen
 
 pytestmark = pytest.mark.django_db
 
