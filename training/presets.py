@@ -103,6 +103,15 @@ FIELDS: dict[str, dict[str, Field]] = {
         "kl_coef": _f(float, 0.05, "beta: per-token KL penalty to the SFT model", minimum=0),
         "adaptive_kl": _f(bool, False),
         "ptx_coef": _f(float, 0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0),
+        # The held-out reward (training.ml.ppo_heldout): measured on the project's evaluation
+        # prompts, which PPO never trains on; the policy's own score says nothing of them.
+        "kl_budget": _f(float, None, "stop once the KL to the SFT model (nats per reply) "
+                                     "exceeds this", optional=True, minimum=0),
+        "eval_every": _f(int, 5, "iterations between held-out reward evaluations (0: after "
+                                 "the last only)", minimum=0),
+        "eval_prompts": _f(int, 64, "held-out prompts evaluated (the first ones)", **POSITIVE),
+        "keep_best": _f(bool, False, "end on the weights of the best held-out reward, not the "
+                                     "last ones"),
         "checkpoint_every": _f(int, 5, **POSITIVE),
         "seed": _f(int, 0),
         **LORA,

@@ -16,6 +16,7 @@ from training.ml.checkpoint import save_model
 from training.ml.records import RankingRecord
 from training.ml.reward import RewardConfig, train_reward_model
 from training.services.lifecycle import json_safe
+from training.services.snapshots import held_out_rankings
 
 
 def ranking_records(rankings) -> list[RankingRecord]:
@@ -65,7 +66,8 @@ def run(context) -> Outcome:
                 + resume_note(context))  # fmt: skip
     result = train_reward_model(
         model, tokenizer, records, dataclass_config(RewardConfig, run.config),
-        demonstrations=demos, on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
+        demonstrations=demos, held_out=ranking_records(held_out_rankings(run)),
+        on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
     )  # fmt: skip
     if result.stopped:
         return Outcome(stopped=True)

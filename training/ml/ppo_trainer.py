@@ -26,6 +26,7 @@ from training.ml.ppo_rollout import (
 )
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
+from training.ml.settings import setting
 from training.ml.sft import TokenExample, batches_for_step, lm_batch
 
 RewardFn = Callable[[list[int], list[int]], float]
@@ -56,7 +57,17 @@ class PPOConfig:
     score_clip: float | None = 5.0
     unfinished_penalty: float | None = -1.0  # None: score cut-off responses like the others
     ratio_threshold: float = 10.0  # skip a minibatch whose mean ratio exceeds this
-    kl_budget: float | None = None  # stop once the mean KL per response exceeds it
+    kl_budget: float | None = setting(
+        None, "stop once the KL to the SFT model (nats per reply) exceeds this", minimum=0
+    )
+    # the held-out evaluation (training.ml.ppo_heldout): on prompts PPO does not train on
+    eval_every: int = setting(
+        0, "iterations between held-out reward evaluations (0: after the last only)", minimum=0
+    )
+    eval_prompts: int = setting(64, "held-out prompts evaluated (the first ones)", minimum=1)
+    keep_best: bool = setting(
+        False, "end on the weights of the best held-out reward, not the last ones"
+    )
     ptx_coef: float = 0.0  # PPO-ptx: weight of the LM loss on `ptx_examples`
     ptx_batch_size: int = 8
     ema_decay: float | None = None  # e.g. 0.992: keep an EMA of the policy weights
@@ -79,6 +90,7 @@ class PPOConfig:
             "ppo_epochs",
             "minibatch_size",
             "forward_batch_size",
+            "eval_prompts",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PPOConfig.{name} must be at least 1")

@@ -8,7 +8,9 @@ them: a setting changed later never changes what an old run trained on. A rankin
 moment before a run is created is in that run: there is no export step in between.
 
 Evaluation prompts (`Prompt.is_evaluation`) are held out here, in the one place every training
-snapshot is built: no demonstration, ranking or PPO prompt of theirs ever trains a model.
+snapshot is built: no demonstration, ranking or PPO prompt of theirs ever trains a model. The
+jobs read them only for held-out figures (`held_out_rankings`, `held_out_prompts`): the reward
+model's accuracy on their rankings, PPO's reward on them.
 """
 
 from dataclasses import dataclass, field
@@ -46,10 +48,11 @@ def demonstrations_of(project, as_of):
     return qs
 
 
-def rankings_of(project, as_of):
-    """Rankings, without those of labelers excluded by staff as of that moment."""
+def rankings_of(project, as_of, *, evaluation: bool = False):
+    """Rankings of training prompts (with `evaluation`, of evaluation prompts instead), without
+    those of labelers excluded by staff as of that moment."""
     return Ranking.objects.filter(
-        task__project=project, task__prompt__is_evaluation=False, created_at__lte=as_of
+        task__project=project, task__prompt__is_evaluation=evaluation, created_at__lte=as_of
     ).exclude(
         labeler__in=excluded_labeler_ids(project=project, as_of=as_of)
     )
@@ -57,6 +60,22 @@ def rankings_of(project, as_of):
 
 def prompts_of(project):
     return Prompt.objects.filter(project=project, duplicate_of__isnull=True, is_evaluation=False)
+
+
+def held_out_rankings(run):
+    """The rankings of evaluation prompts as of the run's snapshot: a reward run's held-out
+    comparisons (rankings made before their prompt was held out, or imported)."""
+    return rankings_of(run.project, run.created_at, evaluation=True)
+
+
+def held_out_prompts(run) -> list:
+    """The turns of the evaluation prompts as of the run's snapshot, oldest first: PPO's
+    held-out prompts."""
+    return list(
+        Prompt.objects.filter(project=run.project, is_evaluation=True, duplicate_of__isnull=True,
+                              created_at__lte=run.created_at)
+        .order_by("id").values_list("turns", flat=True)
+    )  # fmt: skip
 
 
 def prompts_to_sample(project, *, model_version_id: int, limit: int) -> list[int]:
