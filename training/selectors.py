@@ -99,7 +99,12 @@ def suggested_preset(*, project) -> str:
 def sft_ancestor(version: ModelVersion) -> ModelVersion | None:
     """The SFT model a policy descends from: PPO's KL penalty keeps it close to that one, and a
     round's reward model starts from it."""
-    while version is not None and version.kind != ModelVersion.Kind.SFT:
+    return ancestor(version, ModelVersion.Kind.SFT)
+
+
+def ancestor(version: ModelVersion | None, kind: str) -> ModelVersion | None:
+    """`version` or the nearest model up its lineage of that kind (None: there is none)."""
+    while version is not None and version.kind != kind:
         version = version.parent
     return version
 
