@@ -86,6 +86,11 @@ FIELDS: dict[str, dict[str, Field]] = {
         "keep_best": _f(bool, True, "end on the weights of the best held-out accuracy"),
         "patience": _f(int, 3, "early stopping: evaluations without a better held-out accuracy "
                                "before training stops (0: never)", minimum=0),
+        # Regularizers (measured in bench/bench_reward_generalization.py): AdamW's decoupled
+        # weight decay, and reward centering (training.ml.reward, "Reward centering").
+        "weight_decay": _f(float, 0.0, "AdamW weight decay", minimum=0),
+        "center_coef": _f(float, 0.0, "reward centering: weight of mean(r^2) in the loss",
+                          minimum=0),
         "checkpoint_every": _f(int, 50, **POSITIVE),
         "skip_invalid": _f(bool, True, "skip rankings that are not a full ordering"),
         "seed": _f(int, 0),

@@ -30,6 +30,12 @@ evaluated every `eval_every` steps (the longer-reply baseline beside them, on th
 `patience` > 0 also stops training after that many evaluations without a better one (it implies
 `keep_best`). The best weights live in memory: a resumed run starts its search afresh.
 
+**Reward centering.** With `center_coef` > 0 the loss also holds `center_coef * mean(r^2)` over
+the batch's completions (Eisenstein et al. 2023; TRL's `center_rewards_coefficient`): the pairwise
+loss only sees differences, so nothing stops the scores drifting or the margins growing without
+bound on pairs already right; the term keeps the rewards near 0 and their scale in check, a
+regularizer measured beside `weight_decay` in `bench/bench_reward_generalization.py`.
+
 **Held-out rankings.** The validation split picks the weights, so its accuracy is a little
 optimistic; rankings that never took part (`held_out`, a project's rankings of its evaluation
 prompts) are scored once, on the final weights: `heldout_accuracy` beside
@@ -53,6 +59,7 @@ from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord
 from training.ml.resume import save_checkpoint
 from training.ml.reward_data import RankingExample, ranking_examples, reward_batch
+from training.ml.settings import setting
 from training.ml.sft import batches_for_step, start_loop
 from training.ml.tokenizer import ChatTokenizer
 
@@ -66,6 +73,8 @@ class RewardConfig:
     warmup_steps: int = 5
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
+    center_coef: float = setting(0.0, "reward centering: weight of mean(r^2) in the loss",
+                                 minimum=0)  # fmt: skip
     grad_clip: float = 1.0
     val_fraction: float = 0.1
     eval_every: int = 0  # steps; 0 = only at the end
@@ -301,6 +310,8 @@ def train_reward_model(
         batch = reward_batch(chunk, pad_id=tokenizer.pad_id, device=device)
         rewards = sequence_scores(model, batch.idx, batch.last)  # (N,) each completion once
         loss = pairwise_loss(rewards, batch.winners, batch.losers, batch.groups, batch.num_groups)
+        if config.center_coef:
+            loss = loss + config.center_coef * rewards.pow(2).mean()
         grad_norm = apply_update(
             model, optimizer, loss, grad_clip=config.grad_clip, what="reward-model", step=step,
             lr=lr,
