@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from labeling.models import Demonstration, RankingTask
+from labeling.services.evaluation_prompts import prompts_mark_evaluation
 from labeling.services.queue import ranking_claim_next
 from labeling.services.rankings import ranking_submit
 from training.demo_labelers import SimulatedLabeler
@@ -37,17 +38,21 @@ def function_names(project) -> dict[int, str]:
     return names
 
 
-def held_out_questions(project, rows: list[dict]) -> tuple[list[tuple], dict[str, str], int]:
-    """The held-out demo rows (`training.demo_split`) as evaluation prompts: ([(key, turns)],
-    {key: function named}, how many were left out because the project already asks them)."""
-    asked = {turns[-1]["content"] for turns in project.prompts.values_list("turns", flat=True)}
-    prompts, names = [], {}
-    for i, row in enumerate(r for r in rows if r["prompt"] not in asked):
-        key = f"held-out-{i}"
-        prompts.append((key, [{"role": "user", "content": row["prompt"]}]))
-        if name := reference_name(row["response"]):
-            names[key] = name
-    return prompts, names, len(rows) - len(prompts)
+def hold_out(project, rows: list[dict]) -> int:
+    """The project's prompts that ask a held-out demo row's question (`training.demo_split`)
+    marked as evaluation prompts: no SFT, reward or PPO run trains on them, PPO reports its
+    reward on them, and the demo's held-out figures are theirs. Returns how many changed."""
+    questions = {row["prompt"] for row in rows}
+    ids = [pk for pk, turns in project.prompts.values_list("pk", "turns")
+           if turns[-1]["content"] in questions]  # fmt: skip
+    return prompts_mark_evaluation(project=project, prompt_ids=ids) if ids else 0
+
+
+def questions(project, *, evaluation: bool, limit: int | None = None) -> list[tuple[int, list]]:
+    """[(prompt id, turns)] of the project's training prompts or of its evaluation prompts,
+    oldest first."""
+    qs = project.prompts.filter(duplicate_of__isnull=True, is_evaluation=evaluation)
+    return list(qs.order_by("id").values_list("id", "turns")[:limit])
 
 
 def simulate_labelers(

@@ -1,11 +1,12 @@
-"""The demo's held-out questions: a seeded share of the demo file's questions that never become
-prompts of the project, so no SFT, reward-model or PPO snapshot can hold them.
+"""The demo's held-out questions: a seeded share of the demo file's questions whose prompts the
+demo marks as evaluation prompts (`training.demo.hold_out`), so no SFT, reward-model or PPO
+snapshot can hold them.
 
 The round's win rate on its own training prompts says the policy learned them; only the win
 rate on questions it never saw says the loop improved the model. The split is by question text
 and seeded (`training.ml.records.split_by_prompt`), so every run of the demo holds out the same
-questions. A project loaded whole before (an older demo, `make demo`) already holds them as
-prompts: those are left out of the held-out figures, and counted.
+questions. A project loaded before (an older demo, `make demo`) has the same questions marked
+when the demo runs; its older models may have trained on them, the new runs do not.
 
     kept, held_out = split_demo_rows(rows, 0.2)        # rows of labeling/demo/python_stdlib.jsonl
 """
@@ -24,14 +25,9 @@ def read_demo_rows(path: Path) -> list[dict]:
 
 
 def split_demo_rows(rows: list[dict], fraction: float) -> tuple[list[dict], list[dict]]:
-    """(rows to load into the project, rows held out), about `fraction` of the questions held
+    """(rows to train on, rows held out), about `fraction` of the questions held
     out; 0 holds out none."""
     if fraction <= 0:
         return list(rows), []
     kept, held_out = split_by_prompt([r["prompt"] for r in rows], fraction, seed=SPLIT_SEED)
     return [rows[i] for i in kept], [rows[i] for i in held_out]
-
-
-def write_demo_rows(rows: list[dict], path: Path) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    return path

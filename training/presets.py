@@ -74,7 +74,9 @@ PRESETS: dict[str, dict[str, dict]] = {
         "reward": {"epochs": 4, "lr": 3e-4, "val_fraction": 0.2, "eval_every": 10,
                    "keep_best": True, "patience": 3, "checkpoint_every": 50,
                    "skip_invalid": True},
-        "ppo": {"kl_coef": 0.05},
+        # The held-out reward every 5 iterations (on the project's evaluation prompts, when
+        # it has any): what a round's report shows of PPO beside the policy's own score.
+        "ppo": {"kl_coef": 0.05, "eval_every": 5},
     },
     # A real model (SmolLM2-135M and up) on a CPU or a small GPU: LoRA adapters, batches a
     # laptop holds, replies long enough for a real answer.

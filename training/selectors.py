@@ -8,6 +8,7 @@ from django.db.models import Count, Q
 
 from labeling.models import Demonstration, Prompt, Ranking, RankingTask
 from labeling.parsing import row_id
+from labeling.quality import excluded_labeler_ids
 from training.errors import NotFound
 from training.models import ModelVersion, Round, RunMetric, TrainingRun
 from training.round_evaluation import round_evaluation
@@ -99,7 +100,12 @@ def suggested_preset(*, project) -> str:
 def sft_ancestor(version: ModelVersion) -> ModelVersion | None:
     """The SFT model a policy descends from: PPO's KL penalty keeps it close to that one, and a
     round's reward model starts from it."""
-    while version is not None and version.kind != ModelVersion.Kind.SFT:
+    return ancestor(version, ModelVersion.Kind.SFT)
+
+
+def ancestor(version: ModelVersion | None, kind: str) -> ModelVersion | None:
+    """`version` or the nearest model up its lineage of that kind (None: there is none)."""
+    while version is not None and version.kind != kind:
         version = version.parent
     return version
 
@@ -250,3 +256,29 @@ def rounds_for_project(*, project, limit: int = 10, only: int | None = None) -> 
 
 def round_open(*, project) -> Round | None:
     return Round.objects.filter(project=project).exclude(stage=Round.Stage.DONE).first()
+
+
+def rankings_of(project, as_of, *, evaluation: bool = False):
+    """Rankings of training prompts (with `evaluation`, of evaluation prompts instead), without
+    those of labelers excluded by staff as of that moment."""
+    return Ranking.objects.filter(
+        task__project=project, task__prompt__is_evaluation=evaluation, created_at__lte=as_of
+    ).exclude(
+        labeler__in=excluded_labeler_ids(project=project, as_of=as_of)
+    )
+
+
+def held_out_rankings(run):
+    """The rankings of evaluation prompts as of the run's snapshot: a reward run's held-out
+    comparisons (rankings made before their prompt was held out, or imported)."""
+    return rankings_of(run.project, run.created_at, evaluation=True)
+
+
+def held_out_prompts(run) -> list:
+    """The turns of the evaluation prompts as of the run's snapshot, oldest first: PPO's
+    held-out prompts."""
+    return list(
+        Prompt.objects.filter(project=run.project, is_evaluation=True, duplicate_of__isnull=True,
+                              created_at__lte=run.created_at)
+        .order_by("id").values_list("turns", flat=True)
+    )  # fmt: skip

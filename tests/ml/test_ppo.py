@@ -310,3 +310,56 @@ def test_stop_and_resume_reach_the_uninterrupted_policy(sft_policy, tmp_path):
     ):
         for a, b in zip(model_a.parameters(), model_b.parameters(), strict=True):
             assert torch.equal(a, b)
+
+
+def held_out_prompts(n=24):
+    return [[{"role": "user", "content": f"held-out question {i}"}] for i in range(n)]
+
+
+def yes_in_training_no_held_out(prompt, response):
+    """Trains toward "yes"; on the held-out prompts "no" is what scores, so the held-out score
+    falls while the training score rises: the last iteration is the worst held out."""
+    held = "held-out" in tokenizer().decode(prompt)
+    words = tokenizer().decode(response).split()
+    return sum(w == ("no" if held else "yes") for w in words) / max(len(words), 1)
+
+
+def test_keep_best_ends_on_the_weights_of_the_best_held_out_evaluation(sft_policy):
+    policy, weights = fresh(sft_policy), {}
+
+    def remember(progress):  # the weights after each iteration, as the evaluation saw them
+        weights[progress.step] = copy.deepcopy(policy.state_dict())
+
+    config = PPOConfig(iterations=6, eval_every=1, keep_best=True, **CONFIG)
+    result = train_ppo(policy, tokenizer(), prompts(), config, reward=yes_in_training_no_held_out,
+                       held_out=held_out_prompts(), on_step=remember)  # fmt: skip
+    scores = [h["heldout_score"] for h in result.history]
+    assert len(scores) == 6 and all("heldout_kl" in h for h in result.history)
+    assert result.history[-1]["score"] > result.history[0]["score"]  # training went on
+    best = 1 + scores.index(max(scores))
+    assert result.best_iteration == best and best < 6 and scores[-1] < max(scores)
+    kept = weights[best]
+    assert all(torch.equal(v, kept[n]) for n, v in policy.state_dict().items())
+    assert any(not torch.equal(v, weights[6][n]) for n, v in policy.state_dict().items())
+
+
+def test_without_keep_best_the_held_out_reward_is_reported_after_the_last_iteration(sft_policy):
+    policy = fresh(sft_policy)
+    config = PPOConfig(iterations=3, **CONFIG)  # eval_every 0: after the last iteration only
+    result = train_ppo(policy, tokenizer(), prompts(), config, reward=yes_in_training_no_held_out,
+                       held_out=held_out_prompts())  # fmt: skip
+    assert ["heldout_score" in h for h in result.history] == [False, False, True]
+    assert result.best_iteration is None
+    again = train_ppo(fresh(sft_policy), tokenizer(), prompts(), config,
+                      reward=yes_in_training_no_held_out, held_out=held_out_prompts())  # fmt: skip
+    assert again.history[-1]["heldout_score"] == result.history[-1]["heldout_score"]  # one seed
+
+
+def test_the_kl_budget_stop_is_evaluated_and_keep_best_goes_back_before_it(sft_policy):
+    config = PPOConfig(iterations=10, kl_coef=0.0, kl_budget=0.3, eval_every=1, keep_best=True,
+                       **{**CONFIG, "lr": 3e-3})  # fmt: skip
+    result = train_ppo(fresh(sft_policy), tokenizer(), prompts(), config, reward=share_of_yes,
+                       held_out=held_out_prompts())  # fmt: skip
+    assert result.stopped and "exceeded the budget" in result.stop_reason
+    assert "heldout_score" in result.history[-1]
+    assert result.best_iteration is not None and result.best_iteration <= result.iteration

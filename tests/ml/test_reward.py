@@ -196,13 +196,21 @@ def test_reward_model_learns_a_hidden_rule_to_90_percent_held_out():
         for i in range(10)
     ]
     reports = []
+    # rankings that take no part in training or in choosing weights (a project's evaluation
+    # prompts): scored once at the end
+    held_out = [replace(r, prompt=user(f"held-out {i}")) for i, r in
+                enumerate(hidden_rule_data(30, seed=5))]  # fmt: skip
     config = RewardConfig(epochs=3, batch_size=8, lr=3e-3, val_fraction=0.2)
-    result = train_reward_model(
-        tiny_rm(), tok, records, config, demonstrations=demos, on_step=reports.append
-    )
+    result = train_reward_model(tiny_rm(), tok, records, config, demonstrations=demos,
+                                held_out=held_out, on_step=reports.append)  # fmt: skip
     m = result.metrics
     assert m["val_prompts"] == 40 and m["val_pairs"] > 150
     assert m["val_accuracy"] >= 0.9
+    assert m["heldout_prompts"] == 30 and m["heldout_accuracy"] >= 0.85
+    examples, _ = ranking_examples(tok, held_out, block_size=64)
+    again = evaluate_rankings(result.model, examples, pad_id=tok.pad_id, batch_size=8)
+    assert m["heldout_accuracy"] == pytest.approx(again["accuracy"])  # the final weights'
+    assert m["heldout_length_baseline_accuracy"] == again["length_baseline_accuracy"]
     assert m["val_length_baseline_accuracy"] < 0.7  # the rule is not "longer wins"
     assert m["val_mean_margin"] > 0.5
     assert reports[-1].stage == "reward" and reports[-1].step == result.total_steps == 60
@@ -337,3 +345,14 @@ def test_early_stopping_ends_on_the_best_held_out_checkpoint_when_later_epochs_a
     resumed = train_reward_model(copy.deepcopy(warm), tok, records,
                                  replace(config, patience=2), checkpoint_dir=tmp_path)  # fmt: skip
     assert resumed.step == early.step and resumed.metrics["best_step"] == best_step
+
+
+def test_reward_centering_keeps_the_scores_small_and_still_learns_the_rule():
+    """`center_coef` adds mean(r^2) to the loss: the trained scores spread less (the gain that
+    normalizes them to a unit spread is larger) while the held-out pairs stay right."""
+    tok, records = tokenizer(), hidden_rule_data(120, seed=3)
+    config = RewardConfig(epochs=3, batch_size=8, lr=3e-3, val_fraction=0.2)
+    plain = train_reward_model(tiny_rm(), tok, records, config).metrics
+    centered = train_reward_model(tiny_rm(), tok, records, replace(config, center_coef=1.0)).metrics
+    assert centered["reward_gain"] > 1.5 * plain["reward_gain"]
+    assert centered["val_accuracy"] >= 0.85

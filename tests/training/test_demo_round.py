@@ -40,11 +40,12 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     assert header.split() == ["training", "prompts", "held-out", "prompts"]
     assert evaluated.split()[:2] == ["prompts", "evaluated"] and int(evaluated.split()[-1]) > 20
     assert "  best of 3 SFT replies by the RM" in report
-    # the held-out fifth of the demo's questions is no prompt of the project, nor in any run's data
+    # the held-out fifth of the demo's questions are the project's evaluation prompts, in no
+    # run's data; PPO reported its reward on them
     prompts = Prompt.objects.filter(project__slug="python-stdlib")
-    assert prompts.count() == len(DEMO_ROWS) - len(HELD_OUT) == 256
+    assert prompts.count() == len(DEMO_ROWS)
     held_out = {row["prompt"] for row in HELD_OUT}
-    assert held_out.isdisjoint(p.turns[-1]["content"] for p in prompts)
+    assert {p.turns[-1]["content"] for p in prompts.filter(is_evaluation=True)} == held_out
     for run in runs:
         used = [d.prompt for d in run.demonstrations.all()] + list(run.prompts.all()) + [
             r.task.prompt for r in run.rankings.all()]  # fmt: skip
@@ -54,6 +55,7 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     first = Prompt.objects.filter(project__slug="python-stdlib").order_by("id").first()
     assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each
     assert f"lineage: {policy.name} <- PPO #{runs[3].pk}" in report
+    assert "PPO reward on held-out prompts:" in report and "heldout_score" in runs[3].metrics
 
 
 @pytest.mark.django_db

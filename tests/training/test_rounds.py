@@ -164,3 +164,31 @@ def test_a_round_runs_itself_through_a_real_worker(
     second = wait_for(lambda: Round.objects.filter(project=project, number=2).first(), 30)
     assert second.policy == round_.ppo_run.output_model
     finish(second.sample_run, worker)  # the next round samples from the new policy
+
+
+def test_the_reward_model_starts_from_the_base_model_when_the_round_says_so(
+    project_with_demos, base_version, tiny_base_dir, settings
+):
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    sft = model_version_register(checkpoint_dir=str(tiny_base_dir), kind="sft", name="tiny-sft",
+                                 project=project)  # fmt: skip
+    sft.parent = base_version  # as an SFT run records it
+    sft.save(update_fields=["parent"])
+    with pytest.raises(Invalid, match="reward_init must be one of sft, base"):
+        round_start(project=project, config={"reward_init": "policy"}, enqueue_it=False)
+    round_ = round_start(project=project, config={**TINY_ROUND, "reward_init": "base"},
+                         enqueue_it=False)  # fmt: skip
+    succeed(round_.sample_run, tiny_base_dir)
+    round_advance(round_id=round_.pk, enqueue_it=False)
+    rank_everything(project, get_user_model().objects.create_user("ranker"))
+    round_ = round_advance(round_id=round_.pk, enqueue_it=False)
+    assert round_.reward_run.input_model == base_version  # not the SFT model it samples from
+    assert round_.ppo_run is None and round_.policy == sft
+
+
+def test_a_round_whose_policy_has_no_base_cannot_start_its_reward_model_from_one(
+    project_with_demos, sft_version
+):
+    with pytest.raises(Invalid, match="descends from no base model"):
+        round_start(project=project_with_demos, config={"reward_init": "base"}, enqueue_it=False)

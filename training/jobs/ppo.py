@@ -5,8 +5,6 @@ version whose parent is the input policy."""
 from training.jobs.declaration import Outcome, RunKind
 from training.ml.configs import PPOConfig
 
-STOPPED_BY_CALLER = "stopped by the caller"
-
 
 def rows(snapshot, config: dict) -> None:
     snapshot.take_prompts(purpose="PPO")
@@ -23,10 +21,10 @@ def run(context) -> Outcome:
         resume_note,
     )
     from training.ml.checkpoint import save_model
-    from training.ml.ppo import train_ppo
+    from training.ml.ppo import STOPPED_BY_CALLER, train_ppo
     from training.ml.progress import json_safe
     from training.ml.sft import dialogue_examples
-    from training.selectors import sft_ancestor
+    from training.selectors import held_out_prompts, sft_ancestor
 
     run = context.run
     config = dataclass_config(PPOConfig, run.config)
@@ -37,17 +35,20 @@ def run(context) -> Outcome:
     if anchor is not None and anchor.pk != run.input_model.pk:
         reference, _ = load_version(anchor)
     prompts = list(run.prompts.order_by("id").values_list("turns", flat=True))
+    held_out = held_out_prompts(run)  # the evaluation prompts: PPO's reward where it never trained
     ptx = None
     if config.ptx_coef > 0:
         demos = demonstration_records(run.demonstrations.all())
         ptx, _ = dialogue_examples(tokenizer, demos, block_size=policy.config.block_size)
     context.log(
         f"PPO from {run.input_model.name} against {run.reward_model.name} on {len(prompts)} "
-        f"prompts, KL to {anchor.name if anchor else run.input_model.name}" + resume_note(context)
+        f"prompts, KL to {anchor.name if anchor else run.input_model.name}, "
+        f"{len(held_out)} held-out prompts" + resume_note(context)
     )
     result = train_ppo(
         policy, tokenizer, prompts, config, reward=reward_model, reference=reference,
-        ptx_examples=ptx, on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
+        ptx_examples=ptx, held_out=held_out, on_step=context.reporter,
+        checkpoint_dir=context.checkpoint_dir,
     )  # fmt: skip
     if result.stopped and result.stop_reason == STOPPED_BY_CALLER:
         return Outcome(stopped=True)
@@ -58,12 +59,23 @@ def run(context) -> Outcome:
         **result.metrics,
         "score_first": history[0]["score"] if history else None,
         "iterations": result.iteration,
+        **_best_iteration(result),
     })  # fmt: skip
     released = result.ema if result.ema is not None else result.policy
     save_model(context.model_dir, released, tokenizer_path=run.input_model.tokenizer_path,
                meta={"stage": "ppo", "run": run.pk, "metrics": metrics})  # fmt: skip
     return Outcome(output=output("policy", context, parent=run.input_model, metrics=metrics),
                    metrics=metrics)  # fmt: skip
+
+
+def _best_iteration(result) -> dict:
+    """With keep_best: the iteration whose weights were kept and its held-out figures (the
+    metrics beside them are the last iteration's)."""
+    if result.best_iteration is None:
+        return {}
+    kept = result.history[result.best_iteration - 1]
+    return {"best_iteration": result.best_iteration,
+            **{f"best_{name}": kept[name] for name in ("heldout_score", "heldout_kl", "kl")}}
 
 
 KIND = RunKind(

@@ -62,6 +62,7 @@ def run(context) -> Outcome:
     from training.ml.checkpoint import save_model
     from training.ml.progress import json_safe
     from training.ml.reward import train_reward_model
+    from training.selectors import held_out_rankings
 
     run = context.run
     base, tokenizer = load_version(run.input_model)
@@ -73,7 +74,8 @@ def run(context) -> Outcome:
                 + resume_note(context))  # fmt: skip
     result = train_reward_model(
         model, tokenizer, records, dataclass_config(RewardConfig, run.config),
-        demonstrations=demos, on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
+        demonstrations=demos, held_out=ranking_records(held_out_rankings(run)),
+        on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
     )  # fmt: skip
     if result.stopped:
         return Outcome(stopped=True)

@@ -62,7 +62,11 @@ class RewardConfig:
     lr: float = setting(1e-4, minimum=0)
     warmup_steps: int = setting(5, minimum=0)
     min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0
+    # Regularizers (measured in bench/bench_reward_generalization.py): AdamW's decoupled weight
+    # decay, and reward centering (training.ml.reward, "Reward centering").
+    weight_decay: float = setting(0.0, "AdamW weight decay", minimum=0)
+    center_coef: float = setting(0.0, "reward centering: weight of mean(r^2) in the loss",
+                                 minimum=0)  # fmt: skip
     grad_clip: float = 1.0
     val_fraction: float = setting(0.1, "held-out share of prompts", minimum=0, maximum=0.9)
     # The epochs are a ceiling when evaluating: the held-out pairs pick when to stop and which
@@ -107,7 +111,18 @@ class PPOConfig:
     score_clip: float | None = 5.0
     unfinished_penalty: float | None = -1.0  # None: score cut-off responses like the others
     ratio_threshold: float = 10.0  # skip a minibatch whose mean ratio exceeds this
-    kl_budget: float | None = None  # stop once the mean KL per response exceeds it
+    kl_budget: float | None = setting(
+        None, "stop once the KL to the SFT model (nats per reply) exceeds this", minimum=0
+    )
+    # The held-out reward (training.ml.ppo_heldout): measured on the project's evaluation
+    # prompts, which PPO never trains on; the policy's own score says nothing of them.
+    eval_every: int = setting(
+        0, "iterations between held-out reward evaluations (0: after the last only)", minimum=0
+    )
+    eval_prompts: int = setting(64, "held-out prompts evaluated (the first ones)", minimum=1)
+    keep_best: bool = setting(
+        False, "end on the weights of the best held-out reward, not the last ones"
+    )
     ptx_coef: float = setting(0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0)
     ptx_batch_size: int = 8
     ema_decay: float | None = None  # e.g. 0.992: keep an EMA of the policy weights
@@ -130,6 +145,7 @@ class PPOConfig:
             "ppo_epochs",
             "minibatch_size",
             "forward_batch_size",
+            "eval_prompts",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PPOConfig.{name} must be at least 1")

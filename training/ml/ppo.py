@@ -34,7 +34,9 @@ One iteration (the steps are numbered in `training.ml.ppo_trainer.PPOTrainer.rol
   6. optional PPO-ptx: after each policy step, a separate step on `ptx_coef * LM loss` over
      demonstration or pretraining text;
   7. update the KL coefficient (fixed, or adaptive toward `target_kl`, Ziegler et al. 2019).
-The run stops early, with a reason, when the KL to the reference exceeds `kl_budget`.
+The run stops early, with a reason, when the KL to the reference exceeds `kl_budget`. With
+`held_out` prompts the reward on them is measured every `eval_every` iterations and after the
+last, and `keep_best` ends on the best of those weights (`training.ml.ppo_heldout`).
 
 The index maths (one response mask from which every index is derived) is in
 `training.ml.ppo_math`; the rollout's forward passes and scoring (steps 1 and 2) in
@@ -48,9 +50,8 @@ from dataclasses import asdict, dataclass, field
 
 from training.ml.architectures import LanguageModel
 from training.ml.lora import merge_lora
-from training.ml.ppo_rollout import (
-    prompt_ids,
-)
+from training.ml.ppo_heldout import BestIteration, held_out_figures
+from training.ml.ppo_rollout import prompt_ids
 from training.ml.ppo_trainer import PPOConfig, PPOTrainer, RewardFn
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Turns
@@ -58,6 +59,8 @@ from training.ml.resume import load_checkpoint, save_checkpoint
 from training.ml.sft import TokenExample
 from training.ml.tokenizer import ChatTokenizer
 from training.ml.train_loop import batches_for_step
+
+STOPPED_BY_CALLER = "stopped by the caller"
 
 
 @dataclass
@@ -71,6 +74,7 @@ class PPOResult:
     stop_reason: str | None
     metrics: dict[str, float]  # the last iteration's
     history: list[dict[str, float]] = field(default_factory=list)
+    best_iteration: int | None = None  # keep_best: the iteration whose weights were kept
 
 
 # -- the loop ------------------------------------------------------------------------------
@@ -86,6 +90,7 @@ def train_ppo(
     value_model: LanguageModel | None = None,
     reference: LanguageModel | None = None,
     ptx_examples: list[TokenExample] | None = None,
+    held_out: list[Turns] | None = None,
     on_step: OnStep | None = None,
     checkpoint_dir=None,
 ) -> PPOResult:
@@ -106,6 +111,8 @@ def train_ppo(
         policy, config, reward=reward, pad_id=tokenizer.pad_id, end_id=tokenizer.end_id,
         value_model=value_model, reference=reference, ptx_examples=ptx_examples,
     )  # fmt: skip
+    held_ids, _ = prompt_ids(tokenizer, (held_out or [])[: config.eval_prompts], limit=limit)
+    best = BestIteration(keep=config.keep_best and bool(held_ids))
     iteration, extra = 0, {}
     if checkpoint_dir is not None:
         resumed = load_checkpoint(
@@ -147,11 +154,18 @@ def train_ppo(
                 f"KL to the reference {metrics['kl']:.3g} nats per response exceeded the budget "
                 f"{config.kl_budget:g} at iteration {iteration}; no update was made from it"
             )
+        last = iteration == total or budget_reason is not None
+        if held_ids and (last or (config.eval_every and iteration % config.eval_every == 0)):
+            released = trainer.ema if trainer.ema is not None else policy
+            metrics.update(held_out_figures(trainer, released, held_ids))
+            best.consider(released, iteration, metrics["heldout_score"])
         stop = report(on_step, Progress("ppo", iteration, total, dict(metrics)))
         if stop and stop_reason is None and iteration < total:
-            stop_reason = "stopped by the caller"
+            stop_reason = STOPPED_BY_CALLER
         if stop_reason or iteration == total or iteration % config.checkpoint_every == 0:
             checkpoint()
+    if stop_reason != STOPPED_BY_CALLER:  # a stopped run resumes from its last weights
+        best.restore(trainer.ema if trainer.ema is not None else policy, iteration)
     for model in trainer.models().values():  # LoRA: plain models; checkpoints keep adapters
         merge_lora(model)
     return PPOResult(
@@ -164,4 +178,5 @@ def train_ppo(
         stop_reason=stop_reason,
         metrics=history[-1] if history else {},
         history=history,
+        best_iteration=best.iteration,
     )

@@ -30,6 +30,17 @@ evaluated every `eval_every` steps (the longer-reply baseline beside them, on th
 `patience` > 0 also stops training after that many evaluations without a better one (it implies
 `keep_best`). The best weights live in memory: a resumed run starts its search afresh.
 
+**Reward centering.** With `center_coef` > 0 the loss also holds `center_coef * mean(r^2)` over
+the batch's completions (Eisenstein et al. 2023; TRL's `center_rewards_coefficient`): the pairwise
+loss only sees differences, so nothing stops the scores drifting or the margins growing without
+bound on pairs already right; the term keeps the rewards near 0 and their scale in check, a
+regularizer measured beside `weight_decay` in `bench/bench_reward_generalization.py`.
+
+**Held-out rankings.** The validation split picks the weights, so its accuracy is a little
+optimistic; rankings that never took part (`held_out`, a project's rankings of its evaluation
+prompts) are scored once, on the final weights: `heldout_accuracy` beside
+`heldout_length_baseline_accuracy`.
+
     model = with_scalar_head(sft_model)  # training.ml.architectures
     result = train_reward_model(model, tokenizer, rankings, RewardConfig(),
                                 demonstrations=demos, checkpoint_dir="artifacts/rm-run")
@@ -209,6 +220,7 @@ def train_reward_model(
     config: RewardConfig | None = None,
     *,
     demonstrations: list[Demonstration] | None = None,
+    held_out: list[RankingRecord] | None = None,
     on_step: OnStep | None = None,
     checkpoint_dir=None,
 ) -> RewardResult:
@@ -273,6 +285,8 @@ def train_reward_model(
         batch = reward_batch(chunk, pad_id=tokenizer.pad_id, device=device)
         rewards = sequence_scores(model, batch.idx, batch.last)  # (N,) each completion once
         loss = pairwise_loss(rewards, batch.winners, batch.losers, batch.groups, batch.num_groups)
+        if config.center_coef:
+            loss = loss + config.center_coef * rewards.pow(2).mean()
         grad_norm = apply_update(
             model, optimizer, loss, grad_clip=config.grad_clip, what="reward-model", step=step,
             lr=lr,
@@ -298,6 +312,7 @@ def train_reward_model(
                 metrics.update({f"val_{name}": v for name, v in best.figures.items()})
             if best.step is not None:
                 metrics["best_step"] = best.step
+            metrics.update(_held_out_figures(model, tokenizer, held_out or [], config))
             if not centered:
                 gain, offset = _normalize(model, tokenizer, demonstrations, train, config)
                 metrics.update(reward_gain=gain, reward_offset=offset)
@@ -344,6 +359,18 @@ class BestEvaluation:
             return False
         model.load_state_dict(self.state, strict=False)
         return True
+
+
+def _held_out_figures(model, tokenizer, records, config) -> dict[str, float]:
+    """`evaluate_rankings` on the held-out records, as `heldout_*` metrics ({} without any)."""
+    examples, _ = ranking_examples(tokenizer, records, block_size=model.config.block_size,
+                                   skip_invalid=True)  # fmt: skip
+    if not examples:
+        return {}
+    figures = evaluate_rankings(model, examples, pad_id=tokenizer.pad_id,
+                                batch_size=config.batch_size)  # fmt: skip
+    return {"heldout_prompts": float(len(examples)),
+            **{f"heldout_{name}": value for name, value in figures.items()}}  # fmt: skip
 
 
 def _normalize(model, tokenizer, demonstrations, train, config) -> tuple[float, float]:

@@ -3,8 +3,10 @@ waits until enough of those tasks are ranked, trains a reward model on every ran
 project, runs PPO from its policy against it, with `config["evaluate"]` samples the new
 policy, its parent and their SFT model on the evaluation prompts for a blind human comparison
 (the reward model scoring the same replies), and (unless told not to) starts the next round
-from the new policy. People's votes on that comparison come in after the round is done; the
-project page sets them beside the reward model's opinion (`training.round_evaluation`).
+from the new policy. The reward model starts from the policy's SFT model (InstructGPT), or with
+`config["reward_init"] = "base"` from the base model under it. People's votes on that comparison
+come in after the round is done; the project page sets them beside the reward model's opinion
+(`training.round_evaluation`).
 
     round_start(project=p, policy=sft)      # round 1: its sample run is queued
     round_advance(round_id=r.pk)            # one call moves it as far as it can go now
@@ -24,12 +26,22 @@ from labeling.services.comparisons import evaluation_prompts
 from training import presets
 from training.errors import Conflict, Invalid
 from training.models import ModelVersion, Round, TrainingRun
-from training.selectors import latest_version, rounds_for_project, sft_ancestor, suggested_preset
+from training.selectors import (
+    ancestor,
+    latest_version,
+    rounds_for_project,
+    sft_ancestor,
+    suggested_preset,
+)
 from training.services.evaluation import comparison_start
 from training.services.runs import run_create, run_enqueue, run_resume
 
 S, St = TrainingRun.Status, Round.Stage
 STAGE_KINDS = ("sample", "reward", "ppo")
+# What a round's reward model starts from: the policy's SFT model (InstructGPT: it already
+# reads the task's prompts and replies) or the base model that SFT model was trained from (a
+# reward model that has not learned to like the SFT model's own way of answering).
+REWARD_INIT = ("sft", "base")
 
 
 def round_start(
@@ -42,6 +54,8 @@ def round_start(
     policy = policy or latest_version(kinds=["policy", "sft"], project=project)
     if policy is None or policy.kind not in ("sft", "policy"):
         raise Invalid("A round samples from an SFT model or a policy: run SFT first.")
+    if config["reward_init"] == "base" and ancestor(policy, ModelVersion.Kind.BASE) is None:
+        raise Invalid(f"reward_init is base, but {policy.name} descends from no base model.")
     try:
         with transaction.atomic():
             if Round.objects.filter(project=project).exclude(stage=St.DONE).exists():
@@ -91,8 +105,8 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
         ranked, needed = round_rankings(round_)
         if ranked < needed:
             return False
-        source = sft_ancestor(round_.policy) or round_.policy
-        _make_run(round_, "reward", input_model=source, by=by, enqueue_it=enqueue_it)
+        _make_run(round_, "reward", input_model=reward_source(round_), by=by,
+                  enqueue_it=enqueue_it)  # fmt: skip
         return _move(round_, St.REWARD)
     if stage == St.REWARD:
         _make_run(round_, "ppo", input_model=round_.policy, reward_model=run.output_model, by=by,
@@ -104,6 +118,13 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
             return _move(round_, St.EVALUATE)
         return _finish(round_, by=by, enqueue_it=enqueue_it)
     return False
+
+
+def reward_source(round_: Round) -> ModelVersion:
+    """The model the round's reward model starts from (`config["reward_init"]`)."""
+    if round_.config.get("reward_init") == "base":
+        return ancestor(round_.policy, ModelVersion.Kind.BASE)
+    return sft_ancestor(round_.policy) or round_.policy
 
 
 def _finish(round_: Round, *, by, enqueue_it: bool) -> bool:
@@ -224,7 +245,11 @@ def _clean(config: dict) -> dict:
     """Each stage's settings checked now (not when the stage comes, hours later)."""
     preset = config.get("preset", "tiny")
     out = {"preset": preset, "chain": bool(config.get("chain", True)),
-           "evaluate": bool(config.get("evaluate", False))}
+           "evaluate": bool(config.get("evaluate", False)),
+           "reward_init": config.get("reward_init", "sft")}
+    if out["reward_init"] not in REWARD_INIT:
+        raise Invalid(f"reward_init must be one of {', '.join(REWARD_INIT)}; "
+                      f"got {str(out['reward_init'])[:40]!r}.")  # fmt: skip
     for kind in STAGE_KINDS:
         out[kind] = presets.clean_config(kind, config.get(kind) or {}, preset=preset)
     return out

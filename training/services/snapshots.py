@@ -8,7 +8,9 @@ them: a setting changed later never changes what an old run trained on. A rankin
 moment before a run is created is in that run: there is no export step in between.
 
 Evaluation prompts (`Prompt.is_evaluation`) are held out here, in the one place every training
-snapshot is built: no demonstration, ranking or PPO prompt of theirs ever trains a model.
+snapshot is built: no demonstration, ranking or PPO prompt of theirs ever trains a model. The
+jobs read them only for held-out figures (`training.selectors.held_out_rankings`,
+`held_out_prompts`): the reward model's accuracy on their rankings, PPO's reward on them.
 """
 
 from dataclasses import dataclass, field
@@ -17,10 +19,10 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 
 from labeling import exports
-from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt, Ranking
-from labeling.quality import excluded_labeler_ids
+from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt
 from training.errors import Invalid
 from training.jobs.kinds import run_kind
+from training.selectors import rankings_of
 
 
 def minimum(what: str) -> int:
@@ -37,15 +39,6 @@ def demonstrations_of(project, as_of):
     if not project.sft_include_unedited:
         qs = qs.exclude(edit_distance=0)  # only dialogues with a suggestion have a distance
     return qs
-
-
-def rankings_of(project, as_of):
-    """Rankings, without those of labelers excluded by staff as of that moment."""
-    return Ranking.objects.filter(
-        task__project=project, task__prompt__is_evaluation=False, created_at__lte=as_of
-    ).exclude(
-        labeler__in=excluded_labeler_ids(project=project, as_of=as_of)
-    )
 
 
 def prompts_of(project):

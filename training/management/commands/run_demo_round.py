@@ -14,15 +14,14 @@ the reward model's held-out accuracy beside the longer-reply baseline, the KL, a
 training prompts and on held-out questions, how often the SFT model, the new policy and the
 best-of-n baseline (`--best-of` SFT replies, the reward model keeps one) follow the rule, their
 win rates over SFT and their rewards. The held-out questions (`--held-out`, a seeded fifth of the
-demo file, `training.demo_split`) never become prompts of the project, so no run trains on them.
+demo file, `training.demo_split`) are the project's evaluation prompts, so no run trains on them
+and PPO reports its reward on them as it goes (`training.ml.ppo_heldout`).
 Every step is a real run (rows, snapshots, lineage); the timings per stage are printed at the end.
 """
 
 import logging
 import socket
-import tempfile
 import time
-from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -34,7 +33,7 @@ from labeling.services.projects import project_update
 from training import worker
 from training.demo_labelers import SimulatedLabeler
 from training.demo_rules import PREFERENCES
-from training.demo_split import read_demo_rows, split_demo_rows, write_demo_rows
+from training.demo_split import read_demo_rows, split_demo_rows
 from training.errors import Invalid
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
@@ -134,12 +133,12 @@ class Command(BaseCommand):
         self.options, self.timings = options, {}
         self.overrides = overrides(options["set"])  # checked before anything is loaded or run
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
-        kept, held_out = split_demo_rows(read_demo_rows(DEMO_FILE), options["held_out"])
-        with tempfile.TemporaryDirectory() as folder:
-            kept_file = write_demo_rows(kept, Path(folder) / "demo.jsonl")
-            call_command("load_demo_project", slug=options["project"], file=kept_file,
-                         stdout=self.stdout)  # fmt: skip
+        _, held_out = split_demo_rows(read_demo_rows(DEMO_FILE), options["held_out"])
+        call_command("load_demo_project", slug=options["project"], evaluation_share=0.0,
+                     stdout=self.stdout)  # fmt: skip
         project = Project.objects.get(slug=options["project"])
+        marked = demo.hold_out(project, held_out)
+        self.stdout.write(f"{marked} prompts newly held out as evaluation prompts")
         if options["k"] and options["k"] != project.k:
             project = project_update(project=project, k=options["k"])
         base = self.base_model(project, options)
@@ -177,18 +176,16 @@ class Command(BaseCommand):
         policy = ppo.output_model
 
         started = time.monotonic()
-        prompts = list(project.prompts.filter(duplicate_of__isnull=True).order_by("id")
-                       .values_list("id", "turns")[: options["eval_prompts"]])  # fmt: skip
-        held_prompts, held_names, self.already_asked = demo.held_out_questions(project, held_out)
-        sets = {"training prompts": (prompts, names),
-                "held-out prompts": (held_prompts, held_names)}  # fmt: skip
-        results = {
+        sets = {"training prompts": demo.questions(project, evaluation=False,
+                                                   limit=options["eval_prompts"]),
+                "held-out prompts": demo.questions(project, evaluation=True)}  # fmt: skip
+        results = {  # only questions whose reference names a function count
             title: demo.evaluate(
-                sft=sft, policy=policy, reward_model=rm, prompts=prompts_, rule=rule,
-                names=names_, max_new_tokens=options["max_new_tokens"] or 32,
+                sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule,
+                names=names, max_new_tokens=options["max_new_tokens"] or 32,
                 best_of=options["best_of"],
-            ) if names_ else None  # only questions whose reference names a function count
-            for title, (prompts_, names_) in sets.items()
+            ) if any(pid in names for pid, _ in prompts) else None
+            for title, prompts in sets.items()
         }  # fmt: skip
         self.timings["evaluation"] = time.monotonic() - started
         self.report(rule, sample, rm, ppo, results)
@@ -293,8 +290,6 @@ class Command(BaseCommand):
 
         m, p = rm.metrics, ppo.metrics
         trained = results["training prompts"]
-        skipped = (f" ({self.already_asked} held-out questions left out: the project already asks "
-                   "them)" if self.already_asked else "")  # fmt: skip
         lines = [
             "",
             f"Rule: {rule.description}",
@@ -303,7 +298,8 @@ class Command(BaseCommand):
             f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f}"
             f"{early_stopping(m)})",
             f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
-            f"evaluation (held-out prompts: never a prompt of the project{skipped}):",
+            *ppo_held_out(p),
+            "evaluation (held-out prompts: the project's evaluation prompts, never trained on):",
             *demo.evaluation_table(rule, results),
             *(f"  Q: {q}\n    SFT:    {a}\n    policy: {b}"
               for q, a, b in (trained.examples if trained else [])),
@@ -347,6 +343,19 @@ def early_stopping(metrics: dict) -> str:
     return f"; the weights of step {metrics['best_step']:g}" + (
         f", stopped early at {stopped:g}" if stopped else ""
     )
+
+
+def ppo_held_out(metrics: dict) -> list[str]:
+    """PPO's reward on the held-out prompts after its last iteration, and with keep_best the
+    iteration it kept ([] when the project had no evaluation prompt)."""
+    if "heldout_score" not in metrics:
+        return []
+    line = (f"PPO reward on held-out prompts:    {metrics['heldout_score']:+.3f} at KL "
+            f"{metrics['heldout_kl']:.3f} (last)")
+    if "best_iteration" in metrics:
+        line += (f"; kept iteration {metrics['best_iteration']:g}: "
+                 f"{metrics['best_heldout_score']:+.3f} at KL {metrics['best_heldout_kl']:.3f}")
+    return [line]
 
 
 SHOWN = {"loss", "val_loss", "val_accuracy", "score", "kl", "completions_per_second"}
