@@ -88,6 +88,15 @@ def pairwise_loss(
     rewards (N,) one per completion; winners, losers, groups (P,) one per pair.
     """
     per_pair = -F.logsigmoid(rewards[winners] - rewards[losers])  # (P,)
+    return mean_per_prompt(per_pair, groups, num_groups)
+
+
+def mean_per_prompt(per_pair: torch.Tensor, groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Mean over prompts of the mean over each prompt's pairs: a prompt counts once however many
+    pairs its rankings imply (the reward model's and DPO's batch element).
+
+    per_pair, groups (P,): each pair's loss and the prompt it belongs to.
+    """
     total = torch.zeros(num_groups, dtype=per_pair.dtype, device=per_pair.device)
     total = total.index_add(0, groups, per_pair)  # (G,)
     count = torch.bincount(groups, minlength=num_groups).clamp(min=1)  # (G,)
