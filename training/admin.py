@@ -147,7 +147,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 @admin.register(Round)
 class RoundAdmin(admin.ModelAdmin):
-    list_display = ("project", "number", "stage", "policy", "sample_run", "reward_run", "ppo_run")
+    list_display = ("project", "number", "stage", "policy", "sample_run", "reward_run", "ppo_run",
+                    "dpo_run")
     list_filter = ("stage", "project")
     actions = ("continue_rounds",)
     readonly_fields = [f.name for f in Round._meta.concrete_fields]

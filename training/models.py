@@ -68,6 +68,7 @@ class TrainingRun(models.Model):
         SFT = "sft", "SFT"
         REWARD = "reward", "Reward model"
         PPO = "ppo", "PPO"
+        DPO = "dpo", "DPO"
         SAMPLE = "sample", "Sample for ranking"
 
     class Status(models.TextChoices):
@@ -164,16 +165,19 @@ class RunMetric(models.Model):
 class Round(models.Model):
     """One pass of the loop in a project: the policy samples K replies per prompt (pushed as
     ranking tasks) -> people rank them -> a reward model -> PPO -> a new policy, which the next
-    round samples from. `training.services.rounds` moves it on when a run finishes or enough
-    rankings are in; `stage` is where it waits. With `config["evaluate"]` it ends with a blind
-    human comparison of the new policy against the one it started from (and their SFT model) on
-    the evaluation prompts (`comparison`), the reward model scoring the same replies."""
+    round samples from; with `config["method"] = "dpo"` one DPO run on the rankings takes the
+    place of the reward model and PPO. `training.services.rounds` moves it on when a run
+    finishes or enough rankings are in; `stage` is where it waits. With `config["evaluate"]` it
+    ends with a blind human comparison of the new policy against the one it started from (and
+    their SFT model) on the evaluation prompts (`comparison`), the reward model scoring the same
+    replies."""
 
     class Stage(models.TextChoices):
         SAMPLING = "sampling", "Sampling"
         RANKING = "ranking", "Waiting for rankings"
         REWARD = "reward", "Training the reward model"
         PPO = "ppo", "Running PPO"
+        DPO = "dpo", "Training the policy with DPO"
         EVALUATE = "evaluate", "Sampling for human evaluation"
         DONE = "done", "Done"
 
@@ -193,12 +197,15 @@ class Round(models.Model):
     ppo_run = models.ForeignKey(
         TrainingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
+    dpo_run = models.ForeignKey(
+        TrainingRun, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
     comparison = models.ForeignKey(
         "labeling.ComparisonBatch", on_delete=models.PROTECT, null=True, blank=True,
         related_name="+",
     )
-    # {"sample": {...}, "reward": {...}, "ppo": {...}, "preset": "tiny", "chain": true,
-    #  "evaluate": false}
+    # {"sample": {...}, "reward": {...}, "ppo": {...}, "dpo": {...}, "preset": "tiny",
+    #  "chain": true, "evaluate": false, "reward_init": "sft", "method": "ppo"}
     config = models.JSONField(default=dict, blank=True)
     rankings_needed = models.PositiveIntegerField(
         default=0, help_text="Ranked tasks of this round before the reward model (0: all)."
@@ -226,9 +233,13 @@ class Round(models.Model):
     def current_run(self) -> TrainingRun | None:
         if self.stage == self.Stage.EVALUATE:
             return self.evaluation_runs()[0] if self.comparison_id else None
-        return {"sampling": self.sample_run, "reward": self.reward_run, "ppo": self.ppo_run}.get(
-            self.stage
-        )
+        return {"sampling": self.sample_run, "reward": self.reward_run, "ppo": self.ppo_run,
+                "dpo": self.dpo_run}.get(self.stage)  # fmt: skip
+
+    @property
+    def policy_run(self) -> TrainingRun | None:
+        """The run that makes the round's new policy: PPO, or DPO with `config["method"]`."""
+        return self.dpo_run or self.ppo_run
 
     def evaluation_runs(self) -> list[TrainingRun]:
         """The comparison's sample runs, one not yet succeeded first (the one to watch)."""

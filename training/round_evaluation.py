@@ -42,11 +42,12 @@ class Matchup:
 
 
 def round_evaluation(round_: Round) -> list[Matchup] | None:
-    """None for a round without a comparison (or whose PPO made no policy)."""
-    if not round_.comparison_id or round_.ppo_run is None or round_.ppo_run.output_model is None:
+    """None for a round without a comparison (or whose PPO or DPO made no policy)."""
+    made = round_.policy_run
+    if not round_.comparison_id or made is None or made.output_model is None:
         return None
     batch = round_.comparison
-    policy = round_.ppo_run.output_model.pk
+    policy = made.output_model.pk
     return [
         _matchup(round_, batch, policy, int(other), name)
         for other, name in batch.version_names.items() if int(other) != policy

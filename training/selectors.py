@@ -231,7 +231,7 @@ def rounds_for_project(*, project, limit: int = 10, only: int | None = None) -> 
     rounds = (
         Round.objects.filter(project=project, **({"pk": only} if only else {}))
         .select_related("policy", "sample_run", "reward_run__output_model",
-                        "ppo_run__output_model", "comparison")
+                        "ppo_run__output_model", "dpo_run__output_model", "comparison")
         .order_by("-number")[:limit]
     )  # fmt: skip
     batches = [f"{SAMPLE_BATCH_PREFIX}{r.sample_run_id}" for r in rounds if r.sample_run_id]
@@ -248,7 +248,7 @@ def rounds_for_project(*, project, limit: int = 10, only: int | None = None) -> 
         rows.append(RoundRow(
             round=r, ranked=c["ranked"], needed=needed, tasks=c["tasks"],
             reward=r.reward_run.output_model if r.reward_run else None,
-            policy_out=r.ppo_run.output_model if r.ppo_run else None,
+            policy_out=r.policy_run.output_model if r.policy_run else None,
             evaluation=round_evaluation(r),
         ))  # fmt: skip
     return rows

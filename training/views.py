@@ -119,7 +119,8 @@ def continue_round(request, slug):
     project = project_by_slug(slug=slug)
     try:
         round_ = round_continue(project=project, by=request.user,
-                                evaluate=request.POST.get("evaluate") == "on")
+                                evaluate=request.POST.get("evaluate") == "on",
+                                method=request.POST.get("method") or None)
     except QueueUnavailable as exc:
         messages.error(request, f"The round's run was recorded but not started: {exc}")
     else:

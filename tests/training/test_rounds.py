@@ -192,3 +192,78 @@ def test_a_round_whose_policy_has_no_base_cannot_start_its_reward_model_from_one
 ):
     with pytest.raises(Invalid, match="descends from no base model"):
         round_start(project=project_with_demos, config={"reward_init": "base"}, enqueue_it=False)
+
+
+def test_a_dpo_round_trains_its_policy_from_the_rankings_without_a_reward_model(
+    project_with_demos, sft_version, tiny_base_dir, settings, django_capture_on_commit_callbacks
+):
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    with pytest.raises(Invalid, match="method must be one of ppo, dpo"):
+        round_start(project=project, config={"method": "sppo"}, enqueue_it=False)
+    with pytest.raises(Invalid, match="beta"):  # its settings are checked when the round starts
+        round_start(project=project, config={"method": "dpo", "dpo": {"beta": -1}},
+                    enqueue_it=False)  # fmt: skip
+    round_ = round_start(project=project, config={**TINY_ROUND, "method": "dpo"},
+                         enqueue_it=False)  # fmt: skip
+    succeed(round_.sample_run, tiny_base_dir)
+    round_advance(round_id=round_.pk, enqueue_it=False)
+    rank_everything(project, get_user_model().objects.create_user("ranker"))
+    round_ = round_advance(round_id=round_.pk, enqueue_it=False)
+    dpo = round_.dpo_run
+    assert round_.stage == St.DPO and round_.reward_run is None and round_.ppo_run is None
+    assert (dpo.kind, dpo.input_model, dpo.rankings.count()) == ("dpo", sft_version, 6)
+    assert round_.current_run == dpo
+    succeed(dpo, tiny_base_dir, "policy")
+    dpo.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=True):
+        round_ = round_advance(round_id=round_.pk, enqueue_it=False)
+    assert round_.stage == St.DONE and round_.policy_run == dpo
+    second = Round.objects.get(project=project, number=2)
+    assert second.policy == dpo.output_model and second.config["method"] == "dpo"
+
+
+@pytest.mark.urls("training_urls")
+def test_the_round_button_starts_a_dpo_round_when_asked(client, staff, project_with_demos,
+                                                        sft_version, monkeypatch):  # fmt: skip
+    from training.services import rounds
+
+    staff_client = client
+    staff_client.force_login(staff)
+    monkeypatch.setattr(rounds, "run_enqueue", lambda run: None)  # no worker in this test
+    page = f"/training/projects/{project_with_demos.slug}/"
+    assert 'name="method"' in staff_client.get(page).content.decode()
+    url = f"{page}rounds/continue/"
+    assert staff_client.post(url, {"method": "dpo"}).status_code == 302
+    assert Round.objects.get(project=project_with_demos).config["method"] == "dpo"
+
+
+@pytest.mark.worker
+def test_a_dpo_round_runs_through_a_real_worker(
+    training_worker, project_with_demos, sft_version, settings
+):
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    worker = training_worker()
+    round_ = round_start(project=project, config={
+        **TINY_ROUND, "method": "dpo", "chain": False,
+        "dpo": {"max_steps": 3, "batch_size": 4, "val_fraction": 0.25}})  # fmt: skip
+    finish(round_.sample_run, worker)
+    from waiting import wait_for
+
+    def stage_is(*stages):
+        def check():
+            round_.refresh_from_db()
+            return round_.stage in stages
+
+        return check
+
+    assert wait_for(stage_is(St.RANKING), timeout=30), worker.output()[-2000:]
+    rank_everything(project, get_user_model().objects.create_user("ranker"))
+    call_command("continue_round", "--waiting")
+    assert wait_for(stage_is(St.DONE), timeout=120), worker.output()[-3000:]
+    dpo = finish(round_.dpo_run, worker)
+    policy = dpo.output_model
+    assert (policy.kind, policy.parent) == ("policy", sft_version)
+    assert dpo.metrics["train_prompts"] > 0 and "val_accuracy" in dpo.metrics
+    assert dpo.metric_points.filter(values__has_key="loss").exists()  # its curve

@@ -22,7 +22,8 @@ from training.services.runs import run_create
 
 def test_every_kind_of_run_is_registered_once_with_its_model_choice():
     assert set(run_kinds()) == set(TrainingRun.Kind.values)
-    assert [k.name for k in run_kinds().values()] == ["pretrain", "sft", "sample", "reward", "ppo"]
+    assert [k.name for k in run_kinds().values()] == [
+        "pretrain", "sft", "sample", "reward", "dpo", "ppo"]
     assert {k.task_name for k in run_kinds().values()} == {f"training.{k}" for k in run_kinds()}
     assert run_kind("sample").queue == "sampling" and run_kind("ppo").queue == "training"
     with pytest.raises(Invalid, match="Unknown run kind 'dpp'"):

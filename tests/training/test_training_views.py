@@ -59,7 +59,7 @@ def test_project_page_shows_counts_versions_and_start_forms(
     page = staff_client.get(f"/training/projects/{project_with_demos.slug}/").content.decode()
     assert "Demonstrations" in page and ">12<" in page
     assert "tiny-base" in page
-    for kind in ("sft", "reward", "ppo", "sample"):
+    for kind in ("sft", "reward", "ppo", "dpo", "sample"):
         assert f'id="start-{kind}"' in page
     assert page.count("csrfmiddlewaretoken") >= 5
     gpu = staff_client.get(

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 
 from training.ml.architectures import LanguageModel
+from training.ml.configs import LOSS_TYPES, DPOConfig
 from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
 from training.ml.ppo_rollout import policy_outputs
@@ -51,83 +52,8 @@ from training.ml.records import RankingRecord
 from training.ml.resume import save_checkpoint
 from training.ml.reward import mean_per_prompt
 from training.ml.reward_data import RankingExample, RewardBatch, ranking_examples, reward_batch
-from training.ml.settings import setting
-from training.ml.sft import batches_for_step, start_loop
 from training.ml.tokenizer import ChatTokenizer
-
-LOSS_TYPES = ("sigmoid", "robust", "ipo")
-
-
-@dataclass
-class DPOConfig:
-    beta: float = setting(
-        0.1,
-        "Strength of the pull to the reference (the SFT model): higher stays closer to it. For "
-        "IPO, the regularization tau.",
-        minimum=0,
-    )
-    loss_type: str = setting(
-        "sigmoid",
-        "sigmoid: DPO (cDPO with label smoothing); robust: robust DPO, unbiased under noisy "
-        "labels; ipo: IPO, a squared loss on per-token log-ratios that does not push the "
-        "margins to infinity.",
-        choices=LOSS_TYPES,
-    )
-    label_smoothing: float = setting(
-        0.0,
-        "The share of rankings you believe flipped (sigmoid and robust): 0 trusts every label.",
-        minimum=0.0,
-        maximum=0.5,
-    )
-    epochs: int = setting(1, "Passes over the training prompts.", minimum=1)
-    max_steps: int | None = setting(None, "Steps to train; overrides epochs when set.", minimum=1)
-    batch_size: int = setting(
-        8, "Prompts per step, each with all its completions and pairs.", minimum=1
-    )
-    lr: float = setting(5e-5, "Peak learning rate (AdamW).", minimum=0)
-    warmup_steps: int = setting(5, "Steps of linear warmup before the cosine decay.", minimum=0)
-    min_lr_ratio: float = setting(
-        0.1, "Learning rate at the end, as a share of the peak.", minimum=0, maximum=1
-    )
-    weight_decay: float = setting(0.0, "AdamW weight decay of the matrices.", minimum=0)
-    grad_clip: float = setting(1.0, "Clip the gradient norm to this.", minimum=0)
-    val_fraction: float = setting(
-        0.1, "Share of the prompts held out for the preference accuracy.", minimum=0, maximum=0.9
-    )
-    eval_every: int = setting(0, "Evaluate held-out pairs every this many steps; 0: at the end.",
-                              minimum=0)  # fmt: skip
-    checkpoint_every: int = setting(
-        100, "Save a checkpoint every this many steps (also at the end and on stop).", minimum=0
-    )
-    skip_invalid: bool = setting(
-        False, "Skip and count rankings that are not an ordering instead of failing."
-    )
-    seed: int = setting(0, "Seed of the split, the batch order and the adapters' start.")
-    lora_rank: int = setting(
-        0, "LoRA rank: > 0 trains adapters of this rank only; 0 trains all weights.", minimum=0
-    )
-    lora_alpha: float = setting(16.0, "LoRA scale: the update is scaled by alpha / rank.",
-                                minimum=0)  # fmt: skip
-    lora_target_modules: list[str] | None = setting(
-        None, "Linear layers to adapt (e.g. c_attn); empty: every Linear of the blocks."
-    )
-    # Not a setting: DPO trains without dropout (see the module docstring); LoraSettings reads it.
-    lora_dropout: float = 0.0
-
-    def __post_init__(self):
-        if self.beta <= 0:
-            raise ValueError(f"DPOConfig.beta must be > 0, got {self.beta}")
-        if self.loss_type not in LOSS_TYPES:
-            raise ValueError(
-                f"DPOConfig.loss_type must be one of {', '.join(LOSS_TYPES)}, "
-                f"got {self.loss_type!r}"
-            )
-        if self.loss_type == "ipo" and self.label_smoothing:
-            raise ValueError("label_smoothing applies to the sigmoid and robust losses, not ipo")
-        if self.loss_type == "robust" and not 0.0 <= self.label_smoothing < 0.5:
-            raise ValueError("the robust loss needs label_smoothing in [0, 0.5)")
-        if not 0.0 <= self.label_smoothing <= 0.5:
-            raise ValueError(f"label_smoothing must be in [0, 0.5], got {self.label_smoothing}")
+from training.ml.train_loop import batches_for_step, start_loop
 
 
 @dataclass

@@ -4,9 +4,11 @@ project, runs PPO from its policy against it, with `config["evaluate"]` samples 
 policy, its parent and their SFT model on the evaluation prompts for a blind human comparison
 (the reward model scoring the same replies), and (unless told not to) starts the next round
 from the new policy. The reward model starts from the policy's SFT model (InstructGPT), or with
-`config["reward_init"] = "base"` from the base model under it. People's votes on that comparison
-come in after the round is done; the project page sets them beside the reward model's opinion
-(`training.round_evaluation`).
+`config["reward_init"] = "base"` from the base model under it. With `config["method"] = "dpo"`
+one DPO run from the policy on the project's rankings is the policy step instead of the reward
+model and PPO (no reward model: the evaluation's replies go unscored). People's votes on that
+comparison come in after the round is done; the project page sets them beside the reward model's
+opinion (`training.round_evaluation`).
 
     round_start(project=p, policy=sft)      # round 1: its sample run is queued
     round_advance(round_id=r.pk)            # one call moves it as far as it can go now
@@ -37,7 +39,9 @@ from training.services.evaluation import comparison_start
 from training.services.runs import run_create, run_enqueue, run_resume
 
 S, St = TrainingRun.Status, Round.Stage
-STAGE_KINDS = ("sample", "reward", "ppo")
+STAGE_KINDS = ("sample", "reward", "ppo", "dpo")
+# The policy step after the rankings: a reward model then PPO, or DPO straight from the rankings.
+METHODS = ("ppo", "dpo")
 # What a round's reward model starts from: the policy's SFT model (InstructGPT: it already
 # reads the task's prompts and replies) or the base model that SFT model was trained from (a
 # reward model that has not learned to like the SFT model's own way of answering).
@@ -93,7 +97,9 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
     """One move, or False when the round has to wait (a run going, too few rankings, done)."""
     stage = round_.stage
     run = round_.current_run
-    if stage in (St.SAMPLING, St.REWARD, St.PPO) and (run is None or run.status != S.SUCCEEDED):
+    if stage in (St.SAMPLING, St.REWARD, St.PPO, St.DPO) and (
+        run is None or run.status != S.SUCCEEDED
+    ):
         return False
     if stage == St.EVALUATE:
         if any(r.status != S.SUCCEEDED for r in round_.evaluation_runs()):
@@ -105,6 +111,9 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
         ranked, needed = round_rankings(round_)
         if ranked < needed:
             return False
+        if round_.config.get("method") == "dpo":
+            _make_run(round_, "dpo", input_model=round_.policy, by=by, enqueue_it=enqueue_it)
+            return _move(round_, St.DPO)
         _make_run(round_, "reward", input_model=reward_source(round_), by=by,
                   enqueue_it=enqueue_it)  # fmt: skip
         return _move(round_, St.REWARD)
@@ -112,7 +121,7 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
         _make_run(round_, "ppo", input_model=round_.policy, reward_model=run.output_model, by=by,
                   enqueue_it=enqueue_it)  # fmt: skip
         return _move(round_, St.PPO)
-    if stage == St.PPO:
+    if stage in (St.PPO, St.DPO):
         if round_.config.get("evaluate") and evaluation_prompts(round_.project).exists():
             _start_evaluation(round_, by=by, enqueue_it=enqueue_it)
             return _move(round_, St.EVALUATE)
@@ -137,14 +146,15 @@ def _finish(round_: Round, *, by, enqueue_it: bool) -> bool:
 def _start_evaluation(round_: Round, *, by, enqueue_it: bool) -> None:
     """The new policy against the policy the round started from and their SFT model, on the
     evaluation prompts, replies scored by the round's reward model; made once (its token)."""
-    policy = round_.ppo_run.output_model
+    policy = round_.policy_run.output_model
     versions = [policy, round_.policy]
     anchor = sft_ancestor(round_.policy)
     if anchor is not None and anchor.pk != round_.policy_id:
         versions.append(anchor)
     round_.comparison = comparison_start(
         project=round_.project, versions=versions, config=_sampling(round_.config),
-        preset=round_.config.get("preset", "tiny"), reward_model=round_.reward_run.output_model,
+        preset=round_.config.get("preset", "tiny"),
+        reward_model=round_.reward_run.output_model if round_.reward_run else None,
         created_by=by or round_.created_by, request_token=f"round-{round_.pk}-evaluate",
         enqueue_it=enqueue_it,
     )  # fmt: skip
@@ -160,7 +170,7 @@ def _sampling(config: dict) -> dict:
 
 def _start_next(round_: Round, *, by, enqueue_it: bool) -> None:
     try:
-        round_start(project=round_.project, policy=round_.ppo_run.output_model,
+        round_start(project=round_.project, policy=round_.policy_run.output_model,
                     config=round_.config, rankings_needed=round_.rankings_needed, created_by=by,
                     enqueue_it=enqueue_it)  # fmt: skip
     except Conflict:
@@ -217,11 +227,12 @@ def rounds_advance_waiting(*, enqueue_it: bool = True) -> list[Round]:
 
 
 def round_continue(
-    *, project, by=None, enqueue_it: bool = True, evaluate: bool | None = None
-) -> Round:
+    *, project, by=None, enqueue_it: bool = True, evaluate: bool | None = None,
+    method: str | None = None,
+) -> Round:  # fmt: skip
     """The "continue round" button: the open round moved on (its failed run resumed), or, with
     none open, a new round from the newest policy with the last round's settings (`evaluate`,
-    when given, says whether it ends with a human evaluation)."""
+    when given, says whether it ends with a human evaluation; `method` its policy step)."""
     open_round = Round.objects.filter(project=project).exclude(stage=St.DONE).first()
     if open_round is not None:
         run = open_round.current_run
@@ -231,9 +242,11 @@ def round_continue(
     config = last.config if last else {"preset": suggested_preset(project=project)}
     if evaluate is not None:
         config = {**config, "evaluate": evaluate}
+    if method is not None:
+        config = {**config, "method": method}
     return round_start(
         project=project,
-        policy=last.ppo_run.output_model if last and last.ppo_run else None,
+        policy=last.policy_run.output_model if last and last.policy_run else None,
         config=config,
         rankings_needed=last.rankings_needed if last else 0,
         created_by=by,
@@ -246,7 +259,10 @@ def _clean(config: dict) -> dict:
     preset = config.get("preset", "tiny")
     out = {"preset": preset, "chain": bool(config.get("chain", True)),
            "evaluate": bool(config.get("evaluate", False)),
-           "reward_init": config.get("reward_init", "sft")}
+           "reward_init": config.get("reward_init", "sft"), "method": config.get("method", "ppo")}
+    if out["method"] not in METHODS:
+        raise Invalid(f"method must be one of {', '.join(METHODS)}; "
+                      f"got {str(out['method'])[:40]!r}.")  # fmt: skip
     if out["reward_init"] not in REWARD_INIT:
         raise Invalid(f"reward_init must be one of {', '.join(REWARD_INIT)}; "
                       f"got {str(out['reward_init'])[:40]!r}.")  # fmt: skip
