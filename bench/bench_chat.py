@@ -52,6 +52,10 @@ def main():
     parser.add_argument("--threads", type=int, default=0, help="torch threads of the worker")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="the worker's precision (SAMPLING_DTYPE)")
+    parser.add_argument("--prefill-chunk", type=int, default=None,
+                        help="the worker's prompt tokens per step (INFERENCE_PREFILL_CHUNK)")
+    parser.add_argument("--prefix-cache-tokens", type=int, default=None,
+                        help="the worker's kept reply tokens (INFERENCE_PREFIX_CACHE_TOKENS)")
     parser.add_argument("--redis", default="redis://localhost:6379/9")
     args = parser.parse_args()
 
@@ -78,6 +82,10 @@ def main():
     command = [sys.executable, "manage.py", "inference_worker", "--max-batch", "16"]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.prefill_chunk is not None:
+        command += ["--prefill-chunk", str(args.prefill_chunk)]
+    if args.prefix_cache_tokens is not None:
+        command += ["--prefix-cache-tokens", str(args.prefix_cache_tokens)]
     worker = subprocess.Popen(command, cwd=ROOT, env=os.environ.copy(),
                               stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
     try:

@@ -2,17 +2,34 @@
 
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from chat.models import Conversation, Message
 from chat.services.conversations import branch
 from labeling.errors import NotFound
+from labeling.models import Project
+from training.models import ModelVersion
+from training.services.generations import CHAT_KINDS
 
 
 def conversations_visible(user) -> QuerySet:
     """A labeler's own conversations; staff see everyone's."""
     rows = Conversation.objects.select_related("model_version", "project", "labeler")
     return rows if user.is_staff else rows.filter(labeler=user)
+
+
+def chat_offers() -> list[tuple[Project, list[ModelVersion]]]:
+    """The active projects with the versions each has opened for chat (newest first), those
+    with none left out: in two queries however many projects there are."""
+    open_versions = Prefetch(
+        "chat_settings__model_versions", to_attr="open_versions",
+        queryset=ModelVersion.objects.filter(kind__in=CHAT_KINDS).order_by("-id"),
+    )  # fmt: skip
+    projects = (Project.objects.filter(is_active=True, chat_settings__isnull=False)
+                .select_related("chat_settings").prefetch_related(open_versions)
+                .order_by("name"))  # fmt: skip
+    offers = [(project, project.chat_settings.open_versions) for project in projects]
+    return [(project, versions) for project, versions in offers if versions]
 
 
 def conversation_get(user, pk) -> Conversation:

@@ -18,7 +18,6 @@ from chat.models import ArenaBattle, Message
 from chat.services.arena import arena_get, arena_start, arena_vote
 from chat.services.comparisons import chat_comparisons_create
 from chat.services.conversations import (
-    chat_models,
     conversation_start,
     conversation_switch,
     message_edit,
@@ -51,18 +50,13 @@ def chat_errors(view):
     return wrapper
 
 
-def _projects_with_models():
-    return [(project, list(chat_models(project)))
-            for project in Project.objects.filter(is_active=True).order_by("name")]  # fmt: skip
-
-
 @require_GET
 def index(request):
     return _index_page(request)
 
 
 def _index_page(request, error=None, draft="", status=200):
-    offers = [(p, models) for p, models in _projects_with_models() if models]
+    offers = selectors.chat_offers()
     conversations = selectors.conversations_visible(request.user)[:200]
     return render(request, "chat/index.html", {
         "offers": offers, "conversations": conversations, "error": error, "draft": draft,
@@ -236,7 +230,7 @@ def arena(request):
 
 
 def _arena_page(request, error=None, draft="", status=200):
-    offers = [(p, models) for p, models in _projects_with_models() if len(models) >= 2]
+    offers = [(p, models) for p, models in selectors.chat_offers() if len(models) >= 2]
     battles = ArenaBattle.objects.filter(labeler=request.user).select_related(
         "vote", "reply_a__model_version", "reply_b__model_version")[:50]  # fmt: skip
     context = {"offers": offers, "battles": battles, "error": error, "draft": draft}

@@ -153,6 +153,9 @@ LOGOUT_REDIRECT_URL = "login"
 # for LOGIN_LOCKOUT_SECONDS.
 LOGIN_FAILURE_LIMIT = _read("LOGIN_FAILURE_LIMIT", env.int, default=5)
 LOGIN_LOCKOUT_SECONDS = _read("LOGIN_LOCKOUT_SECONDS", env.int, default=900)
+# webapp.wsgi: reverse proxies in front of the web server that append to X-Forwarded-For (0: the
+# server is reached directly). With the right count the login limit sees people's addresses.
+PROXY_COUNT = _read("DJANGO_PROXY_COUNT", env.int, default=0)
 
 # The cache holds the login-failure counts: per process by default; with several web processes
 # share one, e.g. CACHE_URL=rediscache://localhost:6379/1.
@@ -245,8 +248,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 # Training workers. The device is picked automatically (CUDA when there is one) unless named.
 TRAINING_DEVICE = env.str("TRAINING_DEVICE", default="") or None
-# The precision sampling runs hold the model in: auto (bf16 where the hardware has it), float32
-# or bfloat16 (training.ml.device.sampling_dtype).
+# The precision sampling runs hold the model in: auto (bf16 on CUDA with bf16, and on CPUs where
+# it measures faster than fp32), float32 or bfloat16 (training.ml.device.sampling_dtype).
 SAMPLING_DTYPE = env.str("SAMPLING_DTYPE", default="auto")
 TRAINING_HEARTBEAT_SECONDS = _read("TRAINING_HEARTBEAT_SECONDS", env.float, default=10.0)
 # A running run whose worker has not beaten for this long is marked failed (and resumable).
@@ -259,11 +262,16 @@ TRAINING_MIN_PROMPTS = _read("TRAINING_MIN_PROMPTS", env.int, default=4)
 
 # The live model (`manage.py inference_worker`): its Redis (the broker's by default), device, the
 # memory its loaded model versions may take (least recently used unloaded first), the most
-# requests it batches into one forward pass, and generations per labeler per minute.
+# requests it batches into one forward pass, the prompt tokens it prefills per step between the
+# running chats' tokens (0: whole prompts at once), the tokens of finished replies whose keys and
+# values it keeps for the conversations' next turns (per model version; SmolLM2-135M: ~46 KB a
+# token in fp32), and generations per labeler per minute.
 INFERENCE_REDIS_URL = env.str("INFERENCE_REDIS_URL", default=CELERY_BROKER_URL)
 INFERENCE_DEVICE = env.str("INFERENCE_DEVICE", default="") or TRAINING_DEVICE
 INFERENCE_MEMORY_MB = _read("INFERENCE_MEMORY_MB", env.int, default=4096)
 INFERENCE_MAX_BATCH = _read("INFERENCE_MAX_BATCH", env.int, default=16)
+INFERENCE_PREFILL_CHUNK = _read("INFERENCE_PREFILL_CHUNK", env.int, default=64)
+INFERENCE_PREFIX_CACHE_TOKENS = _read("INFERENCE_PREFIX_CACHE_TOKENS", env.int, default=4096)
 CHAT_RATE_LIMIT_PER_MINUTE = _read("CHAT_RATE_LIMIT_PER_MINUTE", env.int, default=20)
 
 LOGGING = {

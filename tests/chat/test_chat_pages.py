@@ -10,12 +10,15 @@ import json
 import pytest
 from chat_helpers import version
 from django.contrib.auth import get_user_model
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from chat import streaming
 from chat.models import ChatComparison, Conversation, Message
 from chat.services.comparisons import chat_comparisons_create, comparisons_collect_finished
 from chat.services.conversations import chat_models_allow, conversation_start
+from labeling.models import Project
 from training.errors import Invalid
 from training.inference import channel
 from training.models import Generation, ModelVersion
@@ -326,3 +329,27 @@ def test_a_reply_with_a_nul_byte_is_stored_without_it(lena, project, open_model)
     conversation.current.generation.refresh_from_db()
     assert conversation.current.generation.text == "beforeafter"
     assert conversation.current.generation.status == Generation.Status.DONE
+
+
+@pytest.mark.parametrize("page", ["/chat/", "/chat/arena/"])
+def test_the_model_choices_take_the_same_queries_however_many_projects(lena_client, project,
+                                                                       page):  # fmt: skip
+    def open_project(n: int) -> None:
+        other = Project.objects.create(name=f"Team {n}", slug=f"team-{n}", k=4)
+        policy = version(f"policy-t{n}", project=other, kind=ModelVersion.Kind.POLICY)
+        chat_models_allow(project=other, versions=[version(f"sft-t{n}", project=other), policy])
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert lena_client.get(page).status_code == 200
+        return len(captured)
+
+    open_project(0)
+    baseline = queries()
+    for n in range(1, 6):
+        open_project(n)
+    assert queries() == baseline
+    Project.objects.create(name="Closed", slug="closed", k=4)  # opened nothing: not offered
+    text = lena_client.get(page).text
+    assert all(f"Team {n}" in text for n in range(6)) and "Closed" not in text
+    assert page == "/chat/arena/" or all(f"policy-t{n}" in text for n in range(6))

@@ -3,8 +3,14 @@ import math
 import pytest
 import torch
 
-from training.ml.device import sampling_dtype
-from training.ml.sampling import SampleConfig, filter_logits, generate
+from training.ml.device import decode_matmul_timer, faster_dtype, sampling_dtype
+from training.ml.sampling import (
+    SampleConfig,
+    choose_tokens,
+    exponential_noise,
+    filter_logits,
+    generate,
+)
 
 PAD = 0
 
@@ -149,7 +155,8 @@ def test_bad_sample_configs_are_rejected():
 def test_sampling_precision_is_chosen_and_a_bf16_model_samples(make_model, tiny_tokenizer):
     assert sampling_dtype("cpu", "float32") is torch.float32
     assert sampling_dtype("cpu", "bfloat16") is torch.bfloat16
-    assert sampling_dtype("cpu") in (torch.float32, torch.bfloat16)  # what the CPU runs natively
+    assert sampling_dtype("cpu") in (torch.float32, torch.bfloat16)  # measured here, once
+    assert sampling_dtype("cpu", "auto") is sampling_dtype("cpu")
     with pytest.raises(ValueError, match="sampling dtype"):
         sampling_dtype("cpu", "float8")
     model = make_model(seed=4).to(torch.bfloat16)
@@ -158,3 +165,108 @@ def test_sampling_precision_is_chosen_and_a_bf16_model_samples(make_model, tiny_
                    stop_id=tiny_tokenizer.end_id, pad_id=tiny_tokenizer.pad_id)  # fmt: skip
     assert len(out.responses) == 3 and all(out.responses)
     assert all(math.isfinite(lp) and lp <= 0 for row in out.logprobs for lp in row)
+
+
+def nucleus_by_full_sort(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """The reference top-p cut of one row (V,): rank every token, keep a token while the tokens
+    above it hold at most top_p of the mass."""
+    probs = torch.softmax(logits, -1)
+    ranked, order = torch.sort(probs, descending=True)
+    keep_ranked = ranked.cumsum(-1) - ranked <= top_p
+    return torch.zeros_like(keep_ranked).scatter(-1, order, keep_ranked)
+
+
+def test_filter_logits_cuts_each_row_with_its_own_settings():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(5, 1)
+    top_k = torch.tensor([0, 1, 3, 0, 2])
+    top_p = torch.tensor([0.7, 1.0, 1.0, 1.0, 0.4])
+    kept = filter_logits(logits, top_k, top_p).isfinite().tolist()
+    assert kept == [
+        [True, True, False, False],  # nucleus 0.7
+        [True, False, False, False],  # top-1
+        [True, True, True, False],  # top-3
+        [True, True, True, True],  # no cut
+        [True, False, False, False],  # top-2, then nucleus 0.4 of what is left
+    ]
+
+
+@pytest.mark.parametrize("width", ["narrow", "wide"])
+def test_the_nucleus_equals_a_full_sort_per_row(width):
+    """Peaked rows keep a nucleus inside the ranked candidates; flat rows (wide) reach past
+    them and take the full sort: either way the same tokens as ranking the whole row."""
+    g = torch.Generator().manual_seed(0)
+    scale = 8.0 if width == "narrow" else 0.05
+    logits = torch.randn(6, 5000, generator=g) * scale
+    top_p = torch.tensor([0.3, 0.5, 0.8, 0.9, 0.95, 0.99])
+    kept = filter_logits(logits, 0, top_p).isfinite()
+    for row in range(6):
+        expected = nucleus_by_full_sort(logits[row], float(top_p[row]))
+        assert torch.equal(kept[row], expected), row
+    mass = torch.softmax(logits, -1).topk(256, -1).values.sum(-1)
+    assert bool((mass > top_p).all()) == (width == "narrow")  # both paths were taken
+
+
+def test_batched_sampling_equals_each_row_alone():
+    """The live engine samples all its chats at once: each row must get exactly the token it
+    would get alone, with its own settings and its own generator's noise."""
+    settings = [(0.0, 0, 1.0), (1.0, 0, 0.9), (0.7, 5, 1.0), (1.3, 50, 0.8), (1.0, 0, 1.0),
+                (0.5, 0, 0.3)]  # (temperature, top_k, top_p) fmt: skip
+    temperature, top_k, top_p = (torch.tensor(c) for c in zip(*settings, strict=True))
+    batched_gens = [torch.Generator().manual_seed(10 + i) for i in range(len(settings))]
+    alone_gens = [torch.Generator().manual_seed(10 + i) for i in range(len(settings))]
+    sampling = [i for i, (t, _, _) in enumerate(settings) if t > 0]
+    logits_gen = torch.Generator().manual_seed(1)
+    for _ in range(30):
+        logits = torch.randn(len(settings), 3000, generator=logits_gen) * 4
+        noise = torch.ones_like(logits)
+        drawing = [batched_gens[i] for i in sampling]
+        noise[sampling] = exponential_noise((len(sampling), 3000), drawing)
+        batched = choose_tokens(logits, temperature, top_k, top_p, noise).tolist()
+        for i, (t, k, p) in enumerate(settings):
+            row_noise = exponential_noise((1, 3000), [alone_gens[i]]) if t > 0 else None
+            assert batched[i] == int(choose_tokens(logits[i : i + 1], t, k, p, row_noise)), i
+
+
+def test_sampled_frequencies_follow_the_cut_distribution():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(4000, 1)
+    generators = [torch.Generator().manual_seed(0)]
+    tokens = choose_tokens(logits, 1.0, 0, 0.9, exponential_noise(logits.shape, generators))
+    frequencies = torch.bincount(tokens, minlength=4).float() / len(tokens)
+    expected = torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95  # the nucleus 0.9 drops the last
+    assert torch.allclose(frequencies, expected, atol=0.03)
+
+
+def timings(**seconds):
+    """A fake `measure(dtype)` answering from lists of seconds per dtype, in order; it records
+    the order it was asked in."""
+    queues = {torch.float32: list(seconds["fp32"]), torch.bfloat16: list(seconds["bf16"])}
+    asked = []
+
+    def measure(dtype):
+        asked.append(dtype)
+        return queues[dtype].pop(0)
+
+    measure.asked = asked
+    return measure
+
+
+@pytest.mark.parametrize(
+    ("fp32", "bf16", "expected"),
+    [
+        ([1.0] * 5, [0.5] * 5, torch.bfloat16),  # twice as fast
+        ([1.0] * 5, [0.9] * 5, torch.float32),  # within the margin: not worth the precision
+        ([1.0] * 5, [1.7] * 5, torch.float32),  # slower, as on this CPU
+        ([1.0] * 5, [9.0, 0.5, 9.0, 9.0, 9.0], torch.bfloat16),  # bursts of load: best round
+        ([9.0, 9.0, 1.0, 9.0, 9.0], [0.9] * 5, torch.float32),
+    ],
+)
+def test_the_faster_cpu_precision_is_picked_from_the_best_rounds(fp32, bf16, expected):
+    measure = timings(fp32=fp32, bf16=bf16)
+    assert faster_dtype(measure) is expected
+    assert measure.asked == [torch.float32, torch.bfloat16] * 5  # timed in turns
+
+
+def test_the_decode_matmul_timer_times_both_precisions():
+    measure = decode_matmul_timer(rows=2, width=16)
+    assert measure(torch.float32) > 0 and measure(torch.bfloat16) > 0
+    assert faster_dtype(measure) in (torch.float32, torch.bfloat16)

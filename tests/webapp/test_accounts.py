@@ -3,9 +3,13 @@ password-reset pages only where email can be sent, and then they send it."""
 import re
 
 import pytest
+import werkzeug.test
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.core.cache import cache
+from django.core.wsgi import get_wsgi_application
+
+from webapp.wsgi import behind_proxies
 
 pytestmark = pytest.mark.django_db
 LOGIN = "/accounts/login/"
@@ -89,3 +93,39 @@ def test_with_email_a_password_reset_sends_a_working_link(client, user, settings
     assert done.status_code == 302
     user.refresh_from_db()
     assert user.check_password("a-new-password-77")
+
+
+def wsgi_login(app, forwarded_for: str, password: str):
+    """A login through the WSGI application as a browser does it behind a proxy at 10.9.9.9:
+    the form's page first (CSRF cookie and token), then the post."""
+    browser = werkzeug.test.Client(app)
+    headers = {"X-Forwarded-For": forwarded_for}
+    environ = {"REMOTE_ADDR": "10.9.9.9"}
+    page = browser.get(LOGIN, headers=headers, environ_base=environ).get_data(as_text=True)
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    return browser.post(LOGIN, headers=headers, environ_base=environ, data={
+        "username": "lisa", "password": password, "csrfmiddlewaretoken": token})
+
+
+# Through the WSGI handler, whose end-of-request signal closes the database connection (the
+# test client's does not): committed rows, not the test's transaction.
+@pytest.mark.django_db(transaction=True)
+def test_behind_a_proxy_failures_count_per_client_address_not_per_proxy(user, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    app = behind_proxies(get_wsgi_application(), 1)
+    for _ in range(2):
+        assert wsgi_login(app, "203.0.113.7", "wrong").status_code == 200
+    assert wsgi_login(app, "203.0.113.7", "right-password-1").status_code == 429
+    # Lisa at another address, behind the same proxy, still logs in; an address the attacker
+    # writes in front of the proxy's own entry does not move the count elsewhere.
+    assert wsgi_login(app, "198.51.100.4", "right-password-1").status_code == 302
+    assert wsgi_login(app, "198.51.100.4, 203.0.113.7", "right-password-1").status_code == 429
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_a_proxy_count_the_forwarded_header_is_not_trusted(user, settings):
+    settings.LOGIN_FAILURE_LIMIT = 2
+    app = behind_proxies(get_wsgi_application(), 0)
+    for address in ("203.0.113.7", "203.0.113.8"):
+        wsgi_login(app, address, "wrong")
+    assert wsgi_login(app, "203.0.113.9", "right-password-1").status_code == 429

@@ -21,6 +21,7 @@ import torch
 from training.inference import channel
 from training.inference.loaded import LoadedModels
 from training.ml.engine import Engine, Event, Request
+from training.ml.text_stream import TextStream
 from training.ml.tokenizer import ChatTokenizer
 from training.models import Generation
 from training.services import generations
@@ -61,22 +62,23 @@ def fit_prompt(
 
 @dataclass
 class Serving:
-    """A generation being written: what the engine has produced and what was sent so far."""
+    """A generation being written: the tokens the engine has produced and their text."""
 
     generation: Generation
-    tokenizer: ChatTokenizer
+    stream: TextStream
     message_id: str
     tokens: list[int] = field(default_factory=list)
-    sent: str = ""
 
 
 class InferenceWorker:
     def __init__(self, *, device: torch.device, dtype: torch.dtype, memory_mb: float,
-                 max_batch: int, name: str | None = None):  # fmt: skip
+                 max_batch: int, prefill_chunk: int = 0, prefix_cache_tokens: int = 0,
+                 name: str | None = None):  # fmt: skip
         self.name = name or channel.worker_name()
         self.device = device
         self.models = LoadedModels(device=device, dtype=dtype, memory_mb=memory_mb)
-        self.max_batch = max_batch
+        self.max_batch, self.prefill_chunk = max_batch, prefill_chunk
+        self.prefix_cache_tokens = prefix_cache_tokens
         self.engines: dict[int, Engine] = {}  # model version id -> its engine
         self.serving: dict[str, Serving] = {}  # generation key -> its state
         self.redis = channel.connect()
@@ -144,7 +146,9 @@ class InferenceWorker:
         engine = self.engines.get(version.pk)
         if engine is None or engine.model is not loaded.model:
             engine = Engine(loaded.model, stop_id=loaded.tokenizer.end_id,
-                            pad_id=loaded.tokenizer.pad_id, max_batch=self.max_batch)  # fmt: skip
+                            pad_id=loaded.tokenizer.pad_id, max_batch=self.max_batch,
+                            prefill_chunk=self.prefill_chunk,
+                            prefix_cache_tokens=self.prefix_cache_tokens)  # fmt: skip
             self.engines[version.pk] = engine
         retaken = generation.status == Generation.Status.RUNNING
         if not generations.generation_start(generation, prompt_tokens=len(ids),
@@ -158,7 +162,7 @@ class InferenceWorker:
             key, ids, max_new_tokens=max_new, temperature=sampling.get("temperature", 0.7),
             top_p=sampling.get("top_p", 0.95), seed=sampling.get("seed", 0),
         ))  # fmt: skip
-        self.serving[key] = Serving(generation, loaded.tokenizer, message_id)
+        self.serving[key] = Serving(generation, TextStream(loaded.tokenizer), message_id)
         self.engines = {pk: e for pk, e in self.engines.items()
                         if e.busy or pk in self.models.models}  # fmt: skip
 
@@ -185,24 +189,24 @@ class InferenceWorker:
             engine.cancel(key)
 
     def relay(self, serving: Serving, event: Event) -> None:
-        """Stream the text an event adds; finish the reply on its last event."""
+        """Stream the text an event adds (only whole characters: a token may end inside one);
+        finish the reply on its last event."""
         if not serving.tokens:
             generations.generation_first_token(serving.generation)
+        text = ""
         if event.finish_reason != "stop":
             serving.tokens.append(event.token)
-        text = serving.tokenizer.decode(serving.tokens)
-        # A token may end inside a multi-byte character: wait for the rest of it (unless
-        # the reply ends there).
-        whole = event.done or not text.endswith("\ufffd")
-        if whole and len(text) > len(serving.sent) and text.startswith(serving.sent):
-            channel.publish(self.redis, event.key, "token", text[len(serving.sent) :])
-            serving.sent = text
+            text = serving.stream.add(event.token)
+        if event.done:
+            text += serving.stream.end()
+        if text:
+            channel.publish(self.redis, event.key, "token", text)
         if event.done:
             self.finish(serving, event.finish_reason)
 
     def finish(self, serving: Serving, finish_reason: str) -> None:
         key = str(serving.generation.key)
-        text = serving.tokenizer.decode(serving.tokens).strip()
+        text = serving.stream.text.strip()
         generations.generation_finish(serving.generation, text=text, finish_reason=finish_reason,
                                       completion_tokens=len(serving.tokens))  # fmt: skip
         channel.publish(self.redis, key, "done", text)

@@ -336,6 +336,13 @@ class ChatTokenizer:
         """Ids to text, special tokens left out (a reply decodes without its end token)."""
         return self.encoding.decode([i for i in ids if i not in self._not_text])
 
+    def token_bytes(self, token: int) -> bytes:
+        """The bytes of one id, b"" for the special tokens `decode` leaves out: what a reply
+        streamed token by token decodes (`text_stream.TextStream`)."""
+        if token in self._not_text:
+            return b""
+        return self.encoding.decode_single_token_bytes(token)
+
     def render_reply(self, text: str) -> list[int]:
         """An assistant reply as the model should produce it: content then the end token.
 

@@ -22,12 +22,20 @@ class Command(BaseCommand):
                             help="memory the loaded model versions may take")
         parser.add_argument("--max-batch", type=int, default=settings.INFERENCE_MAX_BATCH,
                             help="most requests per forward pass")
+        parser.add_argument("--prefill-chunk", type=int, default=settings.INFERENCE_PREFILL_CHUNK,
+                            help="prompt tokens prefilled per step (0: whole prompts at once)")
+        parser.add_argument("--prefix-cache-tokens", type=int,
+                            default=settings.INFERENCE_PREFIX_CACHE_TOKENS,
+                            help="tokens of finished replies kept for the next turns (0: none)")
         parser.add_argument("--threads", type=int, default=0,
                             help="CPU threads for torch (default: torch's choice)")  # fmt: skip
 
-    def handle(self, *args, device, memory_mb, max_batch, threads, **options):
+    def handle(self, *args, device, memory_mb, max_batch, prefill_chunk, prefix_cache_tokens,
+               threads, **options):  # fmt: skip
         if memory_mb < 1 or max_batch < 1:
             raise CommandError("--memory-mb and --max-batch must be at least 1")
+        if prefill_chunk < 0 or prefix_cache_tokens < 0:
+            raise CommandError("--prefill-chunk and --prefix-cache-tokens must be 0 or more")
         try:
             dev = pick_device(device)
             dtype = sampling_dtype(dev, settings.SAMPLING_DTYPE)
@@ -39,7 +47,8 @@ class Command(BaseCommand):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
         worker = InferenceWorker(device=dev, dtype=dtype, memory_mb=memory_mb,
-                                 max_batch=max_batch)  # fmt: skip
+                                 max_batch=max_batch, prefill_chunk=prefill_chunk,
+                                 prefix_cache_tokens=prefix_cache_tokens)  # fmt: skip
         self.stdout.write(f"inference worker {worker.name}: {dev}, {str(dtype)[6:]}, "
                           f"{memory_mb} MB for models, batches of up to {max_batch}")  # fmt: skip
         self.stdout.flush()
