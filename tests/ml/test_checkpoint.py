@@ -3,14 +3,9 @@ import json
 import pytest
 import torch
 
-from training.ml.checkpoint import (
-    load_model,
-    load_tokenizer,
-    load_train_state,
-    save_model,
-    save_train_state,
-)
+from training.ml.model_files import load_model, load_tokenizer, save_model
 from training.ml.optim import make_optimizer
+from training.ml.resume import load_train_state, save_train_state
 
 
 def train_steps(model, optimizer, n, seed=0):

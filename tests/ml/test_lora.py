@@ -7,7 +7,6 @@ import copy
 import pytest
 import torch
 
-from training.ml.checkpoint import load_model, save_model
 from training.ml.gpt import GPT, GPTConfig
 from training.ml.lora import (
     LoraSettings,
@@ -19,6 +18,7 @@ from training.ml.lora import (
     merge_lora,
     target_names,
 )
+from training.ml.model_files import load_model, save_model
 from training.ml.ppo import PPOConfig, PPOTrainer, train_ppo
 from training.ml.records import Demonstration, RankingRecord
 from training.ml.reward import RewardConfig, train_reward_model

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from training.ml.checkpoint import load_model
 from training.ml.corpus import TokenStream, read_text_files, stdlib_docs
+from training.ml.model_files import load_model
 from training.ml.pretrain import PretrainConfig, pretrain, sample_text
 
 TEXT = (

@@ -15,8 +15,8 @@ def tiny_base_dir(tmp_path_factory):
     saved as a model directory. Made once per session, in well under a second."""
     import torch
 
-    from training.ml.checkpoint import save_model
     from training.ml.gpt import GPT, GPTConfig
+    from training.ml.model_files import save_model
     from training.ml.tokenizer import train_tokenizer
 
     directory = tmp_path_factory.mktemp("tiny-base")
@@ -40,7 +40,7 @@ def chat_model_dir(tiny_base_dir, tmp_path_factory):
     are made of text (the fresh tiny model repeats one control token whatever it is asked)."""
     import torch
 
-    from training.ml.checkpoint import load_model, save_model
+    from training.ml.model_files import load_model, save_model
 
     model, info = load_model(tiny_base_dir)
     torch.manual_seed(1)

@@ -141,7 +141,7 @@ def test_a_chat_message_becomes_a_ranking_task_with_the_conversation_as_its_prom
 
 def test_a_long_conversation_loses_its_oldest_exchanges_first(chat_model_dir):
     from training.inference.worker import ContextTooSmall
-    from training.ml.checkpoint import read_config
+    from training.ml.model_files import read_config
     from training.ml.tokenizer import ChatTokenizer
 
     tokenizer = ChatTokenizer.load(read_config(chat_model_dir)["tokenizer_path"])

@@ -11,9 +11,9 @@ from django.test import Client
 from django.urls import reverse
 
 from training.jobs.common import load_version
-from training.ml.checkpoint import load_tokenizer
 from training.ml.llama import Llama, LlamaConfig
 from training.ml.model_export import export_gguf, export_huggingface
+from training.ml.model_files import load_tokenizer
 from training.models import ModelVersion
 
 TINY_LLAMA = dict(block_size=128, n_layer=2, n_head=4, n_kv_head=2, n_embd=32,

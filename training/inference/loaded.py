@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from training.ml.checkpoint import load_model
 from training.ml.lora import merge_lora
+from training.ml.model_files import load_model
 from training.ml.tokenizer import ChatTokenizer
 from training.models import ModelVersion
 

@@ -20,7 +20,7 @@ def device():
 
 def load_version(version: ModelVersion, dev=None):
     """(model, tokenizer) of a model version, on `dev`."""
-    from training.ml.checkpoint import load_model
+    from training.ml.model_files import load_model
     from training.ml.tokenizer import ChatTokenizer
 
     model, _ = load_model(version.checkpoint_dir, dev or device())

@@ -15,8 +15,8 @@ def rows(snapshot, config: dict) -> None:
 
 def run(context) -> Outcome:
     from training.jobs.common import dataclass_config, load_version, output, resume_note
-    from training.ml.checkpoint import save_model
     from training.ml.dpo import train_dpo
+    from training.ml.model_files import save_model
     from training.ml.progress import json_safe
 
     run = context.run

@@ -20,7 +20,7 @@ def run(context) -> Outcome:
         output,
         resume_note,
     )
-    from training.ml.checkpoint import save_model
+    from training.ml.model_files import save_model
     from training.ml.ppo import STOPPED_BY_CALLER, train_ppo
     from training.ml.progress import json_safe
     from training.ml.sft import dialogue_examples

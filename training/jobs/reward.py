@@ -59,7 +59,7 @@ def run(context) -> Outcome:
         resume_note,
     )
     from training.ml.architectures import with_scalar_head
-    from training.ml.checkpoint import save_model
+    from training.ml.model_files import save_model
     from training.ml.progress import json_safe
     from training.ml.reward import train_reward_model
     from training.selectors import held_out_rankings

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import torch
 
-from training.ml.checkpoint import load_model, save_model
 from training.ml.configs import PretrainConfig
 from training.ml.corpus import TokenStream, corpus_id, load_corpus
 from training.ml.device import autocast, pick_device
 from training.ml.gpt import GPT, PRESETS, GPTConfig
+from training.ml.model_files import load_model, save_model
 from training.ml.optim import apply_update, make_optimizer, schedule_lr
 from training.ml.progress import OnStep, Progress, report, tqdm_reporter
 from training.ml.resume import load_checkpoint, save_checkpoint

@@ -5,23 +5,33 @@ that a crash mid-save never leaves a checkpoint that looks complete.
       LATEST             name of the newest complete checkpoint, replaced atomically, last
       step-000120/
         tokenizer.json
-        model/           one folder per model (`checkpoint.save_model`): model, value, ema ...
+        model/           one folder per model (`model_files.save_model`): model, value, ema ...
         model.state      its optimizer, the step and the loop's extra state (`save_train_state`)
+
+The model folders are `training.ml.model_files` directories; `save_train_state` writes what
+resuming needs besides the weights (optimizer moments, step, RNG states, the loop's `extra`) as one
+safetensors file: tensors as tensors, everything else as JSON in its header, written to a
+temporary name then renamed. Nothing is unpickled.
 
 Only the newest checkpoint is kept. Loading copies the weights into the caller's models and the
 state into its optimizers, so a loop builds its objects as for a fresh run, then resumes.
 """
 
+import json
 import os
+import random
 import shutil
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from training.ml.architectures import LanguageModel
-from training.ml.checkpoint import load_model, load_train_state, save_model, save_train_state
+from training.ml.model_files import load_model, save_model
 
 LATEST = "LATEST"
+TRAIN_STATE_FORMAT = "rlhf-loop-train-state"
 
 
 def save_checkpoint(
@@ -106,3 +116,84 @@ def load_checkpoint(
         if i == 0:
             step, extra = state_step, state_extra
     return step, extra
+
+
+def save_train_state(
+    path: str | os.PathLike, *, optimizer: torch.optim.Optimizer, step: int, extra: dict | None
+) -> None:
+    """Optimizer state, `step`, the torch / CUDA / Python RNG states and `extra` (JSON) in one
+    safetensors file, written to a temporary name then renamed."""
+    path = Path(path)
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for pid, param_state in state["state"].items():
+        for name, value in param_state.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = value
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, rng in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = rng
+    header = {
+        "format": TRAIN_STATE_FORMAT,
+        "step": step,
+        "extra": extra or {},
+        "param_groups": state["param_groups"],
+        "state_scalars": scalars,
+        "python_random": random.getstate(),
+    }
+    metadata = {"train_state": json.dumps(header)}  # fails here, before any file is touched
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_train_state(path: str | os.PathLike, optimizer: torch.optim.Optimizer):
+    """Restore the optimizer and the RNG states saved by `save_train_state`; returns
+    (step, extra). The optimizer must be built over the same parameters as the saved one."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = json.loads((f.metadata() or {})["train_state"])
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as exc:  # a missing file, a non-safetensors file, no train-state header
+        raise ValueError(f"cannot read training state {path}: {exc!r}") from None
+    if header.get("format") != TRAIN_STATE_FORMAT:
+        raise ValueError(f"{path} is not a {TRAIN_STATE_FORMAT} file")
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("state."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for key, value in header["state_scalars"].items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    _check_matches(header["param_groups"], state, optimizer, path)
+    optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
+    if cuda_states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
+    version, internal, gauss = header["python_random"]
+    random.setstate((version, tuple(internal), gauss))
+    return header["step"], header["extra"]
+
+
+def _check_matches(groups: list[dict], state: dict, optimizer: torch.optim.Optimizer, path):
+    """The saved groups and moment shapes must fit the optimizer's parameters: torch would
+    otherwise accept a mismatch and fail later, far from the cause."""
+    sizes = [len(g["params"]) for g in groups]
+    if sizes != [len(g["params"]) for g in optimizer.param_groups]:
+        raise ValueError(f"training state {path} was saved for a different model or optimizer")
+    for saved, current in zip(groups, optimizer.param_groups, strict=True):
+        for pid, param in zip(saved["params"], current["params"], strict=True):
+            for name, value in state.get(pid, {}).items():
+                if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
+                    raise ValueError(
+                        f"training state {path}: {name} of parameter {pid} has shape "
+                        f"{tuple(value.shape)}, the model's parameter {tuple(param.shape)}"
+                    )

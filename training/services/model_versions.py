@@ -54,9 +54,9 @@ def model_version_create(
 def model_version_register(
     *, checkpoint_dir: str, kind: str = "base", name: str = "", project=None
 ) -> ModelVersion:
-    """Record a model directory written by `training.ml.checkpoint.save_model` (its config and
+    """Record a model directory written by `training.ml.model_files.save_model` (its config and
     tokenizer are checked; nothing is unpickled)."""
-    from training.ml.checkpoint import read_config
+    from training.ml.model_files import read_config
 
     directory = Path(checkpoint_dir).resolve()
     try:
@@ -80,7 +80,7 @@ def model_version_import(*, path: str, name: str = "", project=None) -> ModelVer
     Hugging Face directory or a GGUF file is read and checked whole (nothing is written for a
     bad one), saved as our checkpoint under ARTIFACTS_DIR/models/ with its tokenizer and chat
     format, then recorded."""
-    from training.ml.checkpoint import read_config, save_model
+    from training.ml.model_files import read_config, save_model
     from training.ml.model_import import import_checkpoint
 
     field = ModelVersion._meta.get_field("name")

@@ -1,4 +1,6 @@
-"""Checkpoints: safetensors weights plus JSON, written atomically, read without unpickling.
+"""A model's files: safetensors weights plus JSON, written atomically, read without unpickling.
+What a model version, an export or an import points at; a train loop's checkpoints (the same
+model files plus the optimizer's state, to resume from) are `training.ml.resume`.
 
 `save_model` writes a model directory:
 
@@ -11,17 +13,11 @@ It goes to a temporary directory beside the target, which then replaces the targ
 renames, so a crash never leaves a half-written model under the real name (at worst the
 previous one under `.<name>.old-*`).
 
-`save_train_state` writes what resuming needs besides the weights (optimizer moments, step,
-RNG states, the loop's `extra`) as one safetensors file: tensors as tensors, everything else
-as JSON in its header, written to a temporary name then renamed. `training.ml.resume` puts
-the two together into a loop's checkpoint directory.
-
 Nothing a user could supply is ever passed to `pickle` or `torch.load`.
 """
 
 import json
 import os
-import random
 import shutil
 import tempfile
 import uuid
@@ -29,7 +25,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -38,7 +33,6 @@ from training.ml.lora import LoraSettings, add_lora, settings_dict
 from training.ml.tokenizer import ChatTokenizer
 
 FORMAT = "rlhf-loop-gpt"
-TRAIN_STATE_FORMAT = "rlhf-loop-train-state"
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
@@ -156,84 +150,3 @@ def load_tokenizer(directory: str | os.PathLike) -> ChatTokenizer:
     if path is None:
         raise ValueError(f"checkpoint {directory} was saved without a tokenizer")
     return ChatTokenizer.load(path)
-
-
-def save_train_state(
-    path: str | os.PathLike, *, optimizer: torch.optim.Optimizer, step: int, extra: dict | None
-) -> None:
-    """Optimizer state, `step`, the torch / CUDA / Python RNG states and `extra` (JSON) in one
-    safetensors file, written to a temporary name then renamed."""
-    path = Path(path)
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for pid, param_state in state["state"].items():
-        for name, value in param_state.items():
-            if torch.is_tensor(value):
-                tensors[f"state.{pid}.{name}"] = value.detach().cpu().contiguous()
-            else:
-                scalars[f"{pid}.{name}"] = value
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, rng in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = rng
-    header = {
-        "format": TRAIN_STATE_FORMAT,
-        "step": step,
-        "extra": extra or {},
-        "param_groups": state["param_groups"],
-        "state_scalars": scalars,
-        "python_random": random.getstate(),
-    }
-    metadata = {"train_state": json.dumps(header)}  # fails here, before any file is touched
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_train_state(path: str | os.PathLike, optimizer: torch.optim.Optimizer):
-    """Restore the optimizer and the RNG states saved by `save_train_state`; returns
-    (step, extra). The optimizer must be built over the same parameters as the saved one."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            header = json.loads((f.metadata() or {})["train_state"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as exc:  # a missing file, a non-safetensors file, no train-state header
-        raise ValueError(f"cannot read training state {path}: {exc!r}") from None
-    if header.get("format") != TRAIN_STATE_FORMAT:
-        raise ValueError(f"{path} is not a {TRAIN_STATE_FORMAT} file")
-    state: dict[int, dict] = {}
-    for key, value in tensors.items():
-        if key.startswith("state."):
-            _, pid, name = key.split(".", 2)
-            state.setdefault(int(pid), {})[name] = value
-    for key, value in header["state_scalars"].items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    _check_matches(header["param_groups"], state, optimizer, path)
-    optimizer.load_state_dict({"state": state, "param_groups": header["param_groups"]})
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda_states = [tensors[k] for k in sorted(tensors) if k.startswith("rng.cuda.")]
-    if cuda_states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(cuda_states[: torch.cuda.device_count()])
-    version, internal, gauss = header["python_random"]
-    random.setstate((version, tuple(internal), gauss))
-    return header["step"], header["extra"]
-
-
-def _check_matches(groups: list[dict], state: dict, optimizer: torch.optim.Optimizer, path):
-    """The saved groups and moment shapes must fit the optimizer's parameters: torch would
-    otherwise accept a mismatch and fail later, far from the cause."""
-    sizes = [len(g["params"]) for g in groups]
-    if sizes != [len(g["params"]) for g in optimizer.param_groups]:
-        raise ValueError(f"training state {path} was saved for a different model or optimizer")
-    for saved, current in zip(groups, optimizer.param_groups, strict=True):
-        for pid, param in zip(saved["params"], current["params"], strict=True):
-            for name, value in state.get(pid, {}).items():
-                if torch.is_tensor(value) and value.dim() and value.shape != param.shape:
-                    raise ValueError(
-                        f"training state {path}: {name} of parameter {pid} has shape "
-                        f"{tuple(value.shape)}, the model's parameter {tuple(param.shape)}"
-                    )
