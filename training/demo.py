@@ -79,13 +79,15 @@ class Evaluation:
     rule_rate_before: float  # share of SFT replies that fully follow the rule
     rule_rate_after: float  # share of the new policy's
     win_rate: float  # policy over SFT under the rule (a tie counts half)
-    reward_before: float  # mean reward-model score of the SFT replies
-    reward_after: float
+    # mean reward-model score of the SFT replies; None (and no best-of-n) without a reward
+    # model: a DPO round trains none
+    reward_before: float | None
+    reward_after: float | None
     examples: list[tuple[str, str, str]]  # (question, SFT reply, policy reply), the first few
     best_of: int  # n of the best-of-n baseline: n SFT replies, the reward model keeps one
-    rule_rate_best_of: float
-    win_rate_best_of: float  # best-of-n over SFT under the rule: what PPO has to beat
-    reward_best_of: float
+    rule_rate_best_of: float | None
+    win_rate_best_of: float | None  # best-of-n over SFT under the rule: what PPO has to beat
+    reward_best_of: float | None
 
 
 @torch.no_grad()
@@ -93,7 +95,7 @@ def evaluate(
     *,
     sft,
     policy,
-    reward_model,
+    reward_model=None,
     prompts: list[tuple[int, list]],
     rule: Preference,
     names,
@@ -105,11 +107,13 @@ def evaluate(
 ) -> Evaluation:
     """One reply per prompt from the SFT model and from the policy (same seed), and the best of
     `best_of` further SFT replies by the reward model (`training.ml.best_of_n`), compared with
-    the SFT reply under the rule and scored by the reward model."""
+    the SFT reply under the rule and scored by the reward model (when there is one)."""
     sft_model, tokenizer = load_version(sft)
     policy_model, _ = load_version(policy)
-    rm, _ = load_version(reward_model)
-    scorer = RewardModelScorer(rm, pad_id=tokenizer.pad_id)
+    scorer = None
+    if reward_model is not None:
+        rm, _ = load_version(reward_model)
+        scorer = RewardModelScorer(rm, pad_id=tokenizer.pad_id)
     limit = sft_model.config.block_size - max_new_tokens
     rows = [(pid, tokenizer.render_prompt(turns)) for pid, turns in prompts]
     rows = [(pid, ids) for pid, ids in rows if len(ids) <= limit and names.get(pid)]
@@ -120,27 +124,30 @@ def evaluate(
         label: generate(model, ids, config, **stop).responses
         for label, model in (("sft", sft_model), ("policy", policy_model))
     }
-    responses["best_of"] = best_of_n(sft_model, ids, replace(config, seed=seed + 1), n=best_of,
-                                     score=scorer.score_batch, **stop).responses  # fmt: skip
+    if scorer is not None:
+        responses["best_of"] = best_of_n(sft_model, ids, replace(config, seed=seed + 1),
+                                         n=best_of, score=scorer.score_batch,
+                                         **stop).responses  # fmt: skip
+    n = max(len(rows), 1)
     results = {}
     for label, replies in responses.items():
         texts = [tokenizer.decode(r) for r in replies]
-        scores = scorer.score_batch(ids, replies)
+        reward = sum(scorer.score_batch(ids, replies)) / n if scorer is not None else None
         hits = [rule.score(t, names[pid]) for t, (pid, _) in zip(texts, rows, strict=True)]
-        results[label] = (hits, scores, texts)
-    n = max(len(rows), 1)
+        results[label] = (hits, reward, texts)
     before, r_before, sft_texts = results["sft"]
     after, r_after, policy_texts = results["policy"]
-    best, r_best, _ = results["best_of"]
+    best, r_best, _ = results.get("best_of", (None, None, None))
     questions = dict(prompts)
     return Evaluation(
         prompts=len(rows), rule_rate_before=before.count(rule.top) / n,
         rule_rate_after=after.count(rule.top) / n, win_rate=win_rate(after, before),
-        reward_before=sum(r_before) / n, reward_after=sum(r_after) / n,
+        reward_before=r_before, reward_after=r_after,
         examples=[(questions[pid][-1]["content"], a, b) for (pid, _), a, b
                   in zip(rows[:examples], sft_texts, policy_texts, strict=False)],
-        best_of=best_of, rule_rate_best_of=best.count(rule.top) / n,
-        win_rate_best_of=win_rate(best, before), reward_best_of=sum(r_best) / n,
+        best_of=best_of, rule_rate_best_of=None if best is None else best.count(rule.top) / n,
+        win_rate_best_of=None if best is None else win_rate(best, before),
+        reward_best_of=r_best,
     )  # fmt: skip
 
 
@@ -159,6 +166,12 @@ def evaluation_table(rule: Preference, columns: dict[str, Evaluation | None]) ->
         cells = [figure(e) if e else "-" for e in columns.values()]
         return f"  {label:<34}" + "".join(f"{c:>{width}}" for c in cells)
 
+    def share(value):
+        return "-" if value is None else f"{value:.0%}"
+
+    def reward(value):
+        return "-" if value is None else f"{value:+.3f}"
+
     best_of = next((e.best_of for e in columns.values() if e), 0)
     n = f"best of {best_of} SFT replies by the RM"
     return [
@@ -167,12 +180,12 @@ def evaluation_table(rule: Preference, columns: dict[str, Evaluation | None]) ->
         f"  replies that {rule.best}:",
         row("  SFT", lambda e: f"{e.rule_rate_before:.0%}"),
         row("  policy", lambda e: f"{e.rule_rate_after:.0%}"),
-        row(f"  {n}", lambda e: f"{e.rule_rate_best_of:.0%}"),
+        row(f"  {n}", lambda e: share(e.rule_rate_best_of)),
         "  win rate over SFT (ties count half):",
         row("  policy", lambda e: f"{e.win_rate:.0%}"),
-        row(f"  {n}", lambda e: f"{e.win_rate_best_of:.0%}"),
+        row(f"  {n}", lambda e: share(e.win_rate_best_of)),
         "  mean reward-model score:",
-        row("  SFT", lambda e: f"{e.reward_before:+.3f}"),
-        row("  policy", lambda e: f"{e.reward_after:+.3f}"),
-        row(f"  {n}", lambda e: f"{e.reward_best_of:+.3f}"),
+        row("  SFT", lambda e: reward(e.reward_before)),
+        row("  policy", lambda e: reward(e.reward_after)),
+        row(f"  {n}", lambda e: reward(e.reward_best_of)),
     ]

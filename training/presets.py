@@ -77,6 +77,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         # The held-out reward every 5 iterations (on the project's evaluation prompts, when
         # it has any): what a round's report shows of PPO beside the policy's own score.
         "ppo": {"kl_coef": 0.05, "eval_every": 5},
+        # The tiny SFT model learns the demo's rule from its rankings at 1e-4 (tests/ml/test_dpo:
+        # held-out preference accuracy >= 0.8); the held-out pairs every 10 steps draw its curve.
+        "dpo": {"epochs": 4, "lr": 1e-4, "val_fraction": 0.2, "eval_every": 10,
+                "checkpoint_every": 50, "skip_invalid": True},
     },
     # A real model (SmolLM2-135M and up) on a CPU or a small GPU: LoRA adapters, batches a
     # laptop holds, replies long enough for a real answer.
@@ -89,6 +93,7 @@ PRESETS: dict[str, dict[str, dict]] = {
                 "iterations": 10, "prompts_per_iteration": 8, "minibatch_size": 4,
                 "max_new_tokens": 64, "temperature": 0.8},
         "sample": {"num_prompts": 32, "max_new_tokens": 128, "temperature": 0.8},
+        "dpo": {"lora_rank": 16, "lora_alpha": 32.0, "lr": 5e-5, "epochs": 2, "batch_size": 4},
     },
     "gpu": {
         "pretrain": {
@@ -126,6 +131,9 @@ PRESETS: dict[str, dict[str, dict]] = {
             "kl_coef": 0.02,
         },
         "sample": {"num_prompts": 512, "max_new_tokens": 256},
+        # Zephyr's DPO recipe on a 7B model: a rate two orders below the tiny model's.
+        "dpo": {"lr": 5e-7, "batch_size": 16, "epochs": 1, "val_fraction": 0.05,
+                "eval_every": 50, "checkpoint_every": 200},
     },
 }
 

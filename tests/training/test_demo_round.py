@@ -63,3 +63,22 @@ def test_a_noise_level_out_of_range_stops_the_demo_before_any_run():
     with pytest.raises(CommandError, match="noise is a share of swaps"):
         call_command("run_demo_round", preset="tiny", noise=1.5, stdout=StringIO())
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_runs_a_dpo_round_without_a_reward_model(tiny_base_dir, artifacts):
+    out = StringIO()
+    call_command(
+        "run_demo_round", preset="tiny", base=str(tiny_base_dir), sample_prompts=10,
+        eval_prompts=8, method="dpo", set=["sft.max_steps=10", "dpo.max_steps=4"], stdout=out,
+    )  # fmt: skip
+    report = out.getvalue()
+    runs = TrainingRun.objects.order_by("pk")
+    assert [r.kind for r in runs] == ["sft", "sample", "dpo"]  # no reward model, no PPO
+    assert all(r.status == TrainingRun.Status.SUCCEEDED for r in runs)
+    assert runs[2].config["max_steps"] == 4 and runs[2].rankings.count() == 20
+    policy = ModelVersion.objects.get(kind="policy")
+    assert policy.parent == runs[0].output_model
+    assert "DPO held-out preference accuracy:" in report
+    assert "  win rate over SFT (ties count half):\n    policy " in report
+    assert f"lineage: {policy.name} <- DPO #{runs[2].pk} <- " in report

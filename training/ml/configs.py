@@ -62,8 +62,8 @@ class RewardConfig:
     lr: float = setting(1e-4, minimum=0)
     warmup_steps: int = setting(5, minimum=0)
     min_lr_ratio: float = 0.1
-    # Regularizers (measured in bench/bench_reward_generalization.py): AdamW's decoupled weight
-    # decay, and reward centering (training.ml.reward, "Reward centering").
+    # Regularizers: AdamW's decoupled weight decay, and reward centering (training.ml.reward,
+    # "Reward centering").
     weight_decay: float = setting(0.0, "AdamW weight decay", minimum=0)
     center_coef: float = setting(0.0, "reward centering: weight of mean(r^2) in the loss",
                                  minimum=0)  # fmt: skip

@@ -34,7 +34,7 @@ evaluated every `eval_every` steps (the longer-reply baseline beside them, on th
 the batch's completions (Eisenstein et al. 2023; TRL's `center_rewards_coefficient`): the pairwise
 loss only sees differences, so nothing stops the scores drifting or the margins growing without
 bound on pairs already right; the term keeps the rewards near 0 and their scale in check, a
-regularizer measured beside `weight_decay` in `bench/bench_reward_generalization.py`.
+regularizer beside `weight_decay` (their effect on held-out preferences is not measured yet).
 
 **Held-out rankings.** The validation split picks the weights, so its accuracy is a little
 optimistic; rankings that never took part (`held_out`, a project's rankings of its evaluation

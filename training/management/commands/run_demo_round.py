@@ -3,13 +3,15 @@
     python manage.py run_demo_round                # SmolLM2-135M-Instruct, LoRA, in this process
     python manage.py run_demo_round --preset tiny  # our tiny GPT, pretrained first (~12 min CPU)
     python manage.py run_demo_round --workers      # hand each run to the Celery workers instead
+    python manage.py run_demo_round --method dpo   # DPO on the rankings instead of RM + PPO
 
 The base model is the shipped SmolLM2-135M-Instruct (imported once; every stage trains LoRA
 adapters, the `lora` preset), or with `--preset tiny` a tiny GPT pretrained on the
 standard-library docs (or the last one) -> SFT on the demo project's demonstrations
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
 by a visible preference (`--rule`, see `training.demo_rules`; `--noise` and `--bradley-terry` make
-them as inconsistent as people, see `training.demo_labelers`) -> reward model -> PPO -> evaluation:
+them as inconsistent as people, see `training.demo_labelers`) -> reward model -> PPO (or with
+`--method dpo` one DPO run on the rankings, and no reward model) -> evaluation:
 the reward model's held-out accuracy beside the longer-reply baseline, the KL, and, on the
 training prompts and on held-out questions, how often the SFT model, the new policy and the
 best-of-n baseline (`--best-of` SFT replies, the reward model keeps one) follow the rule, their
@@ -57,6 +59,8 @@ DEMO_SIZES = {
     "lora": dict(sft_epochs=1, sft_lr=2e-4, sample_prompts=64, ppo_iterations=8,
                  ppo_prompts=8, ppo_lr=5e-5, eval_prompts=64, max_new_tokens=48),
 }  # fmt: skip
+METHODS = ("ppo", "dpo")
+STAGES = ("sft", "sample", "reward", "ppo", "dpo")  # the kinds --set may name
 
 
 class Command(BaseCommand):
@@ -85,6 +89,9 @@ class Command(BaseCommand):
                             help="sample rankings from the scores (P(a above b) = "
                                  "sigmoid(SCALE * (s_a - s_b)), SCALE 2 when not given) "
                                  "instead of sorting by them")  # fmt: skip
+        parser.add_argument("--method", default="ppo", choices=METHODS,
+                            help="the policy step: a reward model then PPO, or DPO on the "
+                                 "rankings")  # fmt: skip
         parser.add_argument("--ppo-iterations", type=int)
         parser.add_argument("--ppo-prompts", type=int, help="prompts per iteration")
         parser.add_argument("--ppo-lr", type=float)
@@ -168,12 +175,14 @@ class Command(BaseCommand):
         self.timings["ranking (simulated)"] = time.monotonic() - started
         self.stdout.write(f"simulated labelers submitted {ranked} rankings")
 
-        round_ = self.advance(round_)  # the round's tasks are ranked: its reward model starts
-        rm = self.finish("reward", round_.reward_run).output_model
+        round_ = self.advance(round_)  # the round's tasks are ranked: its policy step starts
+        rm = None
+        if options["method"] == "ppo":
+            rm = self.finish("reward", round_.reward_run).output_model
+            round_ = self.advance(round_)
+        made = self.finish(options["method"], round_.policy_run)
         round_ = self.advance(round_)
-        ppo = self.finish("ppo", round_.ppo_run)
-        round_ = self.advance(round_)
-        policy = ppo.output_model
+        policy = made.output_model
 
         started = time.monotonic()
         sets = {"training prompts": demo.questions(project, evaluation=False,
@@ -188,7 +197,7 @@ class Command(BaseCommand):
             for title, prompts in sets.items()
         }  # fmt: skip
         self.timings["evaluation"] = time.monotonic() - started
-        self.report(rule, sample, rm, ppo, results)
+        self.report(rule, sample, rm, made, results)
 
     def labeler_habits(self) -> str:
         o = self.options
@@ -238,6 +247,8 @@ class Command(BaseCommand):
                 "lr": options["ppo_lr"],
                 **length,
             },
+            "method": options["method"],
+            "dpo": {},  # the preset's
         }
         for kind, values in self.overrides.items():
             if kind in config:
@@ -285,20 +296,36 @@ class Command(BaseCommand):
         self.stdout.write(f"  done in {self.timings[label]:.1f} s{made}  {shown}")
         return run
 
-    def report(self, rule, sample, rm, ppo, results):
+    def report(self, rule, sample, rm, made, results):
+        """`made`: the PPO or DPO run that made the policy; `rm` the reward model (None: DPO)."""
         from training import demo
 
-        m, p = rm.metrics, ppo.metrics
+        p = made.metrics
         trained = results["training prompts"]
+        if rm is not None:
+            m = rm.metrics
+            step = [
+                f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
+                f"(longer-reply baseline "
+                f"{m.get('val_length_baseline_accuracy', float('nan')):.3f}{early_stopping(m)})",
+                f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
+                *ppo_held_out(p),
+            ]
+            lineage = (f"{made.output_model.name} <- PPO #{made.pk} <- {rm.name} + "
+                       f"{made.input_model.name} <- {made.input_model.parent.name}")  # fmt: skip
+        else:
+            step = [
+                f"DPO held-out preference accuracy:  {p.get('val_accuracy', float('nan')):.3f} "
+                f"(implicit-reward margin {p.get('val_margin', float('nan')):+.3f}, "
+                f"{p.get('val_pairs', 0):.0f} pairs)",
+            ]
+            lineage = (f"{made.output_model.name} <- DPO #{made.pk} <- "
+                       f"{made.input_model.name} <- {made.input_model.parent.name}")  # fmt: skip
         lines = [
             "",
             f"Rule: {rule.description}",
             f"Labelers: {self.labeler_habits()}",
-            f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
-            f"(longer-reply baseline {m.get('val_length_baseline_accuracy', float('nan')):.3f}"
-            f"{early_stopping(m)})",
-            f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
-            *ppo_held_out(p),
+            *step,
             "evaluation (held-out prompts: the project's evaluation prompts, never trained on):",
             *demo.evaluation_table(rule, results),
             *(f"  Q: {q}\n    SFT:    {a}\n    policy: {b}"
@@ -310,8 +337,7 @@ class Command(BaseCommand):
             "time by stage:",
             *(f"  {name:<22} {seconds:7.1f} s" for name, seconds in self.timings.items()),
             f"  {'total':<22} {sum(self.timings.values()):7.1f} s",
-            f"lineage: {ppo.output_model.name} <- PPO #{ppo.pk} <- {rm.name} + "
-            f"{ppo.input_model.name} <- {ppo.input_model.parent.name}",
+            f"lineage: {lineage}",
         ]
         self.stdout.write("\n".join(lines))
 
@@ -324,8 +350,8 @@ def overrides(pairs: list[str]) -> dict[str, dict[str, str]]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         kind, dot, field = name.partition(".")
-        if not (sep and dot and kind in ("sft", "sample", "reward", "ppo")):
-            raise CommandError(f"--set takes KIND.FIELD=VALUE (KIND sft, sample, reward or ppo); "
+        if not (sep and dot and kind in STAGES):
+            raise CommandError(f"--set takes KIND.FIELD=VALUE (KIND one of {', '.join(STAGES)}); "
                                f"got {pair!r}")  # fmt: skip
         try:
             clean_config(kind, {field: value})
