@@ -2,7 +2,6 @@
 and `bench/bench_round.py`); what they prefer is in `training.demo_rules`, how consistently they
 follow it in `training.demo_labelers`."""
 
-import re
 from dataclasses import dataclass, replace
 
 import torch
@@ -12,19 +11,11 @@ from labeling.services.evaluation_prompts import prompts_mark_evaluation
 from labeling.services.queue import ranking_claim_next
 from labeling.services.rankings import ranking_submit
 from training.demo_labelers import SimulatedLabeler
-from training.demo_rules import Preference
+from training.demo_rules import Preference, reference_name
 from training.jobs.common import load_version
 from training.ml.best_of_n import best_of_n
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
-
-DOTTED = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\b")
-
-
-def reference_name(answer: str) -> str | None:
-    """The function a reference answer names: its first dotted name (`os.writev`)."""
-    match = DOTTED.search(answer)
-    return match.group(0).rstrip(".") if match else None
 
 
 def function_names(project) -> dict[int, str]:

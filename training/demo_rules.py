@@ -32,6 +32,16 @@ class Preference(ABC):
     def score(self, reply: str, name: str | None) -> int: ...
 
 
+DOTTED = re.compile(r"\b[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+\b")
+
+
+def reference_name(answer: str) -> str | None:
+    """The function a reference answer names: its first dotted name (`os.writev`), the `name`
+    a preference is given."""
+    match = DOTTED.search(answer)
+    return match.group(0).rstrip(".") if match else None
+
+
 def has(pattern: re.Pattern, reply: str) -> int:
     return 1 if pattern.search(reply) else 0
 
