@@ -36,7 +36,7 @@ from training.demo_labelers import SimulatedLabeler  # noqa: E402
 from training.demo_rules import PREFERENCES, reference_name  # noqa: E402
 from training.demo_split import read_demo_rows, split_demo_rows  # noqa: E402
 from training.ml.architectures import with_scalar_head  # noqa: E402
-from training.ml.checkpoint import load_model, load_tokenizer, save_model  # noqa: E402
+from training.ml.model_files import load_model, load_tokenizer, save_model  # noqa: E402
 from training.ml.records import Demonstration, RankingRecord  # noqa: E402
 from training.ml.reward import RewardConfig, train_reward_model  # noqa: E402
 from training.ml.sampling import SampleConfig, generate  # noqa: E402
