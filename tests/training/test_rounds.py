@@ -7,6 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from test_worker_loop import finish, rank_everything
+from waiting import wait_for
 
 from labeling.services.ranking_tasks import ranking_tasks_create
 from training.errors import Conflict, Invalid
@@ -51,6 +52,16 @@ def succeed(run, tiny_base_dir, output_kind=None):
         "tokenizer_path": str(tiny_base_dir.parent / "tokenizer.json"),
     }  # fmt: skip
     lifecycle.run_succeed(run_id=run.pk, attempt=run.attempt, output=output or None)
+
+
+def reaches(round_, stage, *, timeout) -> bool:
+    """Whether the round, moved on by a real worker, gets to `stage` within `timeout` s."""
+
+    def there():
+        round_.refresh_from_db()
+        return round_.stage == stage
+
+    return wait_for(there, timeout=timeout)
 
 
 def test_a_round_waits_for_its_run_and_rankings_and_makes_each_run_once(
@@ -145,20 +156,11 @@ def test_a_round_runs_itself_through_a_real_worker(
     round_ = round_start(project=project, config=TINY_ROUND)
     finish(round_.sample_run, worker)
 
-    def stage_is(*stages):
-        def check():
-            round_.refresh_from_db()
-            return round_.stage in stages
-
-        return check
-
-    from waiting import wait_for
-
-    assert wait_for(stage_is(St.RANKING), timeout=30), worker.output()[-2000:]
+    assert reaches(round_, St.RANKING, timeout=30), worker.output()[-2000:]
     rank_everything(project, get_user_model().objects.create_user("ranker"))
     call_command("continue_round", "--waiting")  # the rankings are in: the reward model starts
     # From here the worker chains by itself: reward model -> PPO -> round done -> next round.
-    assert wait_for(stage_is(St.DONE), timeout=120), worker.output()[-3000:]
+    assert reaches(round_, St.DONE, timeout=120), worker.output()[-3000:]
     reward, ppo = finish(round_.reward_run, worker), finish(round_.ppo_run, worker)
     assert (ppo.input_model, ppo.reward_model) == (sft_version, reward.output_model)
     second = wait_for(lambda: Round.objects.filter(project=project, number=2).first(), 30)
@@ -249,19 +251,10 @@ def test_a_dpo_round_runs_through_a_real_worker(
         **TINY_ROUND, "method": "dpo", "chain": False,
         "dpo": {"max_steps": 3, "batch_size": 4, "val_fraction": 0.25}})  # fmt: skip
     finish(round_.sample_run, worker)
-    from waiting import wait_for
-
-    def stage_is(*stages):
-        def check():
-            round_.refresh_from_db()
-            return round_.stage in stages
-
-        return check
-
-    assert wait_for(stage_is(St.RANKING), timeout=30), worker.output()[-2000:]
+    assert reaches(round_, St.RANKING, timeout=30), worker.output()[-2000:]
     rank_everything(project, get_user_model().objects.create_user("ranker"))
     call_command("continue_round", "--waiting")
-    assert wait_for(stage_is(St.DONE), timeout=120), worker.output()[-3000:]
+    assert reaches(round_, St.DONE, timeout=120), worker.output()[-3000:]
     dpo = finish(round_.dpo_run, worker)
     policy = dpo.output_model
     assert (policy.kind, policy.parent) == ("policy", sft_version)

@@ -49,11 +49,10 @@ from training.ml.optim import apply_update, schedule_lr
 from training.ml.ppo_rollout import policy_outputs
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import RankingRecord
-from training.ml.resume import save_checkpoint
 from training.ml.reward import mean_per_prompt
 from training.ml.reward_data import RankingExample, RewardBatch, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, start_loop
+from training.ml.train_loop import batches_for_step, save_loop, skipped_metrics, start_loop
 
 
 @dataclass
@@ -260,21 +259,13 @@ def train_dpo(
     metrics.update(
         train_prompts=len(train),
         val_prompts=len(val),
-        skipped_records=sum(skipped.values()),
-        **{f"skipped_{reason}": float(n) for reason, n in skipped.items()},
+        **skipped_metrics(skipped),
     )
 
     def checkpoint():
-        if checkpoint_dir is not None:
-            save_checkpoint(
-                checkpoint_dir,
-                step=step,
-                models={"model": model},
-                optimizers={"model": optimizer},
-                extra={"metrics": metrics, "config": asdict(config)},
-                tokenizer=tokenizer,
-                meta={"stage": "dpo"},
-            )
+        save_loop(checkpoint_dir, step=step, model=model, optimizer=optimizer,
+                  tokenizer=tokenizer, stage="dpo",
+                  extra={"metrics": metrics, "config": asdict(config)})  # fmt: skip
 
     stopped = False
     while step < total:

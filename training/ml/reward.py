@@ -58,10 +58,9 @@ from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord
-from training.ml.resume import save_checkpoint
 from training.ml.reward_data import RankingExample, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, start_loop
+from training.ml.train_loop import batches_for_step, save_loop, skipped_metrics, start_loop
 
 
 @dataclass
@@ -254,23 +253,15 @@ def train_reward_model(
     metrics.update(
         train_prompts=len(train),
         val_prompts=len(val),
-        skipped_records=sum(skipped.values()),
-        **{f"skipped_{reason}": float(n) for reason, n in skipped.items()},
+        **skipped_metrics(skipped),
     )
     centered = bool(extra.get("centered", False))
 
     def checkpoint():
-        if checkpoint_dir is not None:
-            save_checkpoint(
-                checkpoint_dir,
-                step=step,
-                models={"model": model},
-                optimizers={"model": optimizer},
-                extra={"metrics": metrics, "centered": centered, "config": asdict(config),
-                       "total": total},  # fmt: skip
-                tokenizer=tokenizer,
-                meta={"stage": "reward"},
-            )
+        save_loop(checkpoint_dir, step=step, model=model, optimizer=optimizer,
+                  tokenizer=tokenizer, stage="reward",
+                  extra={"metrics": metrics, "centered": centered, "config": asdict(config),
+                         "total": total})  # fmt: skip
 
     total = int(extra.get("total", total))  # a run that stopped early stays stopped
     best = BestEvaluation(keep=config.keep_best or config.patience > 0)

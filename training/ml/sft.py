@@ -31,9 +31,8 @@ from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration
-from training.ml.resume import save_checkpoint
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, start_loop
+from training.ml.train_loop import batches_for_step, save_loop, skipped_metrics, start_loop
 
 
 @dataclass
@@ -148,21 +147,13 @@ def train_sft(
     metrics.update(
         train_examples=len(train),
         val_examples=len(val),
-        skipped_records=sum(skipped.values()),
-        **{f"skipped_{reason}": float(n) for reason, n in skipped.items()},
+        **skipped_metrics(skipped),
     )
 
     def checkpoint():
-        if checkpoint_dir is not None:
-            save_checkpoint(
-                checkpoint_dir,
-                step=step,
-                models={"model": model},
-                optimizers={"model": optimizer},
-                extra={"metrics": metrics, "config": asdict(config)},
-                tokenizer=tokenizer,
-                meta={"stage": "sft"},
-            )
+        save_loop(checkpoint_dir, step=step, model=model, optimizer=optimizer,
+                  tokenizer=tokenizer, stage="sft",
+                  extra={"metrics": metrics, "config": asdict(config)})  # fmt: skip
 
     stopped = False
     model.train()

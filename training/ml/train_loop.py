@@ -12,7 +12,7 @@ from training.ml.architectures import LanguageModel
 from training.ml.lora import LoraSettings, add_lora
 from training.ml.optim import make_optimizer
 from training.ml.records import split_by_prompt
-from training.ml.resume import load_checkpoint
+from training.ml.resume import load_checkpoint, save_checkpoint
 
 
 def start_loop(model: LanguageModel, examples: list, config, checkpoint_dir):
@@ -51,3 +51,19 @@ def batches_for_step(n: int, batch_size: int, step: int, *, seed: int) -> list[i
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator).tolist()
     return order[batch * batch_size : (batch + 1) * batch_size]
+
+
+def save_loop(checkpoint_dir, *, step: int, model, optimizer, tokenizer, stage: str,
+              extra: dict) -> None:  # fmt: skip
+    """The checkpoint of a one-model loop (SFT, the reward model, DPO) that `start_loop` resumes
+    from; nothing without a `checkpoint_dir` (a library call that keeps no state)."""
+    if checkpoint_dir is not None:
+        save_checkpoint(checkpoint_dir, step=step, models={"model": model},
+                        optimizers={"model": optimizer}, extra=extra, tokenizer=tokenizer,
+                        meta={"stage": stage})  # fmt: skip
+
+
+def skipped_metrics(skipped: dict) -> dict[str, float]:
+    """The records a loop could not use, in all and per reason, as run metrics."""
+    return {"skipped_records": sum(skipped.values()),
+            **{f"skipped_{reason}": float(n) for reason, n in skipped.items()}}  # fmt: skip
