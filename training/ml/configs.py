@@ -63,7 +63,7 @@ class RewardConfig:
     warmup_steps: int = setting(5, minimum=0)
     min_lr_ratio: float = 0.1
     # Regularizers: AdamW's decoupled weight decay, and reward centering (training.ml.reward,
-    # "Reward centering").
+    # "Reward centering"; measured in bench/bench_reward_generalization.py).
     weight_decay: float = setting(0.0, "AdamW weight decay", minimum=0)
     center_coef: float = setting(0.0, "reward centering: weight of mean(r^2) in the loss",
                                  minimum=0)  # fmt: skip
