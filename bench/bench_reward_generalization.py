@@ -6,9 +6,9 @@ the one the demo was tuned for?
     python bench/bench_reward_generalization.py ... --prefs returns concise example --seeds 0 1
 
 No database: the demo's data as plain records. SFT on the demo file's training questions (the
-seeded split of `training.demo_split`, the same one the demo holds out) from `--base`, K replies
+seeded split of `training.demo.split`, the same one the demo holds out) from `--base`, K replies
 per question sampled from the SFT model (both cached in `--out`), then per preference
-(`training.demo_rules`) and seed two simulated labelers (`training.demo_labelers`, `--noise`
+(`training.demo.rules`) and seed two simulated labelers (`training.demo.labelers`, `--noise`
 swaps) rank every training question's replies as in the demo, and the held-out questions'
 replies too: those rankings never train anything and pick nothing. Each variant trains a reward
 model from the SFT model with the reward preset's settings (early stopping on its validation
@@ -32,9 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from training import presets  # noqa: E402
-from training.demo_labelers import SimulatedLabeler  # noqa: E402
-from training.demo_rules import PREFERENCES, reference_name  # noqa: E402
-from training.demo_split import read_demo_rows, split_demo_rows  # noqa: E402
+from training.demo.labelers import SimulatedLabeler  # noqa: E402
+from training.demo.rules import PREFERENCES, reference_name  # noqa: E402
+from training.demo.split import read_demo_rows, split_demo_rows  # noqa: E402
 from training.ml.architectures import with_scalar_head  # noqa: E402
 from training.ml.model_files import load_model, load_tokenizer, save_model  # noqa: E402
 from training.ml.records import Demonstration, RankingRecord  # noqa: E402

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from tiny_text import docs_tokenizer
 
-from training.demo_labelers import SimulatedLabeler
-from training.demo_rules import PREFERENCES
+from training.demo.labelers import SimulatedLabeler
+from training.demo.rules import PREFERENCES
 from training.ml.dpo import (
     DPOConfig,
     dpo_losses,

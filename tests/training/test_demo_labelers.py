@@ -6,8 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from training.demo_labelers import SimulatedLabeler
-from training.demo_rules import PREFERENCES
+from training.demo.labelers import SimulatedLabeler
+from training.demo.rules import PREFERENCES
 
 RETURNS = PREFERENCES["returns"]
 DRAWS = 4000  # the rate's standard error at 0.1 is 0.005: the bounds below are 4 of them

@@ -7,7 +7,7 @@ from django.core.management import CommandError, call_command
 
 from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Prompt, Ranking, RankingTask
-from training.demo_split import read_demo_rows, split_demo_rows
+from training.demo.split import read_demo_rows, split_demo_rows
 from training.models import ModelVersion, TrainingRun
 
 DEMO_ROWS = read_demo_rows(DEMO_FILE)

@@ -3,7 +3,7 @@ as its docstring says."""
 
 from types import SimpleNamespace
 
-from training.demo_rules import PREFERENCES, preference_order
+from training.demo.rules import PREFERENCES, preference_order
 
 
 def replies(*texts):

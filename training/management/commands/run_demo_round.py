@@ -9,14 +9,14 @@ The base model is the shipped SmolLM2-135M-Instruct (imported once; every stage 
 adapters, the `lora` preset), or with `--preset tiny` a tiny GPT pretrained on the
 standard-library docs (or the last one) -> SFT on the demo project's demonstrations
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
-by a visible preference (`--rule`, see `training.demo_rules`; `--noise` and `--bradley-terry` make
-them as inconsistent as people, see `training.demo_labelers`) -> reward model -> PPO (or with
+by a visible preference (`--rule`, see `training.demo.rules`; `--noise` and `--bradley-terry` make
+them as inconsistent as people, see `training.demo.labelers`) -> reward model -> PPO (or with
 `--method dpo` one DPO run on the rankings, and no reward model) -> evaluation:
 the reward model's held-out accuracy beside the longer-reply baseline, the KL, and, on the
 training prompts and on held-out questions, how often the SFT model, the new policy and the
 best-of-n baseline (`--best-of` SFT replies, the reward model keeps one) follow the rule, their
 win rates over SFT and their rewards. The held-out questions (`--held-out`, a seeded fifth of the
-demo file, `training.demo_split`) are the project's evaluation prompts, so no run trains on them
+demo file, `training.demo.split`) are the project's evaluation prompts, so no run trains on them
 and PPO reports its reward on them as it goes (`training.ml.ppo_heldout`).
 Every step is a real run (rows, snapshots, lineage); the timings per stage are printed at the end.
 """
@@ -33,9 +33,9 @@ from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Project
 from labeling.services.projects import project_update
 from training import worker
-from training.demo_labelers import SimulatedLabeler
-from training.demo_rules import PREFERENCES
-from training.demo_split import read_demo_rows, split_demo_rows
+from training.demo.labelers import SimulatedLabeler
+from training.demo.rules import PREFERENCES
+from training.demo.split import read_demo_rows, split_demo_rows
 from training.errors import Invalid
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
@@ -120,7 +120,7 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait per run")
 
     def handle(self, *args, **options):
-        from training import demo
+        from training.demo import headless as demo
 
         rule = PREFERENCES[options["rule"]]
         try:  # checked now, not after the minutes of SFT and sampling
@@ -298,7 +298,7 @@ class Command(BaseCommand):
 
     def report(self, rule, sample, rm, made, results):
         """`made`: the PPO or DPO run that made the policy; `rm` the reward model (None: DPO)."""
-        from training import demo
+        from training.demo import headless as demo
 
         p = made.metrics
         trained = results["training prompts"]

@@ -1,6 +1,6 @@
 """The headless demo's simulated labelers and its evaluation (used by `manage.py run_demo_round`
-and `bench/bench_round.py`); what they prefer is in `training.demo_rules`, how consistently they
-follow it in `training.demo_labelers`."""
+and `bench/bench_round.py`); what they prefer is in `training.demo.rules`, how consistently they
+follow it in `training.demo.labelers`."""
 
 from dataclasses import dataclass, replace
 
@@ -10,8 +10,8 @@ from labeling.models import Demonstration, RankingTask
 from labeling.services.evaluation_prompts import prompts_mark_evaluation
 from labeling.services.queue import ranking_claim_next
 from labeling.services.rankings import ranking_submit
-from training.demo_labelers import SimulatedLabeler
-from training.demo_rules import Preference, reference_name
+from training.demo.labelers import SimulatedLabeler
+from training.demo.rules import Preference, reference_name
 from training.jobs.common import load_version
 from training.ml.best_of_n import best_of_n
 from training.ml.reward import RewardModelScorer
@@ -30,7 +30,7 @@ def function_names(project) -> dict[int, str]:
 
 
 def hold_out(project, rows: list[dict]) -> int:
-    """The project's prompts that ask a held-out demo row's question (`training.demo_split`)
+    """The project's prompts that ask a held-out demo row's question (`training.demo.split`)
     marked as evaluation prompts: no SFT, reward or PPO run trains on them, PPO reports its
     reward on them, and the demo's held-out figures are theirs. Returns how many changed."""
     questions = {row["prompt"] for row in rows}

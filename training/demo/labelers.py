@@ -1,4 +1,4 @@
-"""A simulated labeler: a preference (`training.demo_rules`) plus the ways real people are
+"""A simulated labeler: a preference (`training.demo.rules`) plus the ways real people are
 inconsistent, so the loop is measured on labels as messy as a team's (plain Python, no torch).
 
 - **Sorted** (the default): the replies ordered by the preference's score, equal scores tied.
@@ -21,7 +21,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from training.demo_rules import Preference, preference_order
+from training.demo.rules import Preference, preference_order
 
 
 @dataclass

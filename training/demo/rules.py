@@ -2,7 +2,7 @@
 Python, no torch: the command line lists them without loading the ML stack).
 
 A preference scores one reply (higher is better, `top` for a reply that fully follows it); a
-simulated labeler (`training.demo_labelers`) ranks the K replies of a task by that score, replies
+simulated labeler (`training.demo.labelers`) ranks the K replies of a task by that score, replies
 alike under it tied. Each class is a preference a person might really hold, so the loop is tried
 on what labelers prefer, not on the one rule the demo's settings were tuned for.
 

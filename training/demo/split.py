@@ -1,5 +1,5 @@
 """The demo's held-out questions: a seeded share of the demo file's questions whose prompts the
-demo marks as evaluation prompts (`training.demo.hold_out`), so no SFT, reward-model or PPO
+demo marks as evaluation prompts (`training.demo.headless.hold_out`), so no SFT, reward-model or PPO
 snapshot can hold them.
 
 The round's win rate on its own training prompts says the policy learned them; only the win
