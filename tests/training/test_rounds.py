@@ -236,7 +236,11 @@ def test_the_round_button_starts_a_dpo_round_when_asked(client, staff, project_w
     page = f"/training/projects/{project_with_demos.slug}/"
     assert 'name="method"' in staff_client.get(page).content.decode()
     url = f"{page}rounds/continue/"
-    assert staff_client.post(url, {"method": "dpo"}).status_code == 302
+    assert 'name="chat_comparisons"' in staff_client.get(page).content.decode()
+    bad = staff_client.post(url, {"chat_comparisons": "many"})
+    assert bad.status_code == 400 and "chat_comparisons must be" in bad.content.decode()
+    assert not Round.objects.exists()
+    assert staff_client.post(url, {"method": "dpo", "chat_comparisons": "0"}).status_code == 302
     assert Round.objects.get(project=project_with_demos).config["method"] == "dpo"
 
 
@@ -260,3 +264,29 @@ def test_a_dpo_round_runs_through_a_real_worker(
     assert (policy.kind, policy.parent) == ("policy", sft_version)
     assert dpo.metrics["train_prompts"] > 0 and "val_accuracy" in dpo.metrics
     assert dpo.metric_points.filter(values__has_key="loss").exists()  # its curve
+
+
+def test_a_round_can_start_chatgpts_comparison_data_from_the_projects_chats(
+    project_with_demos, sft_version, labeler
+):
+    from chat.models import ChatComparison
+    from chat.services.conversations import chat_models_allow, conversation_start
+    from training.models import Generation
+
+    project = project_with_demos
+    with pytest.raises(Invalid, match="chat_comparisons must be a whole number from 0 to 100"):
+        round_start(project=project, config={"chat_comparisons": "many"}, enqueue_it=False)
+    chat_models_allow(project=project, versions=[sft_version])
+    for question in ("What does len return?", "What is a dict?"):
+        conversation = conversation_start(labeler=labeler, project=project,
+                                          model_version=sft_version, text=question)  # fmt: skip
+        Generation.objects.filter(pk=conversation.current.generation_id).update(
+            status=Generation.Status.DONE, text="A reply written by the model.")  # fmt: skip
+    round_ = round_start(project=project, config={**TINY_ROUND, "chat_comparisons": 1},
+                         enqueue_it=False)  # fmt: skip
+    [comparison] = ChatComparison.objects.all()  # one of the two messages, picked at random
+    assert comparison.message.conversation.project == project
+    assert comparison.alternatives.count() == project.k - 1  # written by the inference worker
+    assert round_.config["chat_comparisons"] == 1
+    round_advance(round_id=round_.pk, enqueue_it=False)  # moving on makes no more of them
+    assert ChatComparison.objects.count() == 1

@@ -6,9 +6,12 @@ policy, its parent and their SFT model on the evaluation prompts for a blind hum
 from the new policy. The reward model starts from the policy's SFT model (InstructGPT), or with
 `config["reward_init"] = "base"` from the base model under it. With `config["method"] = "dpo"`
 one DPO run from the policy on the project's rankings is the policy step instead of the reward
-model and PPO (no reward model: the evaluation's replies go unscored). People's votes on that
-comparison come in after the round is done; the project page sets them beside the reward model's
-opinion (`training.round_evaluation`).
+model and PPO (no reward model: the evaluation's replies go unscored). With
+`config["chat_comparisons"] = n` a round also starts ChatGPT's comparison data: n model-written
+messages of the project's chats, picked at random, each with K-1 alternatives that become a
+ranking task (`chat.services.comparisons`), ranked beside the round's own samples. People's votes
+on the human evaluation come in after the round is done; the project page sets them beside the
+reward model's opinion (`training.round_evaluation`).
 
     round_start(project=p, policy=sft)      # round 1: its sample run is queued
     round_advance(round_id=r.pk)            # one call moves it as far as it can go now
@@ -24,6 +27,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from chat.services.comparisons import (
+    MAX_PER_REQUEST,
+    chat_comparisons_create,
+    comparable_messages,
+)
 from labeling.services.comparisons import evaluation_prompts
 from training import presets
 from training.errors import Conflict, Invalid
@@ -70,6 +78,9 @@ def round_start(
                 rankings_needed=rankings_needed, created_by=created_by,
             )  # fmt: skip
             _make_run(round_, "sample", input_model=policy, enqueue_it=enqueue_it)
+            if config["chat_comparisons"] and comparable_messages(project).exists():
+                chat_comparisons_create(project=project, requested_by=created_by,
+                                        count=config["chat_comparisons"], seed=round_.number)
     except IntegrityError:
         raise Conflict("This project already has an open round: continue that one.") from None
     return round_
@@ -228,11 +239,12 @@ def rounds_advance_waiting(*, enqueue_it: bool = True) -> list[Round]:
 
 def round_continue(
     *, project, by=None, enqueue_it: bool = True, evaluate: bool | None = None,
-    method: str | None = None,
+    method: str | None = None, chat_comparisons=None,
 ) -> Round:  # fmt: skip
     """The "continue round" button: the open round moved on (its failed run resumed), or, with
     none open, a new round from the newest policy with the last round's settings (`evaluate`,
-    when given, says whether it ends with a human evaluation; `method` its policy step)."""
+    when given, says whether it ends with a human evaluation; `method` its policy step;
+    `chat_comparisons` how many chat messages it turns into ranking tasks)."""
     open_round = Round.objects.filter(project=project).exclude(stage=St.DONE).first()
     if open_round is not None:
         run = open_round.current_run
@@ -244,6 +256,8 @@ def round_continue(
         config = {**config, "evaluate": evaluate}
     if method is not None:
         config = {**config, "method": method}
+    if chat_comparisons is not None:
+        config = {**config, "chat_comparisons": chat_comparisons}
     return round_start(
         project=project,
         policy=last.policy_run.output_model if last and last.policy_run else None,
@@ -260,6 +274,13 @@ def _clean(config: dict) -> dict:
     out = {"preset": preset, "chain": bool(config.get("chain", True)),
            "evaluate": bool(config.get("evaluate", False)),
            "reward_init": config.get("reward_init", "sft"), "method": config.get("method", "ppo")}
+    try:
+        out["chat_comparisons"] = int(config.get("chat_comparisons") or 0)
+    except (TypeError, ValueError):
+        out["chat_comparisons"] = -1
+    if not 0 <= out["chat_comparisons"] <= MAX_PER_REQUEST:
+        raise Invalid(f"chat_comparisons must be a whole number from 0 to {MAX_PER_REQUEST}; "
+                      f"got {str(config.get('chat_comparisons'))[:40]!r}.")  # fmt: skip
     if out["method"] not in METHODS:
         raise Invalid(f"method must be one of {', '.join(METHODS)}; "
                       f"got {str(out['method'])[:40]!r}.")  # fmt: skip
