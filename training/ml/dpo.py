@@ -52,7 +52,7 @@ from training.ml.records import RankingRecord
 from training.ml.reward import mean_per_prompt
 from training.ml.reward_data import RankingExample, RewardBatch, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, save_loop, skipped_metrics, start_loop
+from training.ml.train_loop import batches_for_step, due, save_loop, skipped_metrics, start_loop
 
 
 @dataclass
@@ -287,15 +287,11 @@ def train_dpo(
             lr=lr,
             grad_norm=grad_norm.item(),
         )
-        if val and (step == total or (config.eval_every and step % config.eval_every == 0)):
+        if val and due(step, config.eval_every, total):
             figures = evaluate_preferences(model, val, config, pad_id=tokenizer.pad_id)
             metrics.update({f"val_{name}": value for name, value in figures.items()})
         stop = report(on_step, Progress("dpo", step, total, dict(metrics)))
-        if (
-            stop
-            or step == total
-            or (config.checkpoint_every and step % config.checkpoint_every == 0)
-        ):
+        if stop or due(step, config.checkpoint_every, total):
             checkpoint()
         if stop and step < total:
             stopped = True

@@ -62,7 +62,7 @@ from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord
 from training.ml.reward_data import RankingExample, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, save_loop, skipped_metrics, start_loop
+from training.ml.train_loop import batches_for_step, due, save_loop, skipped_metrics, start_loop
 
 
 @dataclass
@@ -320,11 +320,7 @@ def train_reward_model(
                 metrics.update(reward_gain=gain, reward_offset=offset)
                 centered = True
         stop = report(on_step, Progress("reward", step, total, dict(metrics)))
-        if (
-            stop
-            or step == total
-            or (config.checkpoint_every and step % config.checkpoint_every == 0)
-        ):
+        if stop or due(step, config.checkpoint_every, total):
             checkpoint()
         if stop and step < total:
             stopped = True

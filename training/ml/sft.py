@@ -32,7 +32,7 @@ from training.ml.optim import apply_update, schedule_lr
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, save_loop, skipped_metrics, start_loop
+from training.ml.train_loop import batches_for_step, due, save_loop, skipped_metrics, start_loop
 
 
 @dataclass
@@ -176,16 +176,12 @@ def train_sft(
             grad_norm=grad_norm.item(),
             tokens=float((targets != IGNORE).sum()),
         )
-        if val and (step == total or (config.eval_every and step % config.eval_every == 0)):
+        if val and due(step, config.eval_every, total):
             metrics["val_loss"] = lm_eval_loss(
                 model, val, pad_id=tokenizer.pad_id, batch_size=config.batch_size
             )
         stop = report(on_step, Progress("sft", step, total, dict(metrics)))
-        if (
-            stop
-            or step == total
-            or (config.checkpoint_every and step % config.checkpoint_every == 0)
-        ):
+        if stop or due(step, config.checkpoint_every, total):
             checkpoint()
         if stop and step < total:
             stopped = True

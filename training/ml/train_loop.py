@@ -67,3 +67,9 @@ def skipped_metrics(skipped: dict) -> dict[str, float]:
     """The records a loop could not use, in all and per reason, as run metrics."""
     return {"skipped_records": sum(skipped.values()),
             **{f"skipped_{reason}": float(n) for reason, n in skipped.items()}}  # fmt: skip
+
+
+def due(step: int, every: int, total: int) -> bool:
+    """Whether a loop evaluates or checkpoints after `step`: every `every` steps (0: never on the
+    way) and always after the last."""
+    return step == total or bool(every and step % every == 0)
