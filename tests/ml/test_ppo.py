@@ -13,7 +13,8 @@ from tiny_text import docs_tokenizer
 from training.ml import ppo_math as pm
 from training.ml.gpt import GPT, GPTConfig
 from training.ml.ppo import PPOConfig, PPOTrainer, train_ppo
-from training.ml.ppo_rollout import pack, policy_outputs, score_responses
+from training.ml.ppo_heldout import validation_split
+from training.ml.ppo_rollout import pack, policy_outputs, prompt_ids, score_responses
 from training.ml.records import Demonstration
 from training.ml.sft import SFTConfig, dialogue_examples, train_sft
 
@@ -316,42 +317,68 @@ def held_out_prompts(n=24):
     return [[{"role": "user", "content": f"held-out question {i}"}] for i in range(n)]
 
 
-def yes_in_training_no_held_out(prompt, response):
-    """Trains toward "yes"; on the held-out prompts "no" is what scores, so the held-out score
-    falls while the training score rises: the last iteration is the worst held out."""
-    held = "held-out" in tokenizer().decode(prompt)
-    words = tokenizer().decode(response).split()
-    return sum(w == ("no" if held else "yes") for w in words) / max(len(words), 1)
+def validation_texts(config):
+    """The decoded prompts `train_ppo` sets aside for keep_best's validation reward."""
+    limit = 64 - config.max_new_tokens
+    ids, _ = prompt_ids(tokenizer(), prompts(), limit=limit)
+    _, val = validation_split(ids, config.val_prompts, seed=config.seed)
+    return {tokenizer().decode(p) for p in val}
 
 
-def test_keep_best_ends_on_the_weights_of_the_best_held_out_evaluation(sft_policy):
+def test_keep_best_chooses_on_a_validation_slice_of_the_training_prompts(sft_policy):
+    """The validation slice wants "no" while the rest of the run's prompts and the held-out
+    (evaluation) prompts want "yes": training raises the held-out reward, so choosing on it
+    would keep the last weights; keep_best must choose on the validation reward instead, end on
+    exactly that iteration's weights, and never train on the slice."""
+    config = PPOConfig(iterations=6, eval_every=1, keep_best=True, val_prompts=12, **CONFIG)
+    val, seen = validation_texts(config), []
+    assert len(val) == 12
+
+    def reward(prompt, response):
+        text = tokenizer().decode(prompt)
+        seen.append(text)
+        words = tokenizer().decode(response).split()
+        return sum(w == ("no" if text in val else "yes") for w in words) / max(len(words), 1)
+
     policy, weights = fresh(sft_policy), {}
 
     def remember(progress):  # the weights after each iteration, as the evaluation saw them
         weights[progress.step] = copy.deepcopy(policy.state_dict())
 
-    config = PPOConfig(iterations=6, eval_every=1, keep_best=True, **CONFIG)
-    result = train_ppo(policy, tokenizer(), prompts(), config, reward=yes_in_training_no_held_out,
+    result = train_ppo(policy, tokenizer(), prompts(), config, reward=reward,
                        held_out=held_out_prompts(), on_step=remember)  # fmt: skip
-    scores = [h["heldout_score"] for h in result.history]
-    assert len(scores) == 6 and all("heldout_kl" in h for h in result.history)
+    val_scores = [h["val_score"] for h in result.history]
+    held_scores = [h["heldout_score"] for h in result.history]
+    assert result.history[-1]["val_prompts"] == 12 and all("val_kl" in h for h in result.history)
     assert result.history[-1]["score"] > result.history[0]["score"]  # training went on
-    best = 1 + scores.index(max(scores))
-    assert result.best_iteration == best and best < 6 and scores[-1] < max(scores)
+    best = 1 + val_scores.index(max(val_scores))
+    assert result.best_iteration == best and best < 6 and val_scores[-1] < max(val_scores)
+    assert held_scores.index(max(held_scores)) + 1 != best  # the evaluation prompts did not choose
     kept = weights[best]
     assert all(torch.equal(v, kept[n]) for n, v in policy.state_dict().items())
-    assert any(not torch.equal(v, weights[6][n]) for n, v in policy.state_dict().items())
+    # each validation prompt was scored once per evaluation, never in a training batch
+    assert sum(text in val for text in seen) == 12 * 6
+
+
+def test_validation_split_is_seeded_and_keeps_three_quarters_for_training():
+    ids = [[i] for i in range(40)]
+    train, val = validation_split(ids, 16, seed=3)
+    assert (len(train), len(val)) == (30, 10)  # at most a quarter
+    assert sorted(train + val) == ids
+    assert validation_split(ids, 16, seed=3) == (train, val)
+    assert validation_split(ids, 16, seed=4)[1] != val
+    assert validation_split(ids[:3], 16, seed=3) == (ids[:3], [])
 
 
 def test_without_keep_best_the_held_out_reward_is_reported_after_the_last_iteration(sft_policy):
     policy = fresh(sft_policy)
     config = PPOConfig(iterations=3, **CONFIG)  # eval_every 0: after the last iteration only
-    result = train_ppo(policy, tokenizer(), prompts(), config, reward=yes_in_training_no_held_out,
+    result = train_ppo(policy, tokenizer(), prompts(), config, reward=share_of_yes,
                        held_out=held_out_prompts())  # fmt: skip
     assert ["heldout_score" in h for h in result.history] == [False, False, True]
     assert result.best_iteration is None
     again = train_ppo(fresh(sft_policy), tokenizer(), prompts(), config,
-                      reward=yes_in_training_no_held_out, held_out=held_out_prompts())  # fmt: skip
+                      reward=share_of_yes, held_out=held_out_prompts())  # fmt: skip
     assert again.history[-1]["heldout_score"] == result.history[-1]["heldout_score"]  # one seed
 
 

@@ -69,13 +69,14 @@ def run(context) -> Outcome:
 
 
 def _best_iteration(result) -> dict:
-    """With keep_best: the iteration whose weights were kept and its held-out figures (the
-    metrics beside them are the last iteration's)."""
+    """With keep_best: the iteration whose weights were kept and its validation and held-out
+    figures (the metrics beside them are the last iteration's)."""
     if result.best_iteration is None:
         return {}
     kept = result.history[result.best_iteration - 1]
+    names = ("val_score", "val_kl", "heldout_score", "heldout_kl", "kl")
     return {"best_iteration": result.best_iteration,
-            **{f"best_{name}": kept[name] for name in ("heldout_score", "heldout_kl", "kl")}}
+            **{f"best_{name}": kept[name] for name in names if name in kept}}
 
 
 KIND = RunKind(
@@ -90,6 +91,10 @@ KIND = RunKind(
     reward_model="required",
     needs="prompts",
     rows=rows,
-    charts={"score": ("score",), "KL": ("kl",), "entropy": ("entropy",),
+    # the reward and KL on the training batches, on the validation slice keep_best chooses on,
+    # and on the evaluation prompts: a training score that rises while the others fall is
+    # PPO exploiting the reward model
+    charts={"score": ("score", "val_score", "heldout_score"), "KL": ("kl", "val_kl", "heldout_kl"),
+            "entropy": ("entropy",),
             "losses": ("policy_loss", "value_loss")},
 )  # fmt: skip

@@ -121,7 +121,12 @@ class PPOConfig:
     )
     eval_prompts: int = setting(64, "held-out prompts evaluated (the first ones)", minimum=1)
     keep_best: bool = setting(
-        False, "end on the weights of the best held-out reward, not the last ones"
+        False, "end on the weights of the best validation reward (a slice of the run's prompts "
+        "set aside), not the last ones"
+    )
+    val_prompts: int = setting(
+        16, "with keep_best: the run's prompts set aside for the validation reward (at most a "
+        "quarter of them)", minimum=1
     )
     ptx_coef: float = setting(0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0)
     ptx_batch_size: int = 8
@@ -146,6 +151,7 @@ class PPOConfig:
             "minibatch_size",
             "forward_batch_size",
             "eval_prompts",
+            "val_prompts",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"PPOConfig.{name} must be at least 1")

@@ -36,7 +36,8 @@ One iteration (the steps are numbered in `training.ml.ppo_trainer.PPOTrainer.rol
   7. update the KL coefficient (fixed, or adaptive toward `target_kl`, Ziegler et al. 2019).
 The run stops early, with a reason, when the KL to the reference exceeds `kl_budget`. With
 `held_out` prompts the reward on them is measured every `eval_every` iterations and after the
-last, and `keep_best` ends on the best of those weights (`training.ml.ppo_heldout`).
+last; `keep_best` sets `val_prompts` of the run's prompts aside, measures the reward on them at
+the same times and ends on the best of those weights (`training.ml.ppo_heldout`).
 
 The index maths (one response mask from which every index is derived) is in
 `training.ml.ppo_math`; the rollout's forward passes and scoring (steps 1 and 2) in
@@ -50,7 +51,7 @@ from dataclasses import asdict, dataclass, field
 
 from training.ml.architectures import LanguageModel
 from training.ml.lora import merge_lora
-from training.ml.ppo_heldout import BestIteration, held_out_figures
+from training.ml.ppo_heldout import BestIteration, held_out_figures, validation_split
 from training.ml.ppo_rollout import prompt_ids
 from training.ml.ppo_trainer import PPOConfig, PPOTrainer, RewardFn
 from training.ml.progress import OnStep, Progress, report
@@ -111,8 +112,12 @@ def train_ppo(
         policy, config, reward=reward, pad_id=tokenizer.pad_id, end_id=tokenizer.end_id,
         value_model=value_model, reference=reference, ptx_examples=ptx_examples,
     )  # fmt: skip
+    val_ids: list[list[int]] = []
+    if config.keep_best:
+        ids, val_ids = validation_split(ids, config.val_prompts, seed=config.seed)
+        prompt_counts["val_prompts"] = float(len(val_ids))
     held_ids, _ = prompt_ids(tokenizer, (held_out or [])[: config.eval_prompts], limit=limit)
-    best = BestIteration(keep=config.keep_best and bool(held_ids))
+    best = BestIteration(keep=bool(val_ids))
     iteration, extra = 0, {}
     if checkpoint_dir is not None:
         resumed = load_checkpoint(
@@ -155,10 +160,14 @@ def train_ppo(
                 f"{config.kl_budget:g} at iteration {iteration}; no update was made from it"
             )
         last = iteration == total or budget_reason is not None
-        if held_ids and (last or (config.eval_every and iteration % config.eval_every == 0)):
+        if last or (config.eval_every and iteration % config.eval_every == 0):
             released = trainer.ema if trainer.ema is not None else policy
-            metrics.update(held_out_figures(trainer, released, held_ids))
-            best.consider(released, iteration, metrics["heldout_score"])
+            for prefix, chosen in (("val", val_ids), ("heldout", held_ids)):
+                if chosen:
+                    figures = held_out_figures(trainer, released, chosen)
+                    metrics.update({f"{prefix}_{name}": v for name, v in figures.items()})
+            if val_ids:
+                best.consider(released, iteration, metrics["val_score"])
         stop = report(on_step, Progress("ppo", iteration, total, dict(metrics)))
         if stop and stop_reason is None and iteration < total:
             stop_reason = STOPPED_BY_CALLER

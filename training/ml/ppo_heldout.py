@@ -8,14 +8,21 @@ al. 2022, "Scaling laws for reward model overoptimization"). So, given held-out 
 iterations (0: never between) and after the last iteration, with the same seed each time so
 that two evaluations differ only by the policy; it scores them like the training replies
 (cut-off replies get the unfinished penalty, scores clipped) and records `heldout_score` and
-`heldout_kl` (KL to the reference per reply on those replies). `keep_best` then ends on the
-evaluated weights with the highest held-out score instead of the last ones; `kl_budget` (in
-`training.ml.ppo`) stops the run once the KL passes it. The best weights live in memory: a
-resumed run starts its search afresh.
+`heldout_kl` (KL to the reference per reply on those replies). `kl_budget` (in
+`training.ml.ppo`) stops the run once the KL passes it.
+
+**Choosing weights on a validation slice, not on the evaluation prompts.** `keep_best` ends on
+the evaluated weights with the highest `val_score`: the reward on `val_prompts` of the run's own
+prompts, set aside by a seeded draw before training (`validation_split`) and never trained on.
+The project's evaluation prompts are the ones its people then compare models on; weights chosen
+by their reward would make that comparison optimistic (the choice has seen the test), so they
+are reported beside, never chosen on. The best weights live in memory: a resumed run starts its
+search afresh.
 """
 
 from __future__ import annotations
 
+import random
 from typing import TYPE_CHECKING
 
 import torch
@@ -31,11 +38,22 @@ if TYPE_CHECKING:
 HELD_OUT_SEED = 7_777  # one seed for every evaluation: the replies change only with the policy
 
 
+def validation_split(
+    ids: list[list[int]], wanted: int, *, seed: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(training, validation) prompts: `wanted` of them drawn at random by `seed` for validation,
+    but never more than a quarter, so that a small run still trains on most of its prompts."""
+    count = min(wanted, len(ids) // 4)
+    chosen = set(random.Random(seed).sample(range(len(ids)), count))
+    return ([p for i, p in enumerate(ids) if i not in chosen],
+            [p for i, p in enumerate(ids) if i in chosen])  # fmt: skip
+
+
 @torch.no_grad()
 def held_out_figures(
     trainer: PPOTrainer, model: LanguageModel, prompts: list[list[int]]
 ) -> dict[str, float]:
-    """`model`'s mean score and KL to the reference per reply on `prompts` (token ids), one
+    """`model`'s mean `score` and `kl` to the reference per reply on `prompts` (token ids), one
     reply each, sampled as PPO samples but with a fixed seed."""
     c = trainer.config
     config = SampleConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_k=0,
@@ -47,11 +65,11 @@ def held_out_figures(
     finished = pm.finished(ro.responses, ro.mask, end_id=trainer.end_id).tolist()
     scores = score_responses(trainer.scorer, queries, samples.responses, finished, config=c)
     kl = ((ro.logprobs - ro.ref_logprobs) * ro.mask).sum(1)
-    return {"heldout_score": float(scores.mean()), "heldout_kl": float(kl.mean())}
+    return {"score": float(scores.mean()), "kl": float(kl.mean())}
 
 
 class BestIteration:
-    """The weights of the evaluation with the highest held-out score so far (the first of
+    """The weights of the evaluation with the highest validation score so far (the first of
     equal ones: the one closer to the reference), kept on the CPU."""
 
     def __init__(self, *, keep: bool):

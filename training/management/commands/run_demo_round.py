@@ -379,8 +379,9 @@ def ppo_held_out(metrics: dict) -> list[str]:
     line = (f"PPO reward on held-out prompts:    {metrics['heldout_score']:+.3f} at KL "
             f"{metrics['heldout_kl']:.3f} (last)")
     if "best_iteration" in metrics:
-        line += (f"; kept iteration {metrics['best_iteration']:g}: "
-                 f"{metrics['best_heldout_score']:+.3f} at KL {metrics['best_heldout_kl']:.3f}")
+        line += (f"; kept iteration {metrics['best_iteration']:g} (best validation reward "
+                 f"{metrics['best_val_score']:+.3f}): {metrics['best_heldout_score']:+.3f} at KL "
+                 f"{metrics['best_heldout_kl']:.3f}")
     return [line]
 
 
