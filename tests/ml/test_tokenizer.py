@@ -5,7 +5,8 @@ import pytest
 import tiktoken
 from tokenizer_refs import smollm2_fields
 
-from training.ml.tokenizer import END, SPECIAL_TOKENS, USER, ChatTokenizer, train_tokenizer
+from training.ml.chat_format import END, USER
+from training.ml.tokenizer import SPECIAL_TOKENS, ChatTokenizer, train_tokenizer
 
 DIALOGUE = [
     {"role": "user", "content": "What does json.dumps do?"},

@@ -11,7 +11,7 @@ import regex
 from tokenizer_refs import corpus, smollm2_fields, smollm2_hf, trained_hf
 from transformers import AutoTokenizer
 
-from training.ml.model_export import save_hf_tokenizer
+from training.ml.model_export import gguf_tokenizer_fields, save_hf_tokenizer
 from training.ml.tokenizer import ChatTokenizer
 from training.ml.tokenizer_files import (
     PRE_TOKENIZERS,
@@ -136,7 +136,7 @@ def test_save_hf_tokenizer_loads_in_transformers(source, smollm2, tiny_tokenizer
 @pytest.mark.parametrize("source", ["smollm2", "ours", "qwen2"])
 def test_gguf_fields_round_trip(source, smollm2, tiny_tokenizer):
     ours = {"smollm2": smollm2, "ours": tiny_tokenizer}.get(source) or trained(source)
-    fields = ours.gguf_fields()
+    fields = gguf_tokenizer_fields(ours)
     assert fields["tokenizer.ggml.model"] == "gpt2"
     assert len(fields["tokenizer.ggml.tokens"]) == ours.vocab_size
     again = ChatTokenizer.from_gguf_fields(fields)
@@ -222,7 +222,7 @@ def test_added_tokens_that_are_not_control_tokens_decode_as_text(tmp_path):
     tool, eot = t.encoding.encode_single_token("<tool_call>"), t.eot_id
     assert t.decode([257, tool, eot]) == "abc<tool_call>"
     assert t.encode("<tool_call>") != [tool]  # user text never makes an added token
-    fields = t.gguf_fields()
+    fields = gguf_tokenizer_fields(t)
     assert fields["tokenizer.ggml.token_type"][258:] == [3, 4]  # CONTROL, USER_DEFINED
     assert ChatTokenizer.from_gguf_fields(fields).plain_tokens == {"<tool_call>"}
     save_hf_tokenizer(t, tmp_path)

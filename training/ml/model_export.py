@@ -17,7 +17,7 @@ from training.ml.architectures import arch_of
 from training.ml.gguf_export import write_gguf
 from training.ml.hf_models import hf_config_for, save_hf_model
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.tokenizer_files import tokenizer_json
+from training.ml.tokenizer_files import gguf_vocab_fields, tokenizer_json
 
 GGUF_DTYPES = ("f16", "f32")
 
@@ -55,6 +55,26 @@ def save_hf_tokenizer(tokenizer: ChatTokenizer, directory: str | os.PathLike) ->
         (directory / name).write_text(json.dumps(data, ensure_ascii=False, indent=1))
 
 
+def gguf_tokenizer_fields(tokenizer: ChatTokenizer) -> dict:
+    """The GGUF tokenizer fields (`tokenizer.ggml.*`, `tokenizer.chat_template`), plain
+    Python values under their key names, for the GGUF writer."""
+    vocab = tokenizer.bpe_vocab()
+    if vocab.normalizer != vocab.pre.normalizer:
+        raise ValueError(
+            f"a GGUF cannot say that this {vocab.pre.kind} tokenizer normalizes text "
+            f"({vocab.normalizer}): llama.cpp would tokenize differently"
+        )
+    return {
+        **gguf_vocab_fields(vocab, tokenizer.vocab_size),
+        "tokenizer.ggml.bos_token_id": tokenizer.bos_id,
+        "tokenizer.ggml.eos_token_id": tokenizer.eot_id,
+        "tokenizer.ggml.padding_token_id": tokenizer.pad_id,
+        # the chat templates write the bos token themselves
+        "tokenizer.ggml.add_bos_token": False,
+        "tokenizer.chat_template": tokenizer.chat_format.template,
+    }
+
+
 def export_huggingface(model: nn.Module, tokenizer: ChatTokenizer, directory) -> Path:
     """Write a Hugging Face model directory; returns it."""
     directory = Path(directory)
@@ -73,5 +93,5 @@ def export_gguf(model: nn.Module, tokenizer: ChatTokenizer, path, *, dtype: str 
     hf_config = hf_config_for(model, **_special_ids(tokenizer))
     tensors = {name: t.detach().float().cpu() for name, t in model.state_dict().items()}
     write_gguf(Path(path), hf_config=hf_config, tensors=tensors,
-               tokenizer_fields=tokenizer.gguf_fields(), dtype=dtype)  # fmt: skip
+               tokenizer_fields=gguf_tokenizer_fields(tokenizer), dtype=dtype)  # fmt: skip
     return Path(path)

@@ -1,4 +1,4 @@
-"""The chat tokenizer: a tiktoken `Encoding` plus the chat format of the model it belongs to.
+"""The chat tokenizer: a byte-level BPE plus the chat format of the model it belongs to.
 
 Tokenizers we train render a dialogue as
 
@@ -8,12 +8,7 @@ Tokenizers we train render a dialogue as
 model starts a chat from the same state it starts a document from. `<|end|>` closes every turn;
 the model learns to emit it at the end of a reply and sampling stops there. Real models bring
 their own vocabulary and chat template (ChatML, Llama-3, GPT-2 style: training/ml/chat_format.py).
-
-User text can never produce a control token: `encode` is tiktoken's `encode_ordinary`, which
-encodes the string "<|end|>" as the plain characters it is made of. A rendered dialogue is
-tokenized as transformers tokenizes the whole rendered string (`apply_chat_template`): the
-ordinary text between two control tokens is encoded as one string, and the assistant mask is
-found by byte offsets, since BPE may merge a template's "\n" with a reply's leading whitespace.
+How text becomes ids, as the model's own tokenizer makes them: training/ml/bpe_tokenizer.py.
 
 Sources of encodings:
 - `ChatTokenizer.from_tiktoken("gpt2")`: tiktoken's own named encodings, when their files are
@@ -22,21 +17,20 @@ Sources of encodings:
   the merges then handed to tiktoken for fast encoding, as nanochat does;
 - `ChatTokenizer.from_hf_files(tokenizer_json, tokenizer_config)` and
   `ChatTokenizer.from_gguf_fields(fields)`: a real model's byte-level BPE
-  (training/ml/tokenizer_files.py), written back by `gguf_fields` and
-  `training.ml.model_export.save_hf_tokenizer`.
+  (training/ml/tokenizer_files.py), written back by `training.ml.model_export`
+  (`gguf_tokenizer_fields`, `save_hf_tokenizer`).
 `save(path)` writes a JSON file (no pickle), `ChatTokenizer.load(path)` reads it back.
 """
 
 import base64
 import json
 import os
-import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
-import regex
 import tiktoken
 
+from training.ml.bpe_tokenizer import BPETokenizer
 from training.ml.chat_format import (
     ASSISTANT,
     END,
@@ -44,17 +38,10 @@ from training.ml.chat_format import (
     USER,
     ChatFormat,
     OursFormat,
-    Piece,
     chat_format_from_template,
     check_turns,
 )
-from training.ml.tokenizer_files import (
-    BPEVocab,
-    gguf_vocab_fields,
-    pre_tokenizer_for_pattern,
-    read_gguf_vocab,
-    read_tokenizer_json,
-)
+from training.ml.tokenizer_files import BPEVocab, read_gguf_vocab, read_tokenizer_json
 
 PAD = "<|pad|>"
 SPECIAL_TOKENS = (ENDOFTEXT, USER, ASSISTANT, END, PAD)
@@ -62,13 +49,11 @@ FILE_FORMAT = "rlhf-loop-tokenizer"
 FILE_VERSION = 2
 
 
-class ChatTokenizer:
-    """A tiktoken `Encoding` and the chat format that lays dialogues out in its special tokens.
+class ChatTokenizer(BPETokenizer):
+    """A `BPETokenizer` and the chat format that lays dialogues out in its special tokens.
 
     `bos_token`, `eos_token` and `pad_token` name special tokens of the encoding; ours are
-    `<|endoftext|>`, `<|endoftext|>` and `<|pad|>`. `normalizer` ("NFC" or None) is applied to
-    text before encoding, as the model's own tokenizer does (Qwen2). `plain_tokens` are special
-    tokens that `decode` keeps as text (added tokens that are not control tokens).
+    `<|endoftext|>`, `<|endoftext|>` and `<|pad|>`.
     """
 
     def __init__(
@@ -94,20 +79,9 @@ class ChatTokenizer:
         missing = [t for t in needed if t is not None and t not in encoding._special_tokens]
         if missing:
             raise ValueError(f"encoding {encoding.name!r} lacks special tokens {missing}")
-        if normalizer not in (None, "NFC"):
-            raise ValueError(f"unsupported normalizer {normalizer!r}: only NFC is supported")
-        self.encoding, self.chat_format, self.normalizer = encoding, chat_format, normalizer
+        super().__init__(encoding, normalizer=normalizer, plain_tokens=plain_tokens)
+        self.chat_format = chat_format
         self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
-        self.plain_tokens = frozenset(plain_tokens)
-        ranks, specials = encoding._mergeable_ranks, encoding._special_tokens
-        ids = set(ranks.values()) | set(specials.values())
-        control = {i for t, i in specials.items() if t not in self.plain_tokens}
-        self._not_text = frozenset(control | (set(range(encoding.n_vocab)) - ids))  # no text
-        # Vocabularies trained on real text may lack a few bytes (control characters); tiktoken
-        # would panic on them, the model's tokenizer drops them: so do we (`_encode_ordinary`).
-        present = bytes(sorted({t[0] for t in ranks if len(t) == 1}))
-        self._absent = bytes(sorted(set(range(256)) - set(present)))
-        self._present = present
 
     # -- construction -----------------------------------------------------------------------
 
@@ -257,48 +231,7 @@ class ChatTokenizer:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, path)
 
-    def gguf_fields(self) -> dict:
-        """The GGUF tokenizer fields (`tokenizer.ggml.*`, `tokenizer.chat_template`), plain
-        Python values under their key names, for the GGUF writer."""
-        vocab = self.bpe_vocab()
-        if vocab.normalizer != vocab.pre.normalizer:
-            raise ValueError(
-                f"a GGUF cannot say that this {vocab.pre.kind} tokenizer normalizes text "
-                f"({vocab.normalizer}): llama.cpp would tokenize differently"
-            )
-        return {
-            **gguf_vocab_fields(vocab, self.vocab_size),
-            "tokenizer.ggml.bos_token_id": self.bos_id,
-            "tokenizer.ggml.eos_token_id": self.eot_id,
-            "tokenizer.ggml.padding_token_id": self.pad_id,
-            # the chat templates write the bos token themselves
-            "tokenizer.ggml.add_bos_token": False,
-            "tokenizer.chat_template": self.chat_format.template,
-        }
-
-    def bpe_vocab(self) -> BPEVocab:
-        """The encoding as a byte-level BPE vocabulary, for export."""
-        return BPEVocab(
-            ranks=self.encoding._mergeable_ranks,
-            special_tokens=self.encoding._special_tokens,
-            pre=pre_tokenizer_for_pattern(self.encoding._pat_str),
-            normalizer=self.normalizer,
-            plain_tokens=self.plain_tokens,
-        )
-
     # -- ids --------------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self.encoding.name
-
-    @property
-    def vocab_size(self) -> int:
-        """Number of ids the model must embed (largest id + 1, special tokens included)."""
-        return self.encoding.n_vocab
-
-    def _id(self, token: str) -> int:
-        return self.encoding._special_tokens[token]
 
     @property
     def eot_id(self) -> int:
@@ -326,22 +259,7 @@ class ChatTokenizer:
     def assistant_id(self) -> int:  # our chat format only
         return self._id(ASSISTANT)
 
-    # -- text -------------------------------------------------------------------------------
-
-    def encode(self, text: str) -> list[int]:
-        """Ordinary text to ids. Special-token strings in `text` stay plain text."""
-        return self._encode_ordinary(self._normalize(text))
-
-    def decode(self, ids: Iterable[int]) -> str:
-        """Ids to text, special tokens left out (a reply decodes without its end token)."""
-        return self.encoding.decode([i for i in ids if i not in self._not_text])
-
-    def token_bytes(self, token: int) -> bytes:
-        """The bytes of one id, b"" for the special tokens `decode` leaves out: what a reply
-        streamed token by token decodes (`text_stream.TextStream`)."""
-        if token in self._not_text:
-            return b""
-        return self.encoding.decode_single_token_bytes(token)
+    # -- dialogues --------------------------------------------------------------------------
 
     def render_reply(self, text: str) -> list[int]:
         """An assistant reply as the model should produce it: content then the end token.
@@ -378,58 +296,6 @@ class ChatTokenizer:
             raise ValueError("a prompt must end with a user turn")
         ids, _ = self._encode_pieces(self.chat_format.pieces(turns, add_generation_prompt=True))
         return ids
-
-    def _normalize(self, text: str) -> str:
-        return unicodedata.normalize(self.normalizer, text) if self.normalizer else text
-
-    def _encode_ordinary(self, text: str) -> list[int]:
-        if self._absent and text.encode("utf-8", "replace").translate(None, self._present):
-            # the model's tokenizer splits first and drops the bytes it has no token for
-            ids = []
-            for piece in regex.findall(self.encoding._pat_str, text):
-                data = piece.encode("utf-8", "replace").translate(None, self._absent)
-                ids += self.encoding._encode_single_piece(data) if data else []
-            return ids
-        return self.encoding.encode_ordinary(text)
-
-    def _encode_pieces(self, pieces: list[Piece]) -> tuple[list[int], list[int]]:
-        """Ids and mask of rendered pieces: each control token by itself, the ordinary text
-        between two control tokens as one string (so the ids are those of the whole rendered
-        string), and the mask 1 on every token that overlaps a learned piece."""
-        ids, mask, run = [], [], []
-        for piece in [*pieces, None]:
-            if piece is not None and not piece.special:
-                run.append(piece)
-                continue
-            if run:
-                run_ids, run_mask = self._encode_run(run)
-                ids += run_ids
-                mask += run_mask
-                run = []
-            if piece is not None:
-                ids.append(self._id(piece.text))
-                mask.append(int(piece.learn))
-        return ids, mask
-
-    def _encode_run(self, run: list[Piece]) -> tuple[list[int], list[int]]:
-        # Each piece is normalized by itself: pieces meet after a template's newline, which no
-        # normalization composes with what follows.
-        texts = [self._normalize(p.text) for p in run]
-        ids = self._encode_ordinary("".join(texts))
-        learned, start = [], 0  # byte spans of learned pieces, in the bytes that get encoded
-        for piece, text in zip(run, texts, strict=True):
-            end = start + len(text.encode("utf-8", "replace").translate(None, self._absent))
-            if piece.learn:
-                learned.append((start, end))
-            start = end
-        if not learned:
-            return ids, [0] * len(ids)
-        mask, start = [], 0
-        for token in self.encoding.decode_tokens_bytes(ids):
-            end = start + len(token)
-            mask.append(int(any(a < end and start < b for a, b in learned)))
-            start = end
-        return ids, mask
 
 
 _CONFIG_TOKENS = ("bos_token", "eos_token", "pad_token")
