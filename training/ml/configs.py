@@ -79,6 +79,11 @@ class RewardConfig:
     # rankings that are not an ordering: skip and count, not raise
     skip_invalid: bool = setting(False, "skip rankings that are not a full ordering")
     seed: int = setting(0)
+    # An ensemble (training.ml.reward_ensemble): n members, each on its own bootstrap of the
+    # training prompts, saved as one version that scores with their mean; their disagreement is
+    # reported, and PPO can penalize it (PPOConfig.ensemble_penalty).
+    ensemble: int = setting(1, "reward models trained and averaged; their disagreement is "
+                               "reported", minimum=1, maximum=8)  # fmt: skip
     lora_rank: int = lora_rank()
     lora_alpha: float = lora_alpha()
     lora_dropout: float = lora_dropout()
@@ -122,6 +127,11 @@ class PPOConfig:
     eval_prompts: int = setting(64, "held-out prompts evaluated (the first ones)", minimum=1)
     keep_best: bool = setting(
         False, "end on the weights of the best held-out reward, not the last ones"
+    )
+    # Against a reward-model ensemble: score = mean - ensemble_penalty * std of the members
+    # (Coste et al. 2023's uncertainty-weighted optimization); an error against a single model.
+    ensemble_penalty: float = setting(
+        0.0, "reward-model ensemble: subtract this times the members' disagreement", minimum=0
     )
     ptx_coef: float = setting(0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0)
     ptx_batch_size: int = 8
