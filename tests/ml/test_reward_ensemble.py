@@ -129,6 +129,10 @@ def test_an_ensemble_run_reports_the_ensembles_figures_and_the_members_spread(en
     examples, _ = ranking_examples(tok, [records[i] for i in val], block_size=64)
     again = evaluate_rankings(result.model, examples, pad_id=tok.pad_id, batch_size=8)
     assert m["val_accuracy"] == pytest.approx(again["accuracy"])
+    for i, member in enumerate(result.model.members):  # each member's own figure, same pairs
+        last = [p.metrics for p in reports if p.metrics["member"] == i][-1]
+        alone = evaluate_rankings(member, examples, pad_id=tok.pad_id, batch_size=8)
+        assert last["val_accuracy"] == pytest.approx(alone["accuracy"])
     assert m["heldout_prompts"] == 12 and 0 <= m["heldout_accuracy"] <= 1
     # one progress bar over the three members, each member's steps after the previous ones'
     steps = [p.step for p in reports]

@@ -14,9 +14,10 @@ from test_worker_loop import rank_everything
 from labeling.services.evaluation_prompts import prompts_mark_evaluation
 from labeling.services.ranking_tasks import ranking_tasks_create
 from training import presets
+from training.charts import run_charts
 from training.errors import Invalid
 from training.ml.model_files import load_model, load_tokenizer, save_model
-from training.selectors import version_files
+from training.selectors import metric_points, version_files
 from training.services.model_versions import model_version_register
 from training.services.runs import run_create
 
@@ -76,7 +77,8 @@ def test_an_ensemble_reward_run_reports_disagreement_and_ppo_runs_against_it(
     ))  # fmt: skip
     assert ppo.metrics["end_rate"] == 1.0
     assert ppo.metrics["score_std"] > 0  # the members' disagreement on PPO's own replies
-    assert ppo.metric_points.filter(values__has_key="score_std").count() == 2
+    charts = [str(c) for c in run_charts("ppo", metric_points(run=ppo))]  # the run page's
+    assert any('aria-label="reward-model disagreement"' in c for c in charts)
     assert "heldout_score" in ppo.metrics
 
 

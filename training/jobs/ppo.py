@@ -91,5 +91,6 @@ KIND = RunKind(
     needs="prompts",
     rows=rows,
     charts={"score": ("score",), "KL": ("kl",), "entropy": ("entropy",),
-            "losses": ("policy_loss", "value_loss")},
+            "losses": ("policy_loss", "value_loss"),
+            "reward-model disagreement": ("score_std",)},  # against an ensemble only
 )  # fmt: skip
