@@ -129,7 +129,8 @@ class PPOConfig:
         False, "end on the weights of the best held-out reward, not the last ones"
     )
     # Against a reward-model ensemble: score = mean - ensemble_penalty * std of the members
-    # (Coste et al. 2023's uncertainty-weighted optimization); an error against a single model.
+    # (Coste et al. 2023's uncertainty-weighted optimization), so PPO's `score` and held-out
+    # score are the penalized reward and `score_std` the spread; an error against one model.
     ensemble_penalty: float = setting(
         0.0, "reward-model ensemble: subtract this times the members' disagreement", minimum=0
     )

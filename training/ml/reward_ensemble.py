@@ -188,19 +188,22 @@ def ensemble_figures(
     """The mean reward's `val_*` and `heldout_*` figures (`evaluate_rankings`, as for one model)
     and the members' mean disagreement on the completions of each set."""
     figures = held_out_ranking_figures(ensemble, tokenizer, held_out, config)
-    for name, records in (("ensemble_disagreement", val), ("heldout_disagreement", held_out)):
-        examples, _ = ranking_examples(tokenizer, records, block_size=ensemble.config.block_size,
-                                       skip_invalid=True)  # fmt: skip
-        if not examples:
-            continue
-        sequences = [seq for ex in examples for seq in ex.sequences]
-        scores = member_scores(ensemble, sequences, pad_id=tokenizer.pad_id,
-                               batch_size=config.batch_size)  # fmt: skip
-        figures[name] = float(disagreement(scores).mean())
-        if records is val:
-            found = evaluate_rankings(ensemble, examples, pad_id=tokenizer.pad_id,
-                                      batch_size=config.batch_size)  # fmt: skip
-            figures.update({f"val_{k}": v for k, v in found.items()}, val_prompts=len(examples))
+    val_examples, held_examples = (
+        ranking_examples(tokenizer, records, block_size=ensemble.config.block_size,
+                         skip_invalid=True)[0]
+        for records in (val, held_out)
+    )  # fmt: skip
+    if val_examples:
+        found = evaluate_rankings(ensemble, val_examples, pad_id=tokenizer.pad_id,
+                                  batch_size=config.batch_size)  # fmt: skip
+        figures.update({f"val_{k}": v for k, v in found.items()}, val_prompts=len(val_examples))
+    for name, examples in (("ensemble_disagreement", val_examples),
+                           ("heldout_disagreement", held_examples)):  # fmt: skip
+        if examples:
+            sequences = [seq for ex in examples for seq in ex.sequences]
+            scores = member_scores(ensemble, sequences, pad_id=tokenizer.pad_id,
+                                   batch_size=config.batch_size)  # fmt: skip
+            figures[name] = float(disagreement(scores).mean())
     return figures
 
 
