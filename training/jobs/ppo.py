@@ -93,8 +93,9 @@ KIND = RunKind(
     rows=rows,
     # the reward and KL on the training batches, on the validation slice keep_best chooses on,
     # and on the evaluation prompts: a training score that rises while the others fall is
-    # PPO exploiting the reward model
-    charts={"score": ("score", "val_score", "heldout_score"), "KL": ("kl", "val_kl", "heldout_kl"),
-            "entropy": ("entropy",),
-            "losses": ("policy_loss", "value_loss")},
+    # PPO exploiting the reward model; so is an ensemble's disagreement rising
+    charts={"score": ("score", "val_score", "heldout_score"),
+            "KL": ("kl", "val_kl", "heldout_kl"), "entropy": ("entropy",),
+            "losses": ("policy_loss", "value_loss"),
+            "reward-model disagreement": ("score_std",)},  # against an ensemble only
 )  # fmt: skip

@@ -1,6 +1,7 @@
 """Reward model: the run's rankings, grouped per ranking task (a prompt, its K completions
 and every labeler's order) -> `training.ml.reward.train_reward_model` on a copy of the input
-model with a scalar head -> a reward model version whose parent is that model."""
+model with a scalar head (with `ensemble` > 1, that many members:
+`training.ml.reward_ensemble`) -> a reward model version whose parent is that model."""
 
 from labeling.models import Ranking, TaskCompletion
 from training.jobs.declaration import Outcome, RunKind
@@ -61,7 +62,7 @@ def run(context) -> Outcome:
     from training.ml.architectures import with_scalar_head
     from training.ml.model_files import save_model
     from training.ml.progress import json_safe
-    from training.ml.reward import train_reward_model
+    from training.ml.reward_ensemble import train_reward_ensemble
     from training.selectors import held_out_rankings
 
     run = context.run
@@ -70,17 +71,19 @@ def run(context) -> Outcome:
     del base
     records = ranking_records(Ranking.objects.filter(pk__in=run.rankings.values("pk")))
     demos = demonstration_records(run.demonstrations.all())
-    context.log(f"reward model on {len(records)} ranked prompts from {run.input_model.name}"
+    config = dataclass_config(RewardConfig, run.config)
+    what = "reward model" if config.ensemble == 1 else f"{config.ensemble} reward models"
+    context.log(f"{what} on {len(records)} ranked prompts from {run.input_model.name}"
                 + resume_note(context))  # fmt: skip
-    result = train_reward_model(
-        model, tokenizer, records, dataclass_config(RewardConfig, run.config),
+    result = train_reward_ensemble(
+        model, tokenizer, records, config,
         demonstrations=demos, held_out=ranking_records(held_out_rankings(run)),
         on_step=context.reporter, checkpoint_dir=context.checkpoint_dir,
     )  # fmt: skip
     if result.stopped:
         return Outcome(stopped=True)
     metrics = json_safe(result.metrics)
-    save_model(context.model_dir, model, tokenizer_path=run.input_model.tokenizer_path,
+    save_model(context.model_dir, result.model, tokenizer_path=run.input_model.tokenizer_path,
                meta={"stage": "reward", "run": run.pk, "metrics": metrics})  # fmt: skip
     return Outcome(output=output("reward", context, parent=run.input_model, metrics=metrics),
                    metrics=metrics)  # fmt: skip

@@ -79,6 +79,11 @@ class RewardConfig:
     # rankings that are not an ordering: skip and count, not raise
     skip_invalid: bool = setting(False, "skip rankings that are not a full ordering")
     seed: int = setting(0)
+    # An ensemble (training.ml.reward_ensemble): n members, each on its own bootstrap of the
+    # training prompts, saved as one version that scores with their mean; their disagreement is
+    # reported, and PPO can penalize it (PPOConfig.ensemble_penalty).
+    ensemble: int = setting(1, "reward models trained and averaged; their disagreement is "
+                               "reported", minimum=1, maximum=8)  # fmt: skip
     lora_rank: int = lora_rank()
     lora_alpha: float = lora_alpha()
     lora_dropout: float = lora_dropout()
@@ -127,6 +132,12 @@ class PPOConfig:
     val_prompts: int = setting(
         16, "with keep_best: the run's prompts set aside for the validation reward (at most a "
         "quarter of them)", minimum=1
+    )
+    # Against a reward-model ensemble: score = mean - ensemble_penalty * std of the members
+    # (Coste et al. 2023's uncertainty-weighted optimization), so PPO's `score` and held-out
+    # score are the penalized reward and `score_std` the spread; an error against one model.
+    ensemble_penalty: float = setting(
+        0.0, "reward-model ensemble: subtract this times the members' disagreement", minimum=0
     )
     ptx_coef: float = setting(0.0, "PPO-ptx: weight of the LM loss on demonstrations", minimum=0)
     ptx_batch_size: int = 8

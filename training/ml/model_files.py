@@ -9,6 +9,11 @@ model files plus the optimizer's state, to resume from) are `training.ml.resume`
                         "lora" (`LoraSettings`) for a model with unmerged LoRA adapters
     tokenizer.json      a copy of the tokenizer, so the directory is self-contained
 
+A reward-model ensemble (`training.ml.ensemble_model.RewardEnsemble`) is one directory too: its
+members as model directories `member-0/`, `member-1/`, ... (without tokenizer copies) in place of
+model.safetensors, and config.json with "members" (their number) beside the members' "arch" and
+"config", which a version's page reads; `load_model` gives the ensemble back.
+
 It goes to a temporary directory beside the target, which then replaces the target with two
 renames, so a crash never leaves a half-written model under the real name (at worst the
 previous one under `.<name>.old-*`).
@@ -29,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from training.ml.architectures import DEFAULT_ARCH, arch_of, build_model
+from training.ml.ensemble_model import RewardEnsemble
 from training.ml.lora import LoraSettings, add_lora, settings_dict
 from training.ml.tokenizer import ChatTokenizer
 
@@ -63,15 +69,19 @@ def save_model(
     """
     directory = Path(directory)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves as its model
+    members = list(model.members) if isinstance(model, RewardEnsemble) else []
+    described = members[0] if members else model
     info = {
         "format": FORMAT,
         "version": 1,
-        "arch": arch_of(model),
-        "config": asdict(model.config),
+        "arch": arch_of(described),
+        "config": asdict(described.config),
         "tokenizer": TOKENIZER_FILE if tokenizer_path else None,
         "meta": meta or {},
     }
-    lora = settings_dict(model)
+    if members:
+        info["members"] = len(members)
+    lora = None if members else settings_dict(model)
     if lora is not None:  # a LoRA run's checkpoint: the loader adds the same adapters first
         info["lora"] = lora
     text = json.dumps(info, indent=2)  # not JSON-serializable: fail before writing anything
@@ -79,8 +89,11 @@ def save_model(
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is shared with the web app
-        weights = {k: v.detach().cpu().contiguous() for k, v in stored_weights(model).items()}
-        save_file(weights, tmp / MODEL_FILE, metadata={"format": FORMAT})
+        for i, member in enumerate(members):
+            save_model(tmp / member_dir(i), member, tokenizer_path=None)
+        if not members:
+            weights = {k: v.detach().cpu().contiguous() for k, v in stored_weights(model).items()}
+            save_file(weights, tmp / MODEL_FILE, metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(text)
         if tokenizer_path:
             shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
@@ -89,6 +102,11 @@ def save_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return directory
+
+
+def member_dir(i: int) -> str:
+    """The directory of an ensemble's member `i`, inside the ensemble's."""
+    return f"member-{i}"
 
 
 def _swap_into_place(tmp: Path, directory: Path) -> None:
@@ -119,9 +137,16 @@ def read_config(directory: str | os.PathLike) -> dict:
 def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     """(model, info) from a directory written by `save_model`; `info` is its config.json with
     `tokenizer_path` resolved. Weights that do not fit the config are a ValueError. A LoRA run's
-    checkpoint loads with its adapters (`training.ml.lora.merge_lora` makes it plain)."""
+    checkpoint loads with its adapters (`training.ml.lora.merge_lora` makes it plain); an
+    ensemble's directory loads as a `RewardEnsemble` of its members."""
     directory = Path(directory)
     info = read_config(directory)
+    if "members" in info:
+        n = info["members"]
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"{directory / CONFIG_FILE}: members must be a count, got {n!r}")
+        members = [load_model(directory / member_dir(i), device)[0] for i in range(n)]
+        return RewardEnsemble(members), info
     model = build_model(info.get("arch", DEFAULT_ARCH), info["config"])
     if info.get("lora"):
         add_lora(model, LoraSettings(**info["lora"]))

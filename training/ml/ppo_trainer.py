@@ -24,7 +24,7 @@ from training.ml.ppo_rollout import (
     score_responses,
     value_outputs,
 )
-from training.ml.reward import RewardModelScorer
+from training.ml.reward_ensemble import EnsembleScorer, RewardEnsemble, reward_scorer, value_start
 from training.ml.sampling import SampleConfig, generate
 from training.ml.sft import TokenExample, lm_batch
 from training.ml.train_loop import batches_for_step
@@ -52,11 +52,12 @@ class PPOTrainer:
         self.config, self.pad_id, self.end_id = config, pad_id, end_id
         self.policy = policy
         lora = LoraSettings.from_config(config)
-        from_rm = isinstance(reward, LanguageModel)
+        from_rm = isinstance(reward, (LanguageModel, RewardEnsemble))
+        start = value_start(reward)  # an ensemble's first member
         if value_model is None and lora is not None and from_rm:
-            value_model = frozen_base_copy(reward)  # its own head, the reward model's base
+            value_model = frozen_base_copy(start)  # its own head, the reward model's base
         elif value_model is None:
-            value_model = copy.deepcopy(reward) if from_rm else with_scalar_head(policy)
+            value_model = copy.deepcopy(start) if from_rm else with_scalar_head(policy)
         if lora is None:
             self.reference = reference if reference is not None else copy.deepcopy(policy)
             self.value_model = value_model.requires_grad_(True)
@@ -66,7 +67,7 @@ class PPOTrainer:
             add_lora(policy, lora, seed=config.seed)
         if self.reference is not None:
             self.reference.eval().requires_grad_(False)
-        self.scorer = RewardModelScorer(reward, pad_id=pad_id) if from_rm else reward
+        self.scorer = reward_scorer(reward, pad_id=pad_id, penalty=config.ensemble_penalty)
         copy_policy = copy.deepcopy if lora is None else frozen_base_copy
         self.ema = copy_policy(policy).requires_grad_(False) if config.ema_decay else None
         self.policy_opt = make_optimizer(policy, lr=config.lr, weight_decay=config.weight_decay)
@@ -235,6 +236,7 @@ class PPOTrainer:
             "value_mean": float(pm.masked_mean(ro.values, ro.mask)),
             "return_mean": float(pm.masked_mean(ro.returns, ro.mask)),
             "responses": float(ro.mask.shape[0]),
+            **(self.scorer.metrics() if isinstance(self.scorer, EnsembleScorer) else {}),
             **update,
             **timings,
         }

@@ -48,7 +48,7 @@ prompts) are scored once, on the final weights: `heldout_accuracy` beside
                                 demonstrations=demos, checkpoint_dir="artifacts/rm-run")
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -231,6 +231,7 @@ def train_reward_model(
     *,
     demonstrations: list[Demonstration] | None = None,
     held_out: list[RankingRecord] | None = None,
+    validation: list[RankingRecord] | None = None,
     on_step: OnStep | None = None,
     checkpoint_dir=None,
 ) -> RewardResult:
@@ -238,7 +239,8 @@ def train_reward_model(
     on the rankings; see the module docstring. The final metrics hold the held-out figures
     (`val_accuracy`, `val_length_baseline_accuracy`, `val_mean_margin`, `val_loss`), the
     `reward_gain` that gave the training completions' rewards a standard deviation of 1 and the
-    `reward_offset` then subtracted to centre the demonstrations' rewards on 0."""
+    `reward_offset` then subtracted to centre the demonstrations' rewards on 0. `validation`
+    rankings replace the split of `records` (an ensemble's members share one held-out side)."""
     config = config or RewardConfig()
     if model.score_head is None:
         raise ValueError("the reward model needs a scalar head: pass with_scalar_head(model)")
@@ -250,7 +252,13 @@ def train_reward_model(
         raise ValueError(
             f"no usable ranking record: got {len(records)} records, skipped {dict(skipped) or 0}"
         )
+    if validation is not None:  # the records are all for training
+        config = replace(config, val_fraction=0.0)
     train, val, total, optimizer, step, extra = start_loop(model, examples, config, checkpoint_dir)
+    if validation is not None:
+        val, val_skipped = ranking_examples(tokenizer, validation, skip_invalid=config.skip_invalid,
+                                            block_size=model.config.block_size)  # fmt: skip
+        skipped += val_skipped
     metrics: dict[str, float] = dict(extra.get("metrics", {}))
     metrics.update(
         train_prompts=len(train),
@@ -314,7 +322,7 @@ def train_reward_model(
                 metrics.update({f"val_{name}": v for name, v in best.figures.items()})
             if best.step is not None:
                 metrics["best_step"] = best.step
-            metrics.update(_held_out_figures(model, tokenizer, held_out or [], config))
+            metrics.update(held_out_ranking_figures(model, tokenizer, held_out or [], config))
             if not centered:
                 gain, offset = _normalize(model, tokenizer, demonstrations, train, config)
                 metrics.update(reward_gain=gain, reward_offset=offset)
@@ -359,7 +367,7 @@ class BestEvaluation:
         return True
 
 
-def _held_out_figures(model, tokenizer, records, config) -> dict[str, float]:
+def held_out_ranking_figures(model, tokenizer, records, config) -> dict[str, float]:
     """`evaluate_rankings` on the held-out records, as `heldout_*` metrics ({} without any)."""
     examples, _ = ranking_examples(tokenizer, records, block_size=model.config.block_size,
                                    skip_invalid=True)  # fmt: skip

@@ -1,0 +1,180 @@
+"""Reward-model ensembles: the ensemble scores as the mean of its members, their disagreement is
+0 only when they agree, a saved ensemble loads back scoring the same, the bootstrap is seeded,
+an ensemble run reports the ensemble's and the members' figures and resumes, and PPO against an
+ensemble reports the members' disagreement and can subtract it."""
+
+import copy
+import itertools
+from dataclasses import replace
+
+import pytest
+import torch
+from test_reward import hidden_rule_data, tiny_rm, tokenizer, user
+
+from training.ml.ensemble_model import RewardEnsemble
+from training.ml.gpt import GPT
+from training.ml.model_files import load_model, load_tokenizer, read_config, save_model
+from training.ml.ppo import PPOConfig, train_ppo
+from training.ml.records import RankingRecord, split_by_prompt
+from training.ml.reward import RewardConfig, RewardModelScorer, evaluate_rankings
+from training.ml.reward_data import ranking_examples
+from training.ml.reward_ensemble import (
+    EnsembleScorer,
+    bootstrap,
+    disagreement,
+    member_scores,
+    reward_scorer,
+    train_reward_ensemble,
+)
+
+
+def pairs(n=6):
+    tok = tokenizer()
+    prompts = [tok.render_prompt(user(f"question {i}")) for i in range(n)]
+    replies = [tok.render_reply("yes no " * (i % 3 + 1)) for i in range(n)]
+    return prompts, replies
+
+
+def test_the_ensemble_scores_the_mean_of_its_members():
+    members = [tiny_rm(seed) for seed in (0, 1, 2)]
+    ensemble = RewardEnsemble(members)
+    prompts, replies = pairs()
+    each = torch.tensor([RewardModelScorer(m, pad_id=0).score_batch(prompts, replies)
+                         for m in members])  # fmt: skip
+    mean = RewardModelScorer(ensemble, pad_id=0).score_batch(prompts, replies)
+    assert mean == pytest.approx(each.mean(0).tolist(), abs=1e-6)
+    # PPO's scorer: the same mean, less the penalty times the members' spread
+    scorer = EnsembleScorer(ensemble, pad_id=0, penalty=0.5)
+    penalized = scorer.score_batch(prompts, replies)
+    std = each.std(0, correction=0)
+    assert penalized == pytest.approx((each.mean(0) - 0.5 * std).tolist(), abs=1e-6)
+    assert scorer.metrics()["score_std"] == pytest.approx(float(std.mean()))
+
+
+def test_disagreement_is_zero_for_identical_members_and_positive_for_different_ones():
+    prompts, replies = pairs()
+    sequences = [p + r for p, r in zip(prompts, replies, strict=True)]
+    same = RewardEnsemble([tiny_rm(0), tiny_rm(0)])
+    assert disagreement(member_scores(same, sequences, pad_id=0)).abs().max() == 0.0
+    different = member_scores(RewardEnsemble([tiny_rm(0), tiny_rm(1)]), sequences, pad_id=0)
+    spread = disagreement(different)
+    assert (spread > 0).all()
+    # two members: half the gap between them
+    assert spread == pytest.approx(((different[0] - different[1]).abs() / 2).tolist())
+
+
+def test_a_saved_ensemble_loads_as_one_version_scoring_exactly_the_same(tmp_path):
+    tok = tokenizer()
+    tok_path = tmp_path / "tok.json"
+    tok.save(tok_path)
+    ensemble = RewardEnsemble([tiny_rm(0), tiny_rm(1)])
+    directory = save_model(tmp_path / "rm", ensemble, tokenizer_path=tok_path,
+                           meta={"stage": "reward"})  # fmt: skip
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "config.json", "member-0", "member-1", "tokenizer.json"]  # fmt: skip
+    assert isinstance(load_model(directory / "member-1")[0], GPT)  # each a normal model
+    info = read_config(directory)  # what a version's page reads: the members' architecture
+    assert (info["members"], info["arch"], info["config"]["n_layer"]) == (2, "gpt2", 2)
+    loaded, _ = load_model(directory)
+    assert isinstance(loaded, RewardEnsemble) and len(loaded.members) == 2
+    assert load_tokenizer(directory).vocab_size == tok.vocab_size
+    prompts, replies = pairs()
+    before = RewardModelScorer(ensemble, pad_id=0).score_batch(prompts, replies)
+    assert RewardModelScorer(loaded, pad_id=0).score_batch(prompts, replies) == before
+
+
+def test_a_damaged_member_count_is_refused(tmp_path):
+    directory = save_model(tmp_path / "rm", RewardEnsemble([tiny_rm(0)]), tokenizer_path=None)
+    config = directory / "config.json"
+    config.write_text(config.read_text().replace('"members": 1', '"members": "../x"'))
+    with pytest.raises(ValueError, match="members must be a count"):
+        load_model(directory)
+
+
+def test_the_bootstrap_is_seeded_and_keeps_each_prompts_records_together():
+    records = [RankingRecord(user(f"q{i % 10}"), ["a", "b"], [[0, 1]]) for i in range(30)]
+    a, b = bootstrap(records, seed=1), bootstrap(records, seed=2)
+    assert bootstrap(records, seed=1) == a and a != b
+    keys = [r.key() for r in a]
+    assert len(a) == 30 and all(keys.count(k) % 3 == 0 for k in keys)  # 3 records a prompt
+    assert len(set(keys)) < 10  # drawn with replacement: some prompts are left out
+
+
+@pytest.fixture(scope="module")
+def ensemble_run():
+    records = hidden_rule_data(60, seed=3)
+    held_out = [RankingRecord(user(f"held-out {i}"), r.completions, r.rankings)
+                for i, r in enumerate(hidden_rule_data(12, seed=4))]  # fmt: skip
+    config = RewardConfig(epochs=2, batch_size=8, lr=3e-3, val_fraction=0.25, ensemble=3)
+    reports = []
+    result = train_reward_ensemble(tiny_rm(), tokenizer(), records, config, held_out=held_out,
+                                   on_step=reports.append)  # fmt: skip
+    return result, reports, records, held_out, config
+
+
+def test_an_ensemble_run_reports_the_ensembles_figures_and_the_members_spread(ensemble_run):
+    result, reports, records, held_out, config = ensemble_run
+    m, tok = result.metrics, tokenizer()
+    assert isinstance(result.model, RewardEnsemble) and len(result.model.members) == 3
+    # the members learned differently: different weights, a spread on held-out completions
+    heads = [member.score_head.weight for member in result.model.members]
+    assert not any(torch.equal(a, b) for a, b in itertools.combinations(heads, 2))
+    assert m["ensemble_members"] == 3 and m["ensemble_disagreement"] > 0
+    assert m["heldout_disagreement"] > 0
+    assert m["member_val_accuracy_min"] <= m["member_val_accuracy_max"]
+    # val_* are the saved ensemble's figures, on the validation prompts every member shared
+    assert m["val_prompts"] == 15
+    assert {p.metrics["val_prompts"] for p in reports} == {15}
+    _, val = split_by_prompt([r.key() for r in records], config.val_fraction, seed=config.seed)
+    examples, _ = ranking_examples(tok, [records[i] for i in val], block_size=64)
+    again = evaluate_rankings(result.model, examples, pad_id=tok.pad_id, batch_size=8)
+    assert m["val_accuracy"] == pytest.approx(again["accuracy"])
+    for i, member in enumerate(result.model.members):  # each member's own figure, same pairs
+        last = [p.metrics for p in reports if p.metrics["member"] == i][-1]
+        alone = evaluate_rankings(member, examples, pad_id=tok.pad_id, batch_size=8)
+        assert last["val_accuracy"] == pytest.approx(alone["accuracy"])
+    assert m["heldout_prompts"] == 12 and 0 <= m["heldout_accuracy"] <= 1
+    # one progress bar over the three members, each member's steps after the previous ones'
+    steps = [p.step for p in reports]
+    assert steps == list(range(1, len(steps) + 1)) and reports[-1].total == steps[-1]
+    assert [p.metrics["member"] for p in reports[:: len(steps) // 3]] == [0.0, 1.0, 2.0]
+
+
+def test_an_ensemble_run_stopped_in_its_second_member_resumes_to_the_same_ensemble(
+    ensemble_run, tmp_path
+):
+    result, reports, records, held_out, config = ensemble_run
+    per_member = len(reports) // 3
+    stopped = train_reward_ensemble(tiny_rm(), tokenizer(), records, config, held_out=held_out,
+                                    on_step=lambda p: p.step == per_member + 2,
+                                    checkpoint_dir=tmp_path)  # fmt: skip
+    assert stopped.stopped
+    resumed = train_reward_ensemble(tiny_rm(), tokenizer(), records, config, held_out=held_out,
+                                    checkpoint_dir=tmp_path)  # fmt: skip
+    for a, b in itertools.zip_longest(result.model.parameters(), resumed.model.parameters()):
+        assert torch.equal(a, b)
+    assert resumed.metrics == result.metrics
+
+
+def test_ppo_against_an_ensemble_reports_its_disagreement_and_can_subtract_it(ensemble_run):
+    ensemble = ensemble_run[0].model
+    tok = tokenizer()
+    torch.manual_seed(0)
+    policy = GPT(replace(ensemble.config, scalar_head=False))
+    prompts = [user(f"question {i}") for i in range(8)]
+    # every reply scored (no cut-off penalty, no clip), so the penalty is exactly visible
+    config = dict(iterations=1, prompts_per_iteration=8, max_new_tokens=6, ppo_epochs=1,
+                  minibatch_size=8, unfinished_penalty=None, score_clip=None)  # fmt: skip
+    runs = {
+        penalty: train_ppo(copy.deepcopy(policy), tok, prompts,
+                           PPOConfig(ensemble_penalty=penalty, **config), reward=ensemble)
+        for penalty in (0.0, 2.0)
+    }  # fmt: skip
+    plain, penalized = runs[0.0].history[0], runs[2.0].history[0]
+    assert plain["score_std"] > 0 and penalized["score_std"] == pytest.approx(plain["score_std"])
+    assert penalized["score"] == pytest.approx(plain["score"] - 2.0 * plain["score_std"], abs=1e-5)
+
+
+def test_a_penalty_against_a_single_reward_model_is_refused_naming_it():
+    with pytest.raises(ValueError, match="ensemble_penalty 0.5 needs a reward-model ensemble"):
+        reward_scorer(tiny_rm(), pad_id=0, penalty=0.5)
