@@ -79,7 +79,7 @@ def test_an_ensemble_reward_run_reports_disagreement_and_ppo_runs_against_it(
     assert ppo.metrics["score_std"] > 0  # the members' disagreement on PPO's own replies
     charts = [str(c) for c in run_charts("ppo", metric_points(run=ppo))]  # the run page's
     assert any('aria-label="reward-model disagreement"' in c for c in charts)
-    assert "heldout_score" in ppo.metrics
+    assert "heldout_score" in ppo.metrics and ppo.metrics["heldout_score_std"] > 0  # held out too
 
 
 @pytest.mark.parametrize(("value", "message"), [

@@ -97,5 +97,6 @@ KIND = RunKind(
     charts={"score": ("score", "val_score", "heldout_score"),
             "KL": ("kl", "val_kl", "heldout_kl"), "entropy": ("entropy",),
             "losses": ("policy_loss", "value_loss"),
-            "reward-model disagreement": ("score_std",)},  # against an ensemble only
+            # against an ensemble only
+            "reward-model disagreement": ("score_std", "val_score_std", "heldout_score_std")},
 )  # fmt: skip

@@ -54,7 +54,8 @@ def held_out_figures(
     trainer: PPOTrainer, model: LanguageModel, prompts: list[list[int]]
 ) -> dict[str, float]:
     """`model`'s mean `score` and `kl` to the reference per reply on `prompts` (token ids), one
-    reply each, sampled as PPO samples but with a fixed seed."""
+    reply each, sampled as PPO samples but with a fixed seed; against an ensemble also its
+    disagreement on those replies (`score_std`)."""
     c = trainer.config
     config = SampleConfig(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_k=0,
                           top_p=1.0, seed=c.seed * 1_000_003 + HELD_OUT_SEED)  # fmt: skip
@@ -65,7 +66,7 @@ def held_out_figures(
     finished = pm.finished(ro.responses, ro.mask, end_id=trainer.end_id).tolist()
     scores = score_responses(trainer.scorer, queries, samples.responses, finished, config=c)
     kl = ((ro.logprobs - ro.ref_logprobs) * ro.mask).sum(1)
-    return {"score": float(scores.mean()), "kl": float(kl.mean())}
+    return {"score": float(scores.mean()), "kl": float(kl.mean()), **trainer.scorer_figures()}
 
 
 class BestIteration:

@@ -213,6 +213,10 @@ class PPOTrainer:
         _step(self.policy, self.policy_opt, c.ptx_coef * loss, c.grad_clip)
         return loss.item()
 
+    def scorer_figures(self) -> dict[str, float]:
+        """An ensemble's disagreement on the replies scored last (`score_std`); {} otherwise."""
+        return self.scorer.metrics() if isinstance(self.scorer, EnsembleScorer) else {}
+
     def iteration(self, prompts: list[list[int]], iteration: int) -> dict[str, float]:
         """One PPO iteration, steps 1-7; returns its metrics. Over the KL budget, no update."""
         c = self.config
@@ -236,7 +240,7 @@ class PPOTrainer:
             "value_mean": float(pm.masked_mean(ro.values, ro.mask)),
             "return_mean": float(pm.masked_mean(ro.returns, ro.mask)),
             "responses": float(ro.mask.shape[0]),
-            **(self.scorer.metrics() if isinstance(self.scorer, EnsembleScorer) else {}),
+            **self.scorer_figures(),
             **update,
             **timings,
         }
