@@ -87,3 +87,18 @@ def test_an_ensemble_reward_run_reports_disagreement_and_ppo_runs_against_it(
 def test_an_ensemble_size_out_of_bounds_is_refused_by_name(value, message):
     with pytest.raises(Invalid, match=message):
         presets.clean_config("reward", {"ensemble": value})
+
+
+@pytest.mark.django_db
+def test_an_ensemble_penalty_against_a_single_reward_model_is_refused_before_the_run(
+    project_with_demos, tiny_base_dir
+):
+    project = project_with_demos
+    sft = model_version_register(checkpoint_dir=str(tiny_base_dir), kind="sft", name="sft",
+                                 project=project)  # fmt: skip
+    single = model_version_register(checkpoint_dir=str(tiny_base_dir), kind="reward", name="rm",
+                                    project=project)  # fmt: skip
+    with pytest.raises(Invalid, match="ensemble_penalty .* rm is one reward model"):
+        run_create(kind="ppo", project=project, input_model=sft, reward_model=single,
+                   config={"ensemble_penalty": 0.5}, enqueue_it=False)  # fmt: skip
+    assert not project.training_runs.exists()  # nothing written

@@ -49,7 +49,7 @@ def run_create(
     spec = run_kind(kind)
     if spec.in_project and project is None:
         raise Invalid(f"{spec.noun.capitalize()} belongs to a project.")
-    _check_inputs(spec, input_model, reward_model)
+    _check_inputs(spec, input_model, reward_model, config)
     try:
         with transaction.atomic():
             run = _create(
@@ -77,7 +77,7 @@ def _is_token(value) -> bool:
     return isinstance(value, str) and len(value) <= 64 and value.isprintable()
 
 
-def _check_inputs(kind: RunKind, input_model, reward_model) -> None:
+def _check_inputs(kind: RunKind, input_model, reward_model, config: dict) -> None:
     allowed = kind.takes
     if allowed and input_model is None:
         raise Invalid(
@@ -92,6 +92,11 @@ def _check_inputs(kind: RunKind, input_model, reward_model) -> None:
         raise Invalid(f"{kind.noun.capitalize()} needs a reward model: train one first.")
     if kind.reward_model == "optional" and reward_model is not None and not is_reward:
         raise Invalid(f"{reward_model.name} is not a reward model.")
+    members = (reward_model.metrics or {}).get("ensemble_members", 1) if is_reward else 1
+    if config.get("ensemble_penalty") and members < 2:
+        raise Invalid(f"ensemble_penalty subtracts a reward-model ensemble's disagreement, and "
+                      f"{reward_model.name} is one reward model: train one with ensemble 2 or "
+                      f"more, or set ensemble_penalty to 0.")  # fmt: skip
 
 
 def _create(*, kind: RunKind, project, config, input_model, reward_model, created_by,
