@@ -70,6 +70,9 @@ class Evaluation:
     rule_rate_before: float  # share of SFT replies that fully follow the rule
     rule_rate_after: float  # share of the new policy's
     win_rate: float  # policy over SFT under the rule (a tie counts half)
+    # the win rate of a policy whose every reply follows the rule: where SFT already does, a
+    # tie (half), so 0.5 + (1 - rule_rate_before) / 2 for a two-level rule, whatever PPO does
+    win_rate_ceiling: float
     # mean reward-model score of the SFT replies; None (and no best-of-n) without a reward
     # model: a DPO round trains none
     reward_before: float | None
@@ -133,6 +136,7 @@ def evaluate(
     return Evaluation(
         prompts=len(rows), rule_rate_before=before.count(rule.top) / n,
         rule_rate_after=after.count(rule.top) / n, win_rate=win_rate(after, before),
+        win_rate_ceiling=win_rate([rule.top] * len(before), before),
         reward_before=r_before, reward_after=r_after,
         examples=[(questions[pid][-1]["content"], a, b) for (pid, _), a, b
                   in zip(rows[:examples], sft_texts, policy_texts, strict=False)],
@@ -175,6 +179,7 @@ def evaluation_table(rule: Preference, columns: dict[str, Evaluation | None]) ->
         "  win rate over SFT (ties count half):",
         row("  policy", lambda e: f"{e.win_rate:.0%}"),
         row(f"  {n}", lambda e: share(e.win_rate_best_of)),
+        row("  ceiling (every reply follows it)", lambda e: f"{e.win_rate_ceiling:.0%}"),
         "  mean reward-model score:",
         row("  SFT", lambda e: reward(e.reward_before)),
         row("  policy", lambda e: reward(e.reward_after)),
