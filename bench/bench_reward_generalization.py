@@ -1,6 +1,6 @@
-"""Reward-model regularizers measured on held-out questions: does weight decay, reward centering
-or LoRA (fewer trainable parameters) make the reward model generalize to preferences other than
-the one the demo was tuned for?
+"""Reward-model regularizers measured on held-out questions: does weight decay, reward centering,
+LoRA (fewer trainable parameters, with or without adapter dropout) or an ensemble make the
+reward model generalize to preferences other than the one the demo was tuned for?
 
     python bench/bench_reward_generalization.py --base artifacts/base/model --out /tmp/rm-bench
     python bench/bench_reward_generalization.py ... --prefs returns concise example --seeds 0 1
@@ -38,7 +38,8 @@ from training.demo.split import read_demo_rows, split_demo_rows  # noqa: E402
 from training.ml.architectures import with_scalar_head  # noqa: E402
 from training.ml.model_files import load_model, load_tokenizer, save_model  # noqa: E402
 from training.ml.records import Demonstration, RankingRecord  # noqa: E402
-from training.ml.reward import RewardConfig, train_reward_model  # noqa: E402
+from training.ml.reward import RewardConfig  # noqa: E402
+from training.ml.reward_ensemble import train_reward_ensemble  # noqa: E402
 from training.ml.sampling import SampleConfig, generate  # noqa: E402
 from training.ml.sft import SFTConfig, train_sft  # noqa: E402
 
@@ -48,6 +49,8 @@ VARIANTS = {
     "center_coef=0.01": {"center_coef": 0.01},  # TRL's suggested value
     "center_coef=0.1": {"center_coef": 0.1},
     "lora_rank=8": {"lora_rank": 8, "lora_alpha": 16.0},
+    "lora_rank=8+dropout": {"lora_rank": 8, "lora_alpha": 16.0, "lora_dropout": 0.1},
+    "ensemble=3": {"ensemble": 3},  # training.ml.reward_ensemble: 3 bootstrapped members
 }
 HELD_OUT = 0.2  # the demo's --held-out default
 DEMO_FILE = ROOT / "labeling" / "demo" / "python_stdlib.jsonl"  # load_demo_project's
@@ -136,8 +139,8 @@ def main() -> None:
             for variant in args.variants:
                 config = replace(base_config, seed=seed, **VARIANTS[variant])
                 t0 = time.monotonic()
-                m = train_reward_model(with_scalar_head(copy.deepcopy(sft)), tokenizer, train,
-                                       config, held_out=held_out).metrics  # fmt: skip
+                m = train_reward_ensemble(with_scalar_head(copy.deepcopy(sft)), tokenizer, train,
+                                          config, held_out=held_out).metrics  # fmt: skip
                 row = (key, variant, seed, m.get("val_accuracy", float("nan")),
                        m.get("heldout_accuracy", float("nan")),
                        m.get("heldout_length_baseline_accuracy", float("nan")),
