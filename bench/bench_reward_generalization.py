@@ -19,6 +19,7 @@ the weights), the held-out accuracy and, on the same held-out pairs, the longer-
 import argparse
 import copy
 import json
+import os
 import sys
 import time
 from dataclasses import replace
@@ -26,10 +27,15 @@ from pathlib import Path
 from statistics import mean
 from types import SimpleNamespace
 
+import django
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# The presets read the run-kind registry, whose modules declare rows of the Django models: the
+# apps are set up (no database is opened).
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
+django.setup()
 
 from training import presets  # noqa: E402
 from training.demo.labelers import SimulatedLabeler  # noqa: E402
