@@ -26,11 +26,10 @@ def execute(run) -> TrainingRun:
     return run
 
 
-def test_reward_and_ppo_report_figures_on_evaluation_prompts_they_never_train_on(
-    project_with_demos, tiny_base_dir, artifacts, settings
-):
-    settings.TRAINING_MIN_RANKED_TASKS = 4
-    project = project_with_demos
+def ranked_with_held_out(project, tiny_base_dir):
+    """(the tiny SFT version, the prompts, the ids of the 3 held out): every prompt of the project
+    ranked "longer wins", then its first 3 marked evaluation prompts (ranked before being held
+    out)."""
     sft = model_version_register(checkpoint_dir=str(tiny_base_dir), kind="sft", name="tiny-sft",
                                  project=project)  # fmt: skip
     prompts = list(project.prompts.order_by("id"))
@@ -39,7 +38,16 @@ def test_reward_and_ppo_report_figures_on_evaluation_prompts_they_never_train_on
     ])  # fmt: skip
     rank_everything(project, get_user_model().objects.create_user("ranker"))  # longer wins
     held = [p.pk for p in prompts[:3]]
-    prompts_mark_evaluation(project=project, prompt_ids=held)  # ranked before being held out
+    prompts_mark_evaluation(project=project, prompt_ids=held)
+    return sft, prompts, held
+
+
+def test_reward_and_ppo_report_figures_on_evaluation_prompts_they_never_train_on(
+    project_with_demos, tiny_base_dir, artifacts, settings
+):
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    sft, prompts, held = ranked_with_held_out(project, tiny_base_dir)
 
     reward = execute(run_create(kind="reward", project=project, input_model=sft,
                                 config={"max_steps": 2, "batch_size": 4, "val_fraction": 0.25},

@@ -7,12 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from django.contrib.auth import get_user_model
-from test_held_out_runs import execute
-from test_worker_loop import rank_everything
+from test_held_out_runs import execute, ranked_with_held_out
 
-from labeling.services.evaluation_prompts import prompts_mark_evaluation
-from labeling.services.ranking_tasks import ranking_tasks_create
 from training import presets
 from training.charts import run_charts
 from training.errors import Invalid
@@ -42,14 +38,7 @@ def test_an_ensemble_reward_run_reports_disagreement_and_ppo_runs_against_it(
 ):
     settings.TRAINING_MIN_RANKED_TASKS = 4
     project = project_with_demos
-    sft = model_version_register(checkpoint_dir=str(tiny_base_dir), kind="sft", name="tiny-sft",
-                                 project=project)  # fmt: skip
-    prompts = list(project.prompts.order_by("id"))
-    ranking_tasks_create(project=project, batch_key="b", prompt_completions=[
-        (p.pk, [{"text": "x" * (i + 1) * 3} for i in range(project.k)]) for p in prompts
-    ])  # fmt: skip
-    rank_everything(project, get_user_model().objects.create_user("ranker"))  # longer wins
-    prompts_mark_evaluation(project=project, prompt_ids=[p.pk for p in prompts[:3]])
+    sft, _, _ = ranked_with_held_out(project, tiny_base_dir)
 
     reward = execute(run_create(kind="reward", project=project, input_model=sft,
                                 config={"max_steps": 2, "batch_size": 4, "val_fraction": 0.25,
