@@ -47,12 +47,19 @@ from training.ml.configs import LOSS_TYPES, DPOConfig
 from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
 from training.ml.ppo_rollout import policy_outputs
-from training.ml.progress import OnStep, Progress, report
+from training.ml.progress import OnStep, Progress
 from training.ml.records import RankingRecord
 from training.ml.reward import mean_per_prompt
 from training.ml.reward_data import RankingExample, RewardBatch, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, due, save_loop, skipped_metrics, start_loop
+from training.ml.train_loop import (
+    batches_for_step,
+    due,
+    end_step,
+    save_loop,
+    skipped_metrics,
+    start_loop,
+)
 
 
 @dataclass
@@ -290,10 +297,8 @@ def train_dpo(
         if val and due(step, config.eval_every, total):
             figures = evaluate_preferences(model, val, config, pad_id=tokenizer.pad_id)
             metrics.update({f"val_{name}": value for name, value in figures.items()})
-        stop = report(on_step, Progress("dpo", step, total, dict(metrics)))
-        if stop or due(step, config.checkpoint_every, total):
-            checkpoint()
-        if stop and step < total:
+        if end_step(on_step, Progress("dpo", step, total, dict(metrics)),
+                    checkpoint_every=config.checkpoint_every, checkpoint=checkpoint):  # fmt: skip
             stopped = True
             break
     merge_lora(model)  # with lora_rank > 0: a plain model; checkpoints keep the adapters apart

@@ -58,11 +58,17 @@ from training.ml.configs import RewardConfig
 from training.ml.device import autocast
 from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
-from training.ml.progress import OnStep, Progress, report
+from training.ml.progress import OnStep, Progress
 from training.ml.records import Demonstration, RankingRecord
 from training.ml.reward_data import RankingExample, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, due, save_loop, skipped_metrics, start_loop
+from training.ml.train_loop import (
+    batches_for_step,
+    end_step,
+    save_loop,
+    skipped_metrics,
+    start_loop,
+)
 
 
 @dataclass
@@ -327,10 +333,8 @@ def train_reward_model(
                 gain, offset = _normalize(model, tokenizer, demonstrations, train, config)
                 metrics.update(reward_gain=gain, reward_offset=offset)
                 centered = True
-        stop = report(on_step, Progress("reward", step, total, dict(metrics)))
-        if stop or due(step, config.checkpoint_every, total):
-            checkpoint()
-        if stop and step < total:
+        if end_step(on_step, Progress("reward", step, total, dict(metrics)),
+                    checkpoint_every=config.checkpoint_every, checkpoint=checkpoint):  # fmt: skip
             stopped = True
             break
     merge_lora(model)  # with lora_rank > 0: a plain model; checkpoints keep the adapters apart

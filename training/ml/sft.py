@@ -29,10 +29,17 @@ from training.ml.device import autocast
 from training.ml.lm_loss import IGNORE
 from training.ml.lora import merge_lora
 from training.ml.optim import apply_update, schedule_lr
-from training.ml.progress import OnStep, Progress, report
+from training.ml.progress import OnStep, Progress
 from training.ml.records import Demonstration
 from training.ml.tokenizer import ChatTokenizer
-from training.ml.train_loop import batches_for_step, due, save_loop, skipped_metrics, start_loop
+from training.ml.train_loop import (
+    batches_for_step,
+    due,
+    end_step,
+    save_loop,
+    skipped_metrics,
+    start_loop,
+)
 
 
 @dataclass
@@ -180,10 +187,8 @@ def train_sft(
             metrics["val_loss"] = lm_eval_loss(
                 model, val, pad_id=tokenizer.pad_id, batch_size=config.batch_size
             )
-        stop = report(on_step, Progress("sft", step, total, dict(metrics)))
-        if stop or due(step, config.checkpoint_every, total):
-            checkpoint()
-        if stop and step < total:
+        if end_step(on_step, Progress("sft", step, total, dict(metrics)),
+                    checkpoint_every=config.checkpoint_every, checkpoint=checkpoint):  # fmt: skip
             stopped = True
             break
     # Checkpoints keep the adapters apart (what a resumed run continues from); the result is

@@ -1,6 +1,7 @@
 """The training loop SFT, the reward model and PPO share: the split by prompt, the step budget,
-LoRA adapters, the optimizer, the resume from the last checkpoint (`start_loop`), and the batch
-order that a resumed run continues (`batches_for_step`). Each trainer keeps its own step: what it
+LoRA adapters, the optimizer, the resume from the last checkpoint (`start_loop`), the batch
+order that a resumed run continues (`batches_for_step`), and what happens after a step (`end_step`:
+report, checkpoint when due or stopping, stop). Each trainer keeps its own step: what it
 computes differs, how it starts and walks its data does not.
 """
 
@@ -11,6 +12,7 @@ import torch
 from training.ml.architectures import LanguageModel
 from training.ml.lora import LoraSettings, add_lora
 from training.ml.optim import make_optimizer
+from training.ml.progress import Progress, report
 from training.ml.records import split_by_prompt
 from training.ml.resume import load_checkpoint, save_checkpoint
 
@@ -73,3 +75,12 @@ def due(step: int, every: int, total: int) -> bool:
     """Whether a loop evaluates or checkpoints after `step`: every `every` steps (0: never on the
     way) and always after the last."""
     return step == total or bool(every and step % every == 0)
+
+
+def end_step(on_step, progress: Progress, *, checkpoint_every: int, checkpoint) -> bool:
+    """After a step of a one-model loop: report `progress`, call `checkpoint` when it is due or the
+    caller asks to stop, and say whether to stop now (a stop asked after the last step is none)."""
+    stop = report(on_step, progress)
+    if stop or due(progress.step, checkpoint_every, progress.total):
+        checkpoint()
+    return bool(stop) and progress.step < progress.total
