@@ -106,6 +106,27 @@ def test_a_round_waits_for_its_run_and_rankings_and_makes_each_run_once(
     assert second.config == round_.config
 
 
+def test_a_round_whose_rankings_all_tie_waits_and_says_why(
+    project_with_demos, sft_version, tiny_base_dir, settings
+):
+    """Rankings that tie every reply give a reward model no pair to learn from: the round does
+    not start one that would fail in the worker, it waits, and the button says why."""
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    round_ = round_start(project=project, config=TINY_ROUND, enqueue_it=False)
+    succeed(round_.sample_run, tiny_base_dir)
+    round_advance(round_id=round_.pk, enqueue_it=False)
+    assert rank_everything(project, get_user_model().objects.create_user("r"), tie=True) == 6
+
+    assert rounds_advance_waiting(enqueue_it=False) == []  # the sweep goes on without it
+    round_.refresh_from_db()
+    assert round_.stage == St.RANKING and round_.reward_run is None
+    assert not TrainingRun.objects.filter(kind="reward").exists()
+    with pytest.raises(Invalid, match=r"has 0 ranked tasks that prefer one reply to another "
+                                      r"\(6 more tie all their replies\), at least 4"):
+        round_continue(project=project, enqueue_it=False)
+
+
 def test_a_round_needs_a_policy_and_checks_its_settings_at_once(project_with_demos, base_version):
     with pytest.raises(Invalid, match="SFT"):
         round_start(project=project_with_demos, enqueue_it=False)

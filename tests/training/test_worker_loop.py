@@ -27,12 +27,15 @@ def finish(run, worker, timeout=120):
     return run
 
 
-def rank_everything(project, labeler) -> int:
-    """A simulated labeler: claims each task and puts longer replies first."""
+def rank_everything(project, labeler, *, tie: bool = False) -> int:
+    """A simulated labeler: claims each task and puts longer replies first (with `tie`, ranks
+    every reply of a task equal)."""
     ranked = 0
     while (assignment := ranking_claim_next(labeler=labeler, project=project)) is not None:
         items = assignment.task.items.select_related("completion").order_by("position")
         order = [[i.completion_id] for i in sorted(items, key=lambda i: -len(i.completion.text))]
+        if tie:
+            order = [[i for [i] in order]]
         ranking_submit(assignment_id=assignment.pk, labeler=labeler, order=order)
         ranked += 1
     return ranked

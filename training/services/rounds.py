@@ -23,6 +23,8 @@ Each stage's run is made with a request token naming the round and the stage, so
 once never make two runs, and it is handed to a worker only after the round's row is committed.
 """
 
+import logging
+
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils import timezone
@@ -46,6 +48,7 @@ from training.selectors import (
 from training.services.evaluation import comparison_start
 from training.services.runs import run_create, run_enqueue, run_resume
 
+logger = logging.getLogger(__name__)
 S, St = TrainingRun.Status, Round.Stage
 STAGE_KINDS = ("sample", "reward", "ppo", "dpo")
 # The policy step after the rankings: a reward model then PPO, or DPO straight from the rankings.
@@ -233,8 +236,17 @@ def rounds_advance_waiting(*, enqueue_it: bool = True) -> list[Round]:
     """Every round waiting for rankings, moved on if they are in (the periodic task
     `training.continue_waiting_rounds`, every minute, and `continue_round --waiting`): rounds
     go on by themselves once people have ranked their tasks, nobody has to press a button."""
-    waiting = Round.objects.filter(stage=St.RANKING).values_list("pk", flat=True)
-    return [round_advance(round_id=pk, enqueue_it=enqueue_it) for pk in waiting]
+    waiting = Round.objects.filter(stage=St.RANKING).values_list("pk", "project__slug", "number")
+    moved = []
+    for pk, project, number in waiting:
+        try:
+            moved.append(round_advance(round_id=pk, enqueue_it=enqueue_it))
+        except Invalid as exc:
+            # Its data cannot make the next run yet (every ranked task tied, say): it waits for
+            # more rankings, and one round that cannot move does not hold up the others. The
+            # "continue round" button gives the admin who presses it the same reason.
+            logger.warning("round %s of %s waits: %s", number, project, exc)
+    return moved
 
 
 def round_continue(

@@ -82,10 +82,19 @@ class DatasetSnapshot:
             _require(len(self.demonstrations), "demonstrations", purpose)
 
     def take_rankings(self, *, purpose: str) -> None:
-        """The rankings, at least the minimum of ranked tasks."""
+        """The rankings, at least the minimum of ranked tasks that prefer one reply to another.
+
+        A ranking that ties every reply gives no pair to learn from: a run on nothing but such
+        tasks would fail in the worker after its model loaded ("no usable ranking record").
+        They are refused here instead, saying so. (A ranking of one tier, `[[a, b, c, d]]`, is
+        the only one without a pair: `order` has a second item exactly when it prefers.)"""
         rankings = rankings_of(self.project, self.as_of)
         tasks = rankings.values("task_id").distinct().count()
-        _require(tasks, "ranked_tasks", purpose, noun="ranked tasks")
+        preferring = rankings.filter(order__1__isnull=False).values("task_id").distinct().count()
+        tied = tasks - preferring
+        noun = "ranked tasks" if not tied else (
+            f"ranked tasks that prefer one reply to another ({tied} more tie all their replies)")
+        _require(preferring, "ranked_tasks", purpose, noun=noun)
         self.rankings = list(rankings.values_list("id", flat=True))
 
     def take_prompts(self, *, purpose: str) -> None:

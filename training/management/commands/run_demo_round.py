@@ -268,7 +268,10 @@ class Command(BaseCommand):
                 if round_.current_run != run:
                     break
                 time.sleep(0.5)
-        return round_advance(round_id=round_.pk, enqueue_it=self.options["workers"])
+        try:
+            return round_advance(round_id=round_.pk, enqueue_it=self.options["workers"])
+        except Invalid as exc:  # e.g. the simulated labelers tied every reply: nothing to learn
+            raise CommandError(f"round {round_.number} cannot go on: {exc}") from None
 
     def stage(self, label, kind, **kwargs) -> TrainingRun:
         run = run_create(kind=kind, preset=self.options["preset"],
