@@ -205,7 +205,7 @@ class Round(models.Model):
         related_name="+",
     )
     # {"sample": {...}, "reward": {...}, "ppo": {...}, "dpo": {...}, "preset": "tiny",
-    #  "chain": true, "evaluate": false, "reward_init": "sft", "method": "ppo"}
+    #  "chain": true, "evaluate": false, "reward_init": "sft", "method": "ppo", "sample_mix": ""}
     config = models.JSONField(default=dict, blank=True)
     rankings_needed = models.PositiveIntegerField(
         default=0, help_text="Ranked tasks of this round before the reward model (0: all)."

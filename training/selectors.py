@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.db.models import Count, Q
 
-from labeling.models import Demonstration, Prompt, Ranking, RankingTask
+from labeling.models import Demonstration, Prompt, Ranking, RankingTask, TaskCompletion
 from labeling.parsing import row_id
 from labeling.quality import excluded_labeler_ids
 from training.errors import NotFound
@@ -266,6 +266,62 @@ def rankings_of(project, as_of, *, evaluation: bool = False):
     ).exclude(
         labeler__in=excluded_labeler_ids(project=project, as_of=as_of)
     )
+
+
+def preferring(rankings):
+    """The rankings that prefer one reply to another: a ranking that ties every reply is one
+    tier (`[[a, b, c, d]]`), and only it has no second item in its `order`."""
+    return rankings.filter(order__1__isnull=False)
+
+
+def sample_run_rankings(run) -> tuple[int, int]:
+    """(ranked tasks, those with a ranking that prefers) of a sampling run's tasks: replies too
+    alike for the labelers' preference to tell apart tie, and teach a reward model nothing."""
+    rankings = Ranking.objects.filter(task__batch_key=f"{SAMPLE_BATCH_PREFIX}{run.pk}")
+    return ranked_tasks(rankings), ranked_tasks(preferring(rankings))
+
+
+def ranked_tasks(rankings) -> int:
+    return rankings.values("task_id").distinct().count()
+
+
+@dataclass
+class MixPairs:
+    """How people ranked a mixed sampling run's second model against its first: over every
+    ranking of its tasks, each pair of one reply of each."""
+
+    above: int  # the second model's reply ranked above the run's model's
+    below: int
+    tied: int
+
+    @property
+    def share_above(self) -> float:
+        """Its share of the pairs, a tie counting half."""
+        total = self.above + self.below + self.tied
+        return (self.above + self.tied / 2) / total if total else float("nan")
+
+
+def mix_pairs(run) -> MixPairs | None:
+    """A sampling run with `mix_model`: how its replies fared against the run's model's (None for
+    a run without one). Says whether the second model wrote what the labelers wanted."""
+    mix = run.config.get("mix_model")
+    if not mix:
+        return None
+    tasks = RankingTask.objects.filter(batch_key=f"{SAMPLE_BATCH_PREFIX}{run.pk}")
+    author = dict(TaskCompletion.objects.filter(task__in=tasks)
+                  .values_list("completion_id", "completion__model_version_id"))  # fmt: skip
+    pairs = MixPairs(0, 0, 0)
+    for order in Ranking.objects.filter(task__in=tasks).values_list("order", flat=True):
+        tier = {c: n for n, group in enumerate(order) for c in (group if isinstance(group, list)
+                                                                 else [group])}  # fmt: skip
+        ours = [n for c, n in tier.items() if author.get(c) == mix]
+        theirs = [n for c, n in tier.items() if author.get(c) != mix]
+        for a in ours:
+            for b in theirs:
+                pairs.above += a < b
+                pairs.below += a > b
+                pairs.tied += a == b
+    return pairs
 
 
 def held_out_rankings(run):

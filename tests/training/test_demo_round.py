@@ -56,6 +56,8 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each
     assert f"lineage: {policy.name} <- PPO #{runs[3].pk}" in report
     assert "PPO reward on held-out prompts:" in report and "heldout_score" in runs[3].metrics
+    usable = len({r.task_id for r in rankings if len(r.order) > 1})
+    assert f"ranked tasks that prefer a reply:  {usable} of 10 (the rest tie" in report
 
 
 @pytest.mark.django_db
@@ -66,15 +68,23 @@ def test_a_noise_level_out_of_range_stops_the_demo_before_any_run():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_demo_runs_a_dpo_round_without_a_reward_model(tiny_base_dir, artifacts):
+def test_the_demo_runs_a_dpo_round_without_a_reward_model_on_replies_of_two_models(
+    tiny_base_dir, artifacts
+):
     out = StringIO()
     call_command(
         "run_demo_round", preset="tiny", base=str(tiny_base_dir), sample_prompts=10,
-        eval_prompts=8, method="dpo", set=["sft.max_steps=10", "dpo.max_steps=4"], stdout=out,
+        eval_prompts=8, method="dpo", sample_mix="base", bradley_terry=2.0, stdout=out,
+        set=["sft.max_steps=10", "dpo.max_steps=4", "sample.mix_replies=2"],
     )  # fmt: skip
     report = out.getvalue()
     runs = TrainingRun.objects.order_by("pk")
     assert [r.kind for r in runs] == ["sft", "sample", "dpo"]  # no reward model, no PPO
+    base, sft = runs[0].input_model, runs[0].output_model
+    for task in RankingTask.objects.filter(project__slug="python-stdlib"):
+        authors = sorted(c.model_version_id for c in task.completions.all())
+        assert authors == sorted([base.pk] * 2 + [sft.pk] * 2)  # the base model wrote two
+    assert f"{base.name}'s replies over {sft.name}'s: " in report and "pairs (above " in report
     assert all(r.status == TrainingRun.Status.SUCCEEDED for r in runs)
     assert runs[2].config["max_steps"] == 4 and runs[2].rankings.count() == 20
     policy = ModelVersion.objects.get(kind="policy")

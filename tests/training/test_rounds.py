@@ -210,6 +210,34 @@ def test_the_reward_model_starts_from_the_base_model_when_the_round_says_so(
     assert round_.ppo_run is None and round_.policy == sft
 
 
+def test_a_round_mixes_the_base_models_replies_into_its_ranking_tasks_when_asked(
+    project_with_demos, base_version, tiny_base_dir
+):
+    project = project_with_demos
+    sft = model_version_register(checkpoint_dir=str(tiny_base_dir), kind="sft", name="tiny-sft",
+                                 project=project)  # fmt: skip
+    with pytest.raises(Invalid, match="descends from no base model"):
+        round_start(project=project, config={"sample_mix": "base"}, enqueue_it=False)
+    sft.parent = base_version  # as an SFT run records it
+    sft.save(update_fields=["parent"])
+    with pytest.raises(Invalid, match="sample_mix must be one of base, sft or empty"):
+        round_start(project=project, config={"sample_mix": "gpt-4"}, enqueue_it=False)
+    with pytest.raises(Invalid, match="that model itself"):  # round 1 samples from SFT
+        round_start(project=project, config={"sample_mix": "sft"}, enqueue_it=False)
+    with pytest.raises(Invalid, match="give 1 to 3"):  # checked at once, not when it samples
+        round_start(project=project, config={"sample_mix": "base", "sample": {"mix_replies": 4}},
+                    enqueue_it=False)  # fmt: skip
+    assert not Round.objects.exists()
+
+    round_ = round_start(project=project, enqueue_it=False,
+                         config={**TINY_ROUND, "sample_mix": "base",
+                                 "sample": {**TINY_ROUND["sample"], "mix_replies": 2}})  # fmt: skip
+    run = round_.sample_run
+    assert (run.input_model, run.config["mix_model"], run.config["mix_replies"]) == (
+        sft, base_version.pk, 2)  # fmt: skip
+    assert round_.config["sample_mix"] == "base"  # the next round mixes the base model too
+
+
 def test_a_round_whose_policy_has_no_base_cannot_start_its_reward_model_from_one(
     project_with_demos, sft_version
 ):

@@ -35,6 +35,9 @@ class RunKind:
     # The snapshot rule: rows(snapshot, config) takes the labeled rows it trains on into a
     # `training.services.snapshots.DatasetSnapshot`, or raises Invalid when too few.
     rows: Callable | None = None
+    # Checks of its settings against the project and its inputs, when a run is created:
+    # check(config, project=..., input_model=...) raises Invalid with the reason.
+    check: Callable | None = None
     # Its run page's charts: title -> the metric names drawn on it
     charts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 

@@ -211,6 +211,15 @@ class SampleRunConfig:
     top_p: float = setting(0.95, minimum=0.01, maximum=1.0)
     priority: int = setting(0, "queue priority of the ranking tasks")
     seed: int = setting(0)
+    # Replies of a second model in each ranking task (InstructGPT ranked replies of several
+    # models; Llama 2 two model variants): what the run's model never writes, the labelers
+    # cannot prefer, and a reward model cannot learn.
+    mix_model: int | None = setting(
+        None, "id of a second model (base, SFT or an earlier policy) that writes mix_replies of "
+        "each task's replies", minimum=1
+    )
+    mix_replies: int = setting(1, "with mix_model: how many of each task's K it writes",
+                               minimum=1)  # fmt: skip
     comparison: int | None = setting(None, "comparison batch", minimum=1, internal=True)
 
 

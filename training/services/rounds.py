@@ -9,9 +9,11 @@ one DPO run from the policy on the project's rankings is the policy step instead
 model and PPO (no reward model: the evaluation's replies go unscored). With
 `config["chat_comparisons"] = n` a round also starts ChatGPT's comparison data: n model-written
 messages of the project's chats, picked at random, each with K-1 alternatives that become a
-ranking task (`chat.services.comparisons`), ranked beside the round's own samples. People's votes
-on the human evaluation come in after the round is done; the project page sets them beside the
-reward model's opinion (`training.round_evaluation`).
+ranking task (`chat.services.comparisons`), ranked beside the round's own samples. With
+`config["sample_mix"] = "base"` (or "sft") that model writes `sample.mix_replies` of each
+ranking task's K replies beside the policy's (InstructGPT ranked replies of several models).
+People's votes on the human evaluation come in after the round is done; the project page sets
+them beside the reward model's opinion (`training.round_evaluation`).
 
     round_start(project=p, policy=sft)      # round 1: its sample run is queued
     round_advance(round_id=r.pk)            # one call moves it as far as it can go now
@@ -57,6 +59,10 @@ METHODS = ("ppo", "dpo")
 # reads the task's prompts and replies) or the base model that SFT model was trained from (a
 # reward model that has not learned to like the SFT model's own way of answering).
 REWARD_INIT = ("sft", "base")
+# A second model writing part of each ranking task's replies (`training.jobs.sample`, mix_model):
+# none, or the base or SFT model the policy descends from. The policy's own replies narrow as
+# it trains; a preference that none of them shows cannot be ranked, let alone learned.
+SAMPLE_MIX = ("", "base", "sft")
 
 
 def round_start(
@@ -71,6 +77,7 @@ def round_start(
         raise Invalid("A round samples from an SFT model or a policy: run SFT first.")
     if config["reward_init"] == "base" and ancestor(policy, ModelVersion.Kind.BASE) is None:
         raise Invalid(f"reward_init is base, but {policy.name} descends from no base model.")
+    mix = sample_mix(policy, config)
     try:
         with transaction.atomic():
             if Round.objects.filter(project=project).exclude(stage=St.DONE).exists():
@@ -80,7 +87,7 @@ def round_start(
                 project=project, number=number + 1, policy=policy, config=config,
                 rankings_needed=rankings_needed, created_by=created_by,
             )  # fmt: skip
-            _make_run(round_, "sample", input_model=policy, enqueue_it=enqueue_it)
+            _make_run(round_, "sample", input_model=policy, enqueue_it=enqueue_it, mix=mix)
             if config["chat_comparisons"] and comparable_messages(project).exists():
                 chat_comparisons_create(project=project, requested_by=created_by,
                                         count=config["chat_comparisons"], seed=round_.number)
@@ -143,6 +150,21 @@ def _step(round_: Round, *, by, enqueue_it: bool) -> bool:
     return False
 
 
+def sample_mix(policy: ModelVersion, config: dict) -> dict:
+    """The sample run's `mix_model` from the round's `sample_mix`: the base or SFT model up the
+    policy's lineage writes part of each ranking task's replies ({}: none)."""
+    kind = config["sample_mix"]
+    if not kind:
+        return {}
+    mix = ancestor(policy, kind)
+    if mix is None:
+        raise Invalid(f"sample_mix is {kind}, but {policy.name} descends from no {kind} model.")
+    if mix == policy:
+        raise Invalid(f"sample_mix is {kind}, but the round samples from {policy.name}, that "
+                      f"model itself: mix in the base model, or start from a policy.")  # fmt: skip
+    return {"mix_model": mix.pk}
+
+
 def reward_source(round_: Round) -> ModelVersion:
     """The model the round's reward model starts from (`config["reward_init"]`)."""
     if round_.config.get("reward_init") == "base":
@@ -199,11 +221,13 @@ def _move(round_: Round, stage: str, **fields) -> bool:
     return True
 
 
-def _make_run(round_: Round, kind: str, *, by=None, enqueue_it: bool, **models) -> TrainingRun:
+def _make_run(
+    round_: Round, kind: str, *, by=None, enqueue_it: bool, mix: dict | None = None, **models
+) -> TrainingRun:
     """The stage's run, made once (its request token names the round and stage) and handed to a
-    worker after the round's transaction commits."""
+    worker after the round's transaction commits. `mix`: the sample run's mix_model."""
     run = run_create(
-        kind=kind, project=round_.project, config=round_.config.get(kind, {}),
+        kind=kind, project=round_.project, config={**round_.config.get(kind, {}), **(mix or {})},
         preset=round_.config.get("preset", "tiny"), created_by=by or round_.created_by,
         request_token=f"round-{round_.pk}-{kind}", enqueue_it=False, **models,
     )  # fmt: skip
@@ -285,7 +309,8 @@ def _clean(config: dict) -> dict:
     preset = config.get("preset", "tiny")
     out = {"preset": preset, "chain": bool(config.get("chain", True)),
            "evaluate": bool(config.get("evaluate", False)),
-           "reward_init": config.get("reward_init", "sft"), "method": config.get("method", "ppo")}
+           "reward_init": config.get("reward_init", "sft"), "method": config.get("method", "ppo"),
+           "sample_mix": config.get("sample_mix") or ""}
     try:
         out["chat_comparisons"] = int(config.get("chat_comparisons") or 0)
     except (TypeError, ValueError):
@@ -299,6 +324,9 @@ def _clean(config: dict) -> dict:
     if out["reward_init"] not in REWARD_INIT:
         raise Invalid(f"reward_init must be one of {', '.join(REWARD_INIT)}; "
                       f"got {str(out['reward_init'])[:40]!r}.")  # fmt: skip
+    if out["sample_mix"] not in SAMPLE_MIX:
+        raise Invalid(f"sample_mix must be one of {', '.join(SAMPLE_MIX[1:])} or empty; "
+                      f"got {str(out['sample_mix'])[:40]!r}.")  # fmt: skip
     for kind in STAGE_KINDS:
         out[kind] = presets.clean_config(kind, config.get(kind) or {}, preset=preset)
     return out

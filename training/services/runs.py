@@ -50,6 +50,8 @@ def run_create(
     if spec.in_project and project is None:
         raise Invalid(f"{spec.noun.capitalize()} belongs to a project.")
     _check_inputs(spec, input_model, reward_model, config)
+    if spec.check is not None:
+        spec.check(config, project=project, input_model=input_model)
     try:
         with transaction.atomic():
             run = _create(

@@ -22,7 +22,7 @@ from labeling import exports
 from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt
 from training.errors import Invalid
 from training.jobs.kinds import run_kind
-from training.selectors import rankings_of
+from training.selectors import preferring, ranked_tasks, rankings_of
 
 
 def minimum(what: str) -> int:
@@ -86,15 +86,14 @@ class DatasetSnapshot:
 
         A ranking that ties every reply gives no pair to learn from: a run on nothing but such
         tasks would fail in the worker after its model loaded ("no usable ranking record").
-        They are refused here instead, saying so. (A ranking of one tier, `[[a, b, c, d]]`, is
-        the only one without a pair: `order` has a second item exactly when it prefers.)"""
+        They are refused here instead, saying so."""
         rankings = rankings_of(self.project, self.as_of)
-        tasks = rankings.values("task_id").distinct().count()
-        preferring = rankings.filter(order__1__isnull=False).values("task_id").distinct().count()
-        tied = tasks - preferring
-        noun = "ranked tasks" if not tied else (
-            f"ranked tasks that prefer one reply to another ({tied} more tie all their replies)")
-        _require(preferring, "ranked_tasks", purpose, noun=noun)
+        tasks = ranked_tasks(rankings)
+        usable = ranked_tasks(preferring(rankings))
+        noun = "ranked tasks" if usable == tasks else (
+            f"ranked tasks that prefer one reply to another ({tasks - usable} more tie all their "
+            f"replies)")  # fmt: skip
+        _require(usable, "ranked_tasks", purpose, noun=noun)
         self.rankings = list(rankings.values_list("id", flat=True))
 
     def take_prompts(self, *, purpose: str) -> None:

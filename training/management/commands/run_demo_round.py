@@ -40,7 +40,7 @@ from training.errors import Invalid
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
 from training.presets import clean_config
-from training.selectors import round_open
+from training.selectors import mix_pairs, round_open, sample_run_rankings
 from training.services.model_versions import model_version_import, model_version_register
 from training.services.rounds import round_advance, round_start
 from training.services.runs import run_create
@@ -109,6 +109,10 @@ class Command(BaseCommand):
         parser.add_argument("--best-of", type=int, default=4,
                             help="n of the best-of-n baseline (SFT replies the reward model "
                                  "picks from) the policy is reported against")  # fmt: skip
+        parser.add_argument("--sample-mix", choices=("base", "sft"),
+                            help="a second model writes part of each ranking task's replies "
+                                 "(--set sample.mix_replies=N, 1 when not given): the base "
+                                 "model, or from a policy the SFT model")  # fmt: skip
         parser.add_argument("--k", type=int, default=None,
                             help="replies per ranking task (default: the project's)")  # fmt: skip
         parser.add_argument("--base", help="a model directory to use as base (no pretraining)")
@@ -249,6 +253,7 @@ class Command(BaseCommand):
             },
             "method": options["method"],
             "dpo": {},  # the preset's
+            "sample_mix": options["sample_mix"] or "",
         }
         for kind, values in self.overrides.items():
             if kind in config:
@@ -336,6 +341,7 @@ class Command(BaseCommand):
             f"sampling throughput:               "
             f"{sample.metrics.get('completions_per_second', 0):.1f} "
             f"completions/s ({sample.metrics.get('ranking_tasks', 0)} tasks pushed)",
+            *sample_rankings(sample),
             "",
             "time by stage:",
             *(f"  {name:<22} {seconds:7.1f} s" for name, seconds in self.timings.items()),
@@ -386,6 +392,19 @@ def ppo_held_out(metrics: dict) -> list[str]:
                  f"{metrics['best_val_score']:+.3f}): {metrics['best_heldout_score']:+.3f} at KL "
                  f"{metrics['best_heldout_kl']:.3f}")
     return [line]
+
+
+def sample_rankings(sample) -> list[str]:
+    """How many of the sampled tasks the labelers could tell apart, and with a second model, how
+    its replies fared: a preference no reply shows leaves every task tied."""
+    ranked, usable = sample_run_rankings(sample)
+    lines = [f"ranked tasks that prefer a reply:  {usable} of {ranked} (the rest tie every reply)"]
+    if (pairs := mix_pairs(sample)) is not None:
+        mix = ModelVersion.objects.get(pk=sample.config["mix_model"]).name
+        lines.append(f"{mix}'s replies over {sample.input_model.name}'s: "
+                     f"{pairs.share_above:.0%} of {pairs.above + pairs.below + pairs.tied} pairs "
+                     f"(above {pairs.above}, below {pairs.below}, tied {pairs.tied})")  # fmt: skip
+    return lines
 
 
 SHOWN = {"loss", "val_loss", "val_accuracy", "score", "kl", "completions_per_second"}
