@@ -274,13 +274,6 @@ def preferring(rankings):
     return rankings.filter(order__1__isnull=False)
 
 
-def sample_run_rankings(run) -> tuple[int, int]:
-    """(ranked tasks, those with a ranking that prefers) of a sampling run's tasks: replies too
-    alike for the labelers' preference to tell apart tie, and teach a reward model nothing."""
-    rankings = Ranking.objects.filter(task__batch_key=f"{SAMPLE_BATCH_PREFIX}{run.pk}")
-    return ranked_tasks(rankings), ranked_tasks(preferring(rankings))
-
-
 def ranked_tasks(rankings) -> int:
     return rankings.values("task_id").distinct().count()
 
@@ -295,27 +288,50 @@ class MixPairs:
     tied: int
 
     @property
+    def total(self) -> int:
+        return self.above + self.below + self.tied
+
+    @property
     def share_above(self) -> float:
         """Its share of the pairs, a tie counting half."""
-        total = self.above + self.below + self.tied
-        return (self.above + self.tied / 2) / total if total else float("nan")
+        return (self.above + self.tied / 2) / self.total if self.total else float("nan")
 
 
-def mix_pairs(run) -> MixPairs | None:
-    """A sampling run with `mix_model`: how its replies fared against the run's model's (None for
-    a run without one). Says whether the second model wrote what the labelers wanted."""
-    mix = run.config.get("mix_model")
-    if not mix:
+@dataclass
+class SampleLabels:
+    """What people made of a sampling run's ranking tasks so far."""
+
+    tasks: int
+    ranked: int
+    # Ranked tasks with a ranking that prefers one reply: replies too alike for the labelers'
+    # preference to tell apart tie, and teach a reward model nothing.
+    preferring: int
+    mix: ModelVersion | None  # the second model (mix_model), if any
+    pairs: MixPairs | None  # how its replies fared against the run's model's
+
+
+def sample_labels(run) -> SampleLabels | None:
+    """A sampling run's ranking tasks as labeled so far (None for another kind of run, or a
+    blind comparison's replies)."""
+    if run.kind != TrainingRun.Kind.SAMPLE or run.config.get("comparison"):
         return None
     tasks = RankingTask.objects.filter(batch_key=f"{SAMPLE_BATCH_PREFIX}{run.pk}")
+    rankings = Ranking.objects.filter(task__in=tasks)
+    mix = ModelVersion.objects.filter(pk=run.config.get("mix_model") or 0).first()
+    return SampleLabels(tasks=tasks.count(), ranked=ranked_tasks(rankings),
+                        preferring=ranked_tasks(preferring(rankings)), mix=mix,
+                        pairs=mix and _mix_pairs(tasks, rankings, mix))  # fmt: skip
+
+
+def _mix_pairs(tasks, rankings, mix: ModelVersion) -> MixPairs:
     author = dict(TaskCompletion.objects.filter(task__in=tasks)
                   .values_list("completion_id", "completion__model_version_id"))  # fmt: skip
     pairs = MixPairs(0, 0, 0)
-    for order in Ranking.objects.filter(task__in=tasks).values_list("order", flat=True):
-        tier = {c: n for n, group in enumerate(order) for c in (group if isinstance(group, list)
-                                                                 else [group])}  # fmt: skip
-        ours = [n for c, n in tier.items() if author.get(c) == mix]
-        theirs = [n for c, n in tier.items() if author.get(c) != mix]
+    for order in rankings.values_list("order", flat=True):
+        tier = {c: n for n, group in enumerate(order)
+                for c in (group if isinstance(group, list) else [group])}  # fmt: skip
+        ours = [n for c, n in tier.items() if author.get(c) == mix.pk]
+        theirs = [n for c, n in tier.items() if author.get(c) != mix.pk]
         for a in ours:
             for b in theirs:
                 pairs.above += a < b

@@ -134,6 +134,7 @@ def _run_context(run):
     return {"run": run, "charts": run_charts(run.kind, curves),
             "settings": presets.described(run.kind, run.config or {}),
             "snapshot": selectors.snapshot_counts(run=run),
+            "labels": selectors.sample_labels(run),
             "pace": run_pace(run, now=timezone.now()),
             "warnings": run_warnings(run, curves)}  # fmt: skip
 

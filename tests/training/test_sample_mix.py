@@ -69,3 +69,38 @@ def test_a_mix_model_that_cannot_write_part_of_the_tasks_is_refused_with_nothing
         run_create(kind="sample", project=project, input_model=sft_version, enqueue_it=False,
                    config={"mix_model": models[mix].pk, "mix_replies": replies})  # fmt: skip
     assert not TrainingRun.objects.exists()
+
+
+@pytest.mark.urls("training_urls")
+def test_the_run_page_says_how_the_labelers_ranked_the_second_models_replies(
+    client, staff, project_with_demos, sft_version, base_version, django_user_model
+):
+    from labeling.services.queue import ranking_claim_next
+    from labeling.services.ranking_tasks import ranking_tasks_create
+    from labeling.services.rankings import ranking_submit
+
+    project = project_with_demos  # K = 4: two replies of each model per task
+    run = run_create(kind="sample", project=project, input_model=sft_version, enqueue_it=False,
+                     config={"num_prompts": 3, "mix_model": base_version.pk, "mix_replies": 2})
+    authors = [sft_version, sft_version, base_version, base_version]
+    ranking_tasks_create(project=project, batch_key=f"training-run-{run.pk}", prompt_completions=[
+        (p, [{"text": f"{v.name} {i} <b>", "model_label": v.name, "model_version_id": v.pk}
+             for i, v in enumerate(authors)]) for p in run.prompts.values_list("pk", flat=True)
+    ])  # fmt: skip
+    orders = iter([
+        lambda ids: [[ids[2]], [ids[3]], [ids[0]], [ids[1]]],  # the base model's two on top
+        lambda ids: [[ids[0], ids[2]], [ids[1]], [ids[3]]],  # a tie across the models
+        lambda ids: [ids],  # every reply tied: nothing to learn
+    ])  # fmt: skip
+    labeler = django_user_model.objects.create_user("ranker")
+    while (assignment := ranking_claim_next(labeler=labeler, project=project)) is not None:
+        ids = list(assignment.task.items.order_by("position").values_list("completion_id",
+                                                                          flat=True))
+        ranking_submit(assignment_id=assignment.pk, labeler=labeler, order=next(orders)(ids))
+
+    client.force_login(staff)
+    page = " ".join(client.get(f"/training/runs/{run.pk}/").content.decode().split())
+    assert "3 of its 3 ranking tasks; 2 with a ranking that prefers a reply (the rest tie" in page
+    # pairs (base, SFT): 4 above in the first; in the second 1 above, 2 below, 1 tied; 4 tied
+    assert (f"{base_version.name}</a> wrote 2 of each task's replies: ranked above "
+            f"{sft_version.name}'s in 5, below in 2 and tied in 5 of 12 pairs: 62%") in page

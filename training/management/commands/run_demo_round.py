@@ -40,7 +40,7 @@ from training.errors import Invalid
 from training.ml.shipped import SHIPPED_NAME, shipped_model_path
 from training.models import ModelVersion, Round, TrainingRun
 from training.presets import clean_config
-from training.selectors import mix_pairs, round_open, sample_run_rankings
+from training.selectors import round_open, sample_labels
 from training.services.model_versions import model_version_import, model_version_register
 from training.services.rounds import round_advance, round_start
 from training.services.runs import run_create
@@ -397,13 +397,13 @@ def ppo_held_out(metrics: dict) -> list[str]:
 def sample_rankings(sample) -> list[str]:
     """How many of the sampled tasks the labelers could tell apart, and with a second model, how
     its replies fared: a preference no reply shows leaves every task tied."""
-    ranked, usable = sample_run_rankings(sample)
-    lines = [f"ranked tasks that prefer a reply:  {usable} of {ranked} (the rest tie every reply)"]
-    if (pairs := mix_pairs(sample)) is not None:
-        mix = ModelVersion.objects.get(pk=sample.config["mix_model"]).name
-        lines.append(f"{mix}'s replies over {sample.input_model.name}'s: "
-                     f"{pairs.share_above:.0%} of {pairs.above + pairs.below + pairs.tied} pairs "
-                     f"(above {pairs.above}, below {pairs.below}, tied {pairs.tied})")  # fmt: skip
+    labels = sample_labels(sample)
+    lines = [f"ranked tasks that prefer a reply:  {labels.preferring} of {labels.ranked} (the "
+             f"rest tie every reply)"]  # fmt: skip
+    if (pairs := labels.pairs) is not None:
+        lines.append(f"{labels.mix.name}'s replies over {sample.input_model.name}'s: "
+                     f"{pairs.share_above:.0%} of {pairs.total} pairs (above {pairs.above}, "
+                     f"below {pairs.below}, tied {pairs.tied})")  # fmt: skip
     return lines
 
 
