@@ -213,7 +213,8 @@ def frozen_base_copy(model: nn.Module) -> nn.Module:
     """A copy of `model` that holds `model`'s base parameters themselves (no memory) and copies
     of its adapters and scalar head, the parts LoRA trains. The modules are new, so adapters
     added to the copy are not in `model`. The shared base must stay frozen in both: PPO's value
-    model shares the reward model's base this way, the EMA the policy's."""
+    model shares the reward model's base this way, the EMA the policy's, and a LoRA reward
+    ensemble's members their start's (`training.ml.ensemble_model`)."""
     memo = {id(p): p for n, p in model.named_parameters() if not lora_trained(n)}
     return copy.deepcopy(model, memo)
 
