@@ -1,7 +1,9 @@
 """Reward-model ensembles: the ensemble scores as the mean of its members, their disagreement is
 0 only when they agree, a saved ensemble loads back scoring the same, the bootstrap is seeded,
 an ensemble run reports the ensemble's and the members' figures and resumes, and PPO against an
-ensemble reports the members' disagreement and can subtract it."""
+ensemble reports the members' disagreement and can subtract it. LoRA members share one frozen
+base, in memory and on disk, and score after loading exactly as before saving; an ensemble saved
+as member directories (merged LoRA members, as before bases were shared) still loads."""
 
 import copy
 import itertools
@@ -13,6 +15,7 @@ from test_reward import hidden_rule_data, tiny_rm, tokenizer, user
 
 from training.ml.ensemble_model import RewardEnsemble
 from training.ml.gpt import GPT
+from training.ml.lora import frozen_base_copy, has_lora, lora_trained, merge_lora
 from training.ml.model_files import load_model, load_tokenizer, read_config, save_model
 from training.ml.ppo import PPOConfig, train_ppo
 from training.ml.records import RankingRecord, split_by_prompt
@@ -25,6 +28,7 @@ from training.ml.reward_ensemble import (
     member_scores,
     reward_scorer,
     train_reward_ensemble,
+    value_start,
 )
 
 
@@ -178,3 +182,105 @@ def test_ppo_against_an_ensemble_reports_its_disagreement_and_can_subtract_it(en
 def test_a_penalty_against_a_single_reward_model_is_refused_naming_it():
     with pytest.raises(ValueError, match="ensemble_penalty 0.5 needs a reward-model ensemble"):
         reward_scorer(tiny_rm(), pad_id=0, penalty=0.5)
+
+
+@pytest.fixture(scope="module")
+def lora_ensemble():
+    """Three LoRA members trained from one tiny reward model, that model (their base), the
+    rankings and the config."""
+    start, records = tiny_rm(), hidden_rule_data(40, seed=3)
+    config = RewardConfig(epochs=1, batch_size=8, lr=3e-3, val_fraction=0.25, ensemble=3,
+                          lora_rank=4)  # fmt: skip
+    result = train_reward_ensemble(start, tokenizer(), records, config)
+    return result.model, start, records, config
+
+
+def numel(module) -> int:
+    return sum(p.numel() for p in module.parameters())  # each shared parameter once
+
+
+def test_lora_members_share_one_frozen_base_and_still_differ(lora_ensemble):
+    ensemble, start, _, _ = lora_ensemble
+    assert ensemble.shared_base and all(has_lora(m) for m in ensemble.members)
+    own = sum(p.numel() for n, p in ensemble.members[0].named_parameters() if lora_trained(n))
+    assert numel(ensemble) == numel(start) - numel(start.score_head) + 3 * own  # the base once
+    assert numel(ensemble) < 1.5 * numel(start)  # merged members would hold 3 whole models
+    bases = [{p.data_ptr() for n, p in m.named_parameters() if not lora_trained(n)}
+             for m in (start, *ensemble.members)]  # fmt: skip
+    assert all(base == bases[0] for base in bases)  # the very tensors of the input model
+    prompts, replies = pairs()
+    sequences = [p + r for p, r in zip(prompts, replies, strict=True)]
+    scores = member_scores(ensemble, sequences, pad_id=0)
+    assert not any(torch.equal(a, b) for a, b in itertools.combinations(scores, 2))
+
+
+def test_a_saved_lora_ensemble_stores_the_base_once_and_loads_scoring_exactly_the_same(
+    lora_ensemble, tmp_path
+):
+    ensemble, start, _, _ = lora_ensemble
+    directory = save_model(tmp_path / "rm", ensemble, tokenizer_path=None)
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "config.json", "member-0.safetensors", "member-1.safetensors", "member-2.safetensors",
+        "model.safetensors"]  # fmt: skip
+    info = read_config(directory)
+    assert (info["members"], info["lora"]["r"], info["config"]["n_layer"]) == (3, 4, 2)
+    merged = RewardEnsemble([merge_lora(frozen_base_copy(m)) for m in ensemble.members])
+    old = save_model(tmp_path / "merged", merged, tokenizer_path=None)  # the layout before
+    assert (old / "member-2" / "model.safetensors").is_file()
+
+    def size(d):
+        return sum(f.stat().st_size for f in d.rglob("*.safetensors"))
+
+    assert size(directory) < 0.5 * size(old)
+    loaded, _ = load_model(directory)
+    assert loaded.shared_base and numel(loaded) == numel(ensemble)
+    prompts, replies = pairs()
+    sequences = [p + r for p, r in zip(prompts, replies, strict=True)]
+    before = member_scores(ensemble, sequences, pad_id=0)
+    assert torch.equal(member_scores(loaded, sequences, pad_id=0), before)
+    # the old layout (merged members, each a model directory) loads as it did
+    again, _ = load_model(old)
+    assert not again.shared_base and numel(again) == 3 * numel(merged.members[0])
+    assert torch.allclose(member_scores(again, sequences, pad_id=0), before, atol=1e-5)
+
+
+def test_a_lora_ensembles_value_start_is_member_0_merged_leaving_the_ensemble_as_it_was(
+    lora_ensemble,
+):
+    ensemble = lora_ensemble[0]
+    prompts, replies = pairs()
+    sequences = [p + r for p, r in zip(prompts, replies, strict=True)]
+    before = member_scores(ensemble, sequences, pad_id=0)
+    value = value_start(ensemble)
+    assert not has_lora(value)
+    alone = member_scores(RewardEnsemble([value]), sequences, pad_id=0)[0]
+    assert torch.allclose(alone, before[0], atol=1e-5)
+    with torch.no_grad():  # its own weights: training it leaves the members' base alone
+        for p in value.parameters():
+            p.add_(1.0)
+    assert ensemble.shared_base and torch.equal(member_scores(ensemble, sequences, pad_id=0),
+                                                before)  # fmt: skip
+    # PPO with LoRA against the ensemble: its value model gets adapters of its own
+    torch.manual_seed(0)
+    policy = GPT(replace(ensemble.config, scalar_head=False))
+    run = train_ppo(policy, tokenizer(), [user(f"question {i}") for i in range(4)],
+                    PPOConfig(iterations=1, prompts_per_iteration=4, max_new_tokens=4,
+                              ppo_epochs=1, minibatch_size=4, lora_rank=4,
+                              unfinished_penalty=None),
+                    reward=ensemble)  # fmt: skip
+    assert run.history[0]["score_std"] > 0
+    assert torch.equal(member_scores(ensemble, sequences, pad_id=0), before)
+
+
+def test_a_lora_ensemble_stopped_in_its_second_member_resumes_to_the_same_ensemble(
+    lora_ensemble, tmp_path
+):
+    ensemble, _, records, config = lora_ensemble
+    stopped = train_reward_ensemble(tiny_rm(), tokenizer(), records, config,
+                                    on_step=lambda p: p.step == 5, checkpoint_dir=tmp_path)
+    assert stopped.stopped
+    resumed = train_reward_ensemble(tiny_rm(), tokenizer(), records, config,
+                                    checkpoint_dir=tmp_path).model  # fmt: skip
+    assert resumed.shared_base
+    for a, b in itertools.zip_longest(ensemble.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)

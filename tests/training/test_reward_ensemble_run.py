@@ -1,7 +1,8 @@
 """A reward run with `ensemble: 2` through the real job: one version holding two member models,
 the ensemble's figures and the members' disagreement on the run (validation and evaluation
 prompts), and a PPO run against that version reporting the disagreement on its own samples
-and subtracting it. An ensemble size out of bounds is refused by name."""
+and subtracting it. With LoRA the version stores one base and each member's adapters, and a
+LoRA PPO run against it works. An ensemble size out of bounds is refused by name."""
 
 from pathlib import Path
 
@@ -69,6 +70,35 @@ def test_an_ensemble_reward_run_reports_disagreement_and_ppo_runs_against_it(
     charts = [str(c) for c in run_charts("ppo", metric_points(run=ppo))]  # the run page's
     assert any('aria-label="reward-model disagreement"' in c for c in charts)
     assert "heldout_score" in ppo.metrics and ppo.metrics["heldout_score_std"] > 0  # held out too
+
+
+@pytest.mark.django_db(transaction=True)  # the runner's heartbeat: own connection
+def test_a_lora_ensemble_reward_run_stores_one_base_and_ppo_with_lora_runs_against_it(
+    project_with_demos, tiny_base_dir, artifacts, settings, tmp_path
+):
+    settings.TRAINING_MIN_RANKED_TASKS = 4
+    project = project_with_demos
+    sft, _, _ = ranked_with_held_out(project, tiny_base_dir)
+    reward = execute(run_create(kind="reward", project=project, input_model=sft,
+                                config={"max_steps": 2, "batch_size": 4, "val_fraction": 0.25,
+                                        "ensemble": 2, "lora_rank": 4},
+                                enqueue_it=False))  # fmt: skip
+    assert reward.metrics["ensemble_disagreement"] > 0
+    rm = reward.output_model
+    files = sorted(p.name for p in Path(rm.checkpoint_dir).iterdir())
+    assert files == ["config.json", "member-0.safetensors", "member-1.safetensors",
+                     "model.safetensors", "tokenizer.json"]  # fmt: skip
+    assert version_files(version=rm)["layers"] == 2
+    assert load_model(rm.checkpoint_dir)[0].shared_base
+    policy = model_version_register(checkpoint_dir=str(ending_model(tiny_base_dir, tmp_path)),
+                                    kind="sft", name="ends-at-once", project=project)  # fmt: skip
+    ppo = execute(run_create(
+        kind="ppo", project=project, input_model=policy, reward_model=rm,
+        config={"iterations": 1, "prompts_per_iteration": 4, "max_new_tokens": 8,
+                "ppo_epochs": 1, "minibatch_size": 4, "ensemble_penalty": 0.5, "lora_rank": 4},
+        enqueue_it=False,
+    ))  # fmt: skip
+    assert ppo.metrics["end_rate"] == 1.0 and ppo.metrics["score_std"] > 0
 
 
 @pytest.mark.parametrize(("value", "message"), [

@@ -213,10 +213,13 @@ def frozen_base_copy(model: nn.Module) -> nn.Module:
     """A copy of `model` that holds `model`'s base parameters themselves (no memory) and copies
     of its adapters and scalar head, the parts LoRA trains. The modules are new, so adapters
     added to the copy are not in `model`. The shared base must stay frozen in both: PPO's value
-    model shares the reward model's base this way, the EMA the policy's."""
-    memo = {
-        id(p): p
-        for n, p in model.named_parameters()
-        if not (n.startswith("score_head.") or ".lora_" in n)
-    }
+    model shares the reward model's base this way, the EMA the policy's, and a LoRA reward
+    ensemble's members their start's (`training.ml.ensemble_model`)."""
+    memo = {id(p): p for n, p in model.named_parameters() if not lora_trained(n)}
     return copy.deepcopy(model, memo)
+
+
+def lora_trained(name: str) -> bool:
+    """Whether the parameter or state-dict entry `name` is one LoRA trains (an adapter or the
+    scalar head), not part of the frozen base."""
+    return name.startswith("score_head.") or ".lora_" in name

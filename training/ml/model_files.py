@@ -9,10 +9,19 @@ model files plus the optimizer's state, to resume from) are `training.ml.resume`
                         "lora" (`LoraSettings`) for a model with unmerged LoRA adapters
     tokenizer.json      a copy of the tokenizer, so the directory is self-contained
 
-A reward-model ensemble (`training.ml.ensemble_model.RewardEnsemble`) is one directory too: its
-members as model directories `member-0/`, `member-1/`, ... (without tokenizer copies) in place of
-model.safetensors, and config.json with "members" (their number) beside the members' "arch" and
-"config", which a version's page reads; `load_model` gives the ensemble back.
+A reward-model ensemble (`training.ml.ensemble_model.RewardEnsemble`) is one directory too, with
+"members" (their number) in config.json beside the members' "arch" and "config", which a
+version's page reads; `load_model` gives the ensemble back. LoRA members over one base
+(`RewardEnsemble.shared_base`) store that base once:
+
+    model.safetensors   the frozen base every member shares
+    member-0.safetensors, member-1.safetensors, ...
+                        each member's LoRA adapters and scalar head (`lora.lora_trained`)
+    config.json         "members" and "lora", the adapters' settings
+
+and load sharing it again. Other members (full fine-tuning, or adapters over different bases)
+are model directories `member-0/`, `member-1/`, ... (without tokenizer copies) in place of
+model.safetensors; so was every ensemble saved before bases were shared, and it loads as before.
 
 It goes to a temporary directory beside the target, which then replaces the target with two
 renames, so a crash never leaves a half-written model under the real name (at worst the
@@ -35,7 +44,7 @@ from torch import nn
 
 from training.ml.architectures import DEFAULT_ARCH, arch_of, build_model
 from training.ml.ensemble_model import RewardEnsemble
-from training.ml.lora import LoraSettings, add_lora, settings_dict
+from training.ml.lora import LoraSettings, add_lora, frozen_base_copy, lora_trained, settings_dict
 from training.ml.tokenizer import ChatTokenizer
 
 FORMAT = "rlhf-loop-gpt"
@@ -70,6 +79,7 @@ def save_model(
     directory = Path(directory)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves as its model
     members = list(model.members) if isinstance(model, RewardEnsemble) else []
+    shared = bool(members) and model.shared_base
     described = members[0] if members else model
     info = {
         "format": FORMAT,
@@ -81,19 +91,19 @@ def save_model(
     }
     if members:
         info["members"] = len(members)
-    lora = None if members else settings_dict(model)
-    if lora is not None:  # a LoRA run's checkpoint: the loader adds the same adapters first
+    lora = settings_dict(described) if shared or not members else None
+    if lora is not None:  # LoRA adapters unmerged: the loader adds the same adapters first
         info["lora"] = lora
     text = json.dumps(info, indent=2)  # not JSON-serializable: fail before writing anything
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is shared with the web app
-        for i, member in enumerate(members):
+        for i, member in enumerate([] if shared else members):
             save_model(tmp / member_dir(i), member, tokenizer_path=None)
-        if not members:
-            weights = {k: v.detach().cpu().contiguous() for k, v in stored_weights(model).items()}
-            save_file(weights, tmp / MODEL_FILE, metadata={"format": FORMAT})
+        for name, weights in weight_files(model).items():
+            weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
+            save_file(weights, tmp / name, metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(text)
         if tokenizer_path:
             shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
@@ -104,9 +114,30 @@ def save_model(
     return directory
 
 
+def weight_files(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
+    """The safetensors files of `model`'s directory by name: a model's weights, or a shared-base
+    ensemble's base and each member's adapters and head; none for an ensemble of member
+    directories."""
+    if not isinstance(model, RewardEnsemble):
+        return {MODEL_FILE: stored_weights(model)}
+    if not model.shared_base:
+        return {}
+    base = stored_weights(model.members[0])
+    files = {MODEL_FILE: {k: v for k, v in base.items() if not lora_trained(k)}}
+    for i, member in enumerate(model.members):
+        own = stored_weights(member)
+        files[member_file(i)] = {k: v for k, v in own.items() if lora_trained(k)}
+    return files
+
+
 def member_dir(i: int) -> str:
     """The directory of an ensemble's member `i`, inside the ensemble's."""
     return f"member-{i}"
+
+
+def member_file(i: int) -> str:
+    """The adapters and head of a shared-base ensemble's member `i`, inside its directory."""
+    return f"member-{i}.safetensors"
 
 
 def _swap_into_place(tmp: Path, directory: Path) -> None:
@@ -138,23 +169,44 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     """(model, info) from a directory written by `save_model`; `info` is its config.json with
     `tokenizer_path` resolved. Weights that do not fit the config are a ValueError. A LoRA run's
     checkpoint loads with its adapters (`training.ml.lora.merge_lora` makes it plain); an
-    ensemble's directory loads as a `RewardEnsemble` of its members."""
+    ensemble's directory loads as a `RewardEnsemble` of its members, LoRA members sharing the
+    one base stored."""
     directory = Path(directory)
     info = read_config(directory)
     if "members" in info:
         n = info["members"]
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"{directory / CONFIG_FILE}: members must be a count, got {n!r}")
-        members = [load_model(directory / member_dir(i), device)[0] for i in range(n)]
-        return RewardEnsemble(members), info
+        if not info.get("lora"):
+            members = [load_model(directory / member_dir(i), device)[0] for i in range(n)]
+            return RewardEnsemble(members), info
+        base = _built(info)  # a shared base: member 0 is read into it, the others share it
+        _read_weights(directory, MODEL_FILE, base, lambda k: not lora_trained(k))
+        members = [base] + [frozen_base_copy(base) for _ in range(1, n)]
+        for i, member in enumerate(members):
+            _read_weights(directory, member_file(i), member, lora_trained)
+        return RewardEnsemble(members).to(device), info
+    model = _built(info)
+    _read_weights(directory, MODEL_FILE, model)
+    return model.to(device), info
+
+
+def _built(info: dict) -> nn.Module:
+    """An untrained model of a config.json, with its LoRA adapters when it names them."""
     model = build_model(info.get("arch", DEFAULT_ARCH), info["config"])
     if info.get("lora"):
         add_lora(model, LoraSettings(**info["lora"]))
+    return model
+
+
+def _read_weights(directory: Path, name: str, model: nn.Module, part=lambda key: True) -> None:
+    """Load the file `name` of `directory` into `model`: exactly its stored weights whose names
+    `part` accepts (all by default), or a ValueError saying what does not fit the config."""
     try:
-        weights = load_file(directory / MODEL_FILE)
+        weights = load_file(directory / name)
     except Exception as exc:  # OSError, or safetensors' own error on a damaged file
-        raise ValueError(f"cannot read {directory / MODEL_FILE}: {exc}") from None
-    expected = {k: v.shape for k, v in stored_weights(model).items()}
+        raise ValueError(f"cannot read {directory / name}: {exc}") from None
+    expected = {k: v.shape for k, v in stored_weights(model).items() if part(k)}
     problems = [f"missing {k}" for k in expected.keys() - weights.keys()]
     problems += [f"unexpected {k}" for k in weights.keys() - expected.keys()]
     problems += [
@@ -164,9 +216,9 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     ]
     if problems:
         shown = "; ".join(sorted(problems)[:5]) + (" ..." if len(problems) > 5 else "")
-        raise ValueError(f"checkpoint {directory}: weights do not match config.json: {shown}")
+        raise ValueError(f"checkpoint {directory}: weights do not match config.json ({name}): "
+                         f"{shown}")
     model.load_state_dict(weights, strict=False)  # a tied head follows its embedding
-    return model.to(device), info
 
 
 def load_tokenizer(directory: str | os.PathLike) -> ChatTokenizer:

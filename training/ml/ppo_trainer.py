@@ -53,11 +53,12 @@ class PPOTrainer:
         self.policy = policy
         lora = LoraSettings.from_config(config)
         from_rm = isinstance(reward, (LanguageModel, RewardEnsemble))
-        start = value_start(reward)  # an ensemble's first member
-        if value_model is None and lora is not None and from_rm:
-            value_model = frozen_base_copy(start)  # its own head, the reward model's base
+        if value_model is None and from_rm:
+            start = value_start(reward)  # an ensemble's first member
+            # with LoRA its own head and adapters over the reward model's base
+            value_model = frozen_base_copy(start) if lora is not None else copy.deepcopy(start)
         elif value_model is None:
-            value_model = copy.deepcopy(start) if from_rm else with_scalar_head(policy)
+            value_model = with_scalar_head(policy)
         if lora is None:
             self.reference = reference if reference is not None else copy.deepcopy(policy)
             self.value_model = value_model.requires_grad_(True)

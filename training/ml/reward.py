@@ -240,13 +240,15 @@ def train_reward_model(
     validation: list[RankingRecord] | None = None,
     on_step: OnStep | None = None,
     checkpoint_dir=None,
+    merge: bool = True,
 ) -> RewardResult:
     """Train `model` (a model with a scalar head, e.g. `with_scalar_head(sft_model)`) in place
     on the rankings; see the module docstring. The final metrics hold the held-out figures
     (`val_accuracy`, `val_length_baseline_accuracy`, `val_mean_margin`, `val_loss`), the
     `reward_gain` that gave the training completions' rewards a standard deviation of 1 and the
     `reward_offset` then subtracted to centre the demonstrations' rewards on 0. `validation`
-    rankings replace the split of `records` (an ensemble's members share one held-out side)."""
+    rankings replace the split of `records` (an ensemble's members share one held-out side).
+    `merge=False` returns LoRA adapters unmerged (an ensemble's members share their base)."""
     config = config or RewardConfig()
     if model.score_head is None:
         raise ValueError("the reward model needs a scalar head: pass with_scalar_head(model)")
@@ -337,7 +339,8 @@ def train_reward_model(
                     checkpoint_every=config.checkpoint_every, checkpoint=checkpoint):  # fmt: skip
             stopped = True
             break
-    merge_lora(model)  # with lora_rank > 0: a plain model; checkpoints keep the adapters apart
+    if merge:
+        merge_lora(model)  # with lora_rank > 0: a plain model; checkpoints keep the adapters apart
     return RewardResult(model, step, total, stopped, metrics)
 
 

@@ -26,12 +26,16 @@ that is saved; beside them `member_val_accuracy_min`/`_max` (and `member_heldout
 `ensemble_disagreement` / `heldout_disagreement`: the mean over the completions of those
 prompts of the members' standard deviation (population, so two members give |r1 - r2| / 2).
 
-**Memory.** Members train one after another; a finished member waits on the CPU, so one model
-is on the accelerator while training. The ensemble is then evaluated, saved and later loaded
-whole: PPO holds n reward models (beside its policy, reference and value model; the value model
-starts from member 0, not from all of them). With LoRA each member's adapters are merged into a
-full copy as for one reward model; members sharing one frozen base with n sets of adapters
-would save that memory and is left undone.
+**Memory.** Members train one after another. In full fine-tuning each is a whole model and a
+finished one waits on the CPU, so one model is on the accelerator while training; the ensemble
+is then evaluated, saved and loaded whole, and PPO holds n reward models. With LoRA
+(`lora_rank` > 0) the members differ only in their adapters and scalar heads: each starts as a
+`frozen_base_copy` of the input model, trains its own adapters and head over that model's frozen
+weights, and is kept unmerged, so the ensemble holds the base once in memory and on disk
+(`training.ml.ensemble_model`, "One frozen base"): n members cost one model and n adapters,
+measured in `bench/bench_ensemble_memory.py`. PPO's value model starts from member 0, not from
+all of them (`value_start`): with LoRA a copy of the base with member 0's adapters merged in, the
+one full copy the value model needs to train its own head and adapters.
 
     result = train_reward_ensemble(with_scalar_head(sft_model), tokenizer, rankings,
                                    RewardConfig(ensemble=4), demonstrations=demos)
@@ -48,6 +52,7 @@ import torch
 from training.ml.architectures import LanguageModel
 from training.ml.configs import RewardConfig
 from training.ml.ensemble_model import RewardEnsemble
+from training.ml.lora import frozen_base_copy, has_lora, merge_lora
 from training.ml.model_files import member_dir
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord, split_by_prompt
@@ -124,8 +129,12 @@ def reward_scorer(reward, *, pad_id: int, penalty: float = 0.0):
 
 def value_start(reward: LanguageModel | RewardEnsemble) -> LanguageModel:
     """The model PPO's value model is copied from: the reward model, or an ensemble's first
-    member (one trunk to train, not n)."""
-    return reward.members[0] if isinstance(reward, RewardEnsemble) else reward
+    member (one trunk to train, not n), a plain model: LoRA members' adapters are merged into a
+    copy, which leaves the base the other members share as it is."""
+    if not isinstance(reward, RewardEnsemble):
+        return reward
+    first = reward.members[0]
+    return merge_lora(frozen_base_copy(first)) if has_lora(first) else first
 
 
 def train_reward_ensemble(
@@ -141,9 +150,11 @@ def train_reward_ensemble(
 ) -> RewardResult:
     """`config.ensemble` reward models from `model` (with a scalar head), see the module
     docstring; with 1 it is `train_reward_model(model, ...)`. Each member trains on a copy of
-    `model`, which itself moves to the CPU; member i checkpoints under
-    `checkpoint_dir/member-<i>`, so a resumed run reloads the finished members and continues the
-    one it stopped in. The result's model is a `RewardEnsemble` on `model`'s device."""
+    `model`, which itself moves to the CPU, or with LoRA on a `frozen_base_copy` of it, whose
+    frozen weights the members then share (the module docstring's "Memory"); member i
+    checkpoints under `checkpoint_dir/member-<i>`, so a resumed run reloads the finished members
+    and continues the one it stopped in. The result's model is a `RewardEnsemble` on `model`'s
+    device."""
     config = config or RewardConfig()
     if config.ensemble == 1:
         return train_reward_model(model, tokenizer, records, config, demonstrations=demonstrations,
@@ -152,7 +163,8 @@ def train_reward_ensemble(
     if config.ensemble < 1:
         raise ValueError(f"RewardConfig.ensemble must be at least 1, got {config.ensemble}")
     device = next(model.parameters()).device
-    start = model.cpu()
+    shared = config.lora_rank > 0  # members train adapters over `model`, which stays put
+    start = model if shared else model.cpu()
     train_idx, val_idx = split_by_prompt([r.key() for r in records], config.val_fraction,
                                          seed=config.seed)  # fmt: skip
     train, val = [records[i] for i in train_idx], [records[i] for i in val_idx]
@@ -160,16 +172,17 @@ def train_reward_ensemble(
     for i in range(config.ensemble):
         seed = config.seed + i
         reporter = _member_reporter(on_step, i, config.ensemble, done)
+        member = frozen_base_copy(start) if shared else copy.deepcopy(start).to(device)
         result = train_reward_model(
-            copy.deepcopy(start).to(device), tokenizer, bootstrap(train, seed=seed),
+            member, tokenizer, bootstrap(train, seed=seed),
             replace(config, seed=seed), demonstrations=demonstrations, held_out=held_out,
-            validation=val, on_step=reporter,
+            validation=val, on_step=reporter, merge=False,
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / member_dir(i),
         )  # fmt: skip
         done += result.step
         if result.stopped:
             return RewardResult(result.model, done, done, True, result.metrics)
-        members.append(result.model.cpu())
+        members.append(result.model if shared else result.model.cpu())
         results.append(result)
     ensemble = RewardEnsemble(members).to(device)
     metrics = {"ensemble_members": float(config.ensemble),
