@@ -14,6 +14,7 @@ from training import presets
 from training.charts import run_charts
 from training.errors import Invalid
 from training.ml.model_files import load_model, load_tokenizer, save_model
+from training.models import TrainingRun
 from training.selectors import metric_points, version_files
 from training.services.model_versions import model_version_register
 from training.services.runs import run_create
@@ -33,18 +34,21 @@ def ending_model(tiny_base_dir, tmp_path) -> Path:
     return save_model(tmp_path / "ending", model, tokenizer_path=info["tokenizer_path"])
 
 
+def ensemble_run(project, tiny_base_dir, **config) -> TrainingRun:
+    """A finished 2-member reward-ensemble run on the project's rankings, 3 prompts held out."""
+    sft, _, _ = ranked_with_held_out(project, tiny_base_dir)
+    return execute(run_create(kind="reward", project=project, input_model=sft, enqueue_it=False,
+                              config={"max_steps": 2, "batch_size": 4, "val_fraction": 0.25,
+                                      "ensemble": 2, **config}))  # fmt: skip
+
+
 @pytest.mark.django_db(transaction=True)  # the runner's heartbeat: own connection
 def test_an_ensemble_reward_run_reports_disagreement_and_ppo_runs_against_it(
     project_with_demos, tiny_base_dir, artifacts, settings, tmp_path
 ):
     settings.TRAINING_MIN_RANKED_TASKS = 4
     project = project_with_demos
-    sft, _, _ = ranked_with_held_out(project, tiny_base_dir)
-
-    reward = execute(run_create(kind="reward", project=project, input_model=sft,
-                                config={"max_steps": 2, "batch_size": 4, "val_fraction": 0.25,
-                                        "ensemble": 2},
-                                enqueue_it=False))  # fmt: skip
+    reward = ensemble_run(project, tiny_base_dir)
     m = reward.metrics
     assert m["ensemble_members"] == 2
     assert m["ensemble_disagreement"] > 0 and m["heldout_disagreement"] > 0
@@ -78,11 +82,7 @@ def test_a_lora_ensemble_reward_run_stores_one_base_and_ppo_with_lora_runs_again
 ):
     settings.TRAINING_MIN_RANKED_TASKS = 4
     project = project_with_demos
-    sft, _, _ = ranked_with_held_out(project, tiny_base_dir)
-    reward = execute(run_create(kind="reward", project=project, input_model=sft,
-                                config={"max_steps": 2, "batch_size": 4, "val_fraction": 0.25,
-                                        "ensemble": 2, "lora_rank": 4},
-                                enqueue_it=False))  # fmt: skip
+    reward = ensemble_run(project, tiny_base_dir, lora_rank=4)
     assert reward.metrics["ensemble_disagreement"] > 0
     rm = reward.output_model
     files = sorted(p.name for p in Path(rm.checkpoint_dir).iterdir())
