@@ -298,3 +298,62 @@ def test_unusable_data_and_a_nan_loss_are_clear_errors():
                for i in range(4)]  # fmt: skip
     with pytest.raises(FloatingPointError, match="DPO loss is nan at step 1"):
         train_dpo(model, tok, records, DPOConfig(max_steps=2, val_fraction=0))
+
+
+# -- RPO: preferred replies the model would not write -----------------------------------------
+
+OWN_WAYS = ["gives {}", "is {}", "makes {}"]  # never "returns": the SFT model does not say it
+
+
+@pytest.fixture(scope="module")
+def other_models_wins():
+    """(an SFT model that never says what a function returns, rankings in which the replies
+    another model wrote, which do, beat its own two samples): what a round with `sample_mix`
+    gives DPO when the labelers prefer what only the other model writes."""
+    demos = [
+        Demonstration(question(i) + [{"role": "assistant",
+                                      "content": OWN_WAYS[i % 3].format(OBJECTS[i % 3])}])
+        for i in range(48)
+    ]  # fmt: skip
+    config = SFTConfig(epochs=30, batch_size=8, lr=3e-3, warmup_steps=5, val_fraction=0)
+    model = train_sft(tiny_gpt(), tokenizer(), demos, config).model
+    prompts = range(100, 180)
+    own = samples(model, prompts, num_samples=2, seed=7)
+    records = []
+    for n, i in enumerate(prompts):
+        replies = own[2 * n : 2 * n + 2] + [f"returns {OBJECTS[i % 3]}",
+                                             f"it returns {OBJECTS[(i + 1) % 3]}"]  # fmt: skip
+        order = SimulatedLabeler(RULE).rank([Completion(k, t) for k, t in enumerate(replies)], None)
+        records.append(RankingRecord(question(i), replies, [order]))
+    return model, records
+
+
+def test_rpo_adds_the_chosen_replies_nll_per_token_to_the_dpo_loss(other_models_wins):
+    model, records = other_models_wins
+    first = {}
+    for alpha in (0.0, 0.7):
+        reports = []
+        config = DPOConfig(max_steps=1, batch_size=8, lr=1e-4, val_fraction=0, rpo_alpha=alpha)
+        train_dpo(copy.deepcopy(model), tokenizer(), records, config, on_step=reports.append)
+        first[alpha] = reports[0].metrics
+    nll = first[0.0]["chosen_nll"]  # the same first batch, the same weights
+    assert nll > 1 and first[0.7]["chosen_nll"] == pytest.approx(nll)
+    assert first[0.0]["loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert first[0.7]["loss"] == pytest.approx(math.log(2) + 0.7 * nll, rel=1e-5)
+
+
+def test_with_rpo_the_policy_learns_to_write_what_only_another_model_wrote(other_models_wins):
+    """DPO alone orders the pairs right but pushes the model's own replies down rather than
+    making the preferred ones likely: it still never says what a function returns. With RPO's
+    likelihood term it does."""
+    model, records = other_models_wins
+    assert preferred_share(model) == 0
+    shares, nll = {}, {}
+    for alpha in (0.0, 1.0):
+        config = DPOConfig(epochs=25, batch_size=8, lr=2e-3, beta=0.5, val_fraction=0.2,
+                           rpo_alpha=alpha)  # fmt: skip
+        result = train_dpo(copy.deepcopy(model), tokenizer(), records, config)
+        assert result.metrics["val_accuracy"] == 1.0  # both rank the held-out pairs right
+        shares[alpha], nll[alpha] = preferred_share(result.model), result.metrics["val_chosen_nll"]
+    assert shares[0.0] < 0.1 and nll[0.0] > 2
+    assert shares[1.0] > 0.4 and nll[1.0] < 1, (shares, nll)

@@ -52,5 +52,6 @@ KIND = RunKind(
     # carries to prompts it did not train on
     charts={"loss": ("loss", "val_loss"), "preference accuracy": ("accuracy", "val_accuracy"),
             "implicit reward": ("chosen_reward", "rejected_reward"),
-            "margin": ("margin", "val_margin")},
+            "margin": ("margin", "val_margin"),
+            "preferred replies' NLL per token": ("chosen_nll", "val_chosen_nll")},
 )  # fmt: skip

@@ -248,6 +248,13 @@ class DPOConfig:
         minimum=0.0,
         maximum=0.5,
     )
+    rpo_alpha: float = setting(
+        0.0,
+        "RPO: weight of the preferred replies' negative log-likelihood (per token) added to the "
+        "loss. DPO alone can push both replies down and never learn to write a preferred reply "
+        "its model would not sample (one another model wrote, say); 1.0 in the paper.",
+        minimum=0,
+    )
     epochs: int = setting(1, "Passes over the training prompts.", minimum=1)
     max_steps: int | None = setting(None, "Steps to train; overrides epochs when set.", minimum=1)
     batch_size: int = setting(

@@ -20,6 +20,12 @@ and the loss, as TRL's `DPOTrainer` computes it (trl/trainer/dpo_trainer.py), is
     ipo      (h' - 1 / (2 beta))^2 with h' from log-probs averaged over each reply's tokens
              (Azar et al. 2023, eq. 17; TRL's length normalization, checked with the authors)
 
+**RPO.** With `rpo_alpha` > 0 a pair's loss adds rpo_alpha times the chosen reply's negative
+log-likelihood per token (Pang et al. 2024, "Iterative Reasoning Preference Optimization"; TRL's
+`rpo_alpha`). The DPO loss only orders the two replies: it can lower both, the rejected more.
+When the preferred replies are ones the model would not write (another model's, mixed into the
+ranking tasks by a round's `sample_mix`), DPO alone learns to rank them and not to write them.
+
 The implicit rewards beta (log pi(y) - log ref(y)) of the chosen and rejected replies, their
 margin and the share of pairs it orders right ("accuracy", strict as TRL's) are reported per
 step and on the held-out prompts (split by prompt, as the reward model's).
@@ -161,27 +167,35 @@ def preference_terms(
     config: DPOConfig,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:  # fmt: skip
     """The batch's loss (mean over prompts of their pairs' mean) and, per pair, the implicit
-    rewards beta (log pi - log ref) of the chosen and rejected reply."""
+    rewards beta (log pi - log ref) of the chosen and rejected reply and the chosen reply's
+    negative log-likelihood per token (RPO's term, added to the loss times `rpo_alpha`)."""
     w, l = batch.winners, batch.losers  # noqa: E741
     per_pair = dpo_losses(
         logps[w], logps[l], reference[w], reference[l],
         beta=config.beta, loss_type=config.loss_type, label_smoothing=config.label_smoothing,
         chosen_tokens=tokens[w], rejected_tokens=tokens[l],
     )  # fmt: skip
+    nll = -logps[w] / tokens[w].clamp(min=1)
+    if config.rpo_alpha:
+        per_pair = per_pair + config.rpo_alpha * nll
     rewards = config.beta * (logps.detach() - reference)
     return mean_per_prompt(per_pair, batch.groups, batch.num_groups), {
-        "chosen": rewards[w], "rejected": rewards[l]
+        "chosen": rewards[w], "rejected": rewards[l], "chosen_nll": nll.detach()
     }  # fmt: skip
 
 
-def reward_figures(chosen: torch.Tensor, rejected: torch.Tensor) -> dict[str, float]:
-    """TRL's logged figures: the mean implicit rewards, their margin, and the share of pairs the
-    chosen reply wins (strictly: a tie counts as wrong)."""
+def reward_figures(
+    chosen: torch.Tensor, rejected: torch.Tensor, chosen_nll: torch.Tensor
+) -> dict[str, float]:
+    """TRL's logged figures: the mean implicit rewards, their margin, the share of pairs the
+    chosen reply wins (strictly: a tie counts as wrong) and the chosen replies' mean negative
+    log-likelihood per token (whether the policy learns to write them, not only to prefer them)."""
     return {
         "chosen_reward": float(chosen.mean()),
         "rejected_reward": float(rejected.mean()),
         "margin": float((chosen - rejected).mean()),
         "accuracy": float((chosen > rejected).float().mean()),
+        "chosen_nll": float(chosen_nll.mean()),
     }
 
 
@@ -215,20 +229,20 @@ def evaluate_preferences(
 ) -> dict[str, float]:
     """The loss and `reward_figures` over every pair of `examples` (held-out prompts)."""
     device = next(model.parameters()).device
-    losses, chosen, rejected = [], [], []
+    losses, parts = [], {"chosen": [], "rejected": [], "chosen_nll": []}
     for start in range(0, len(examples), config.batch_size):
         chunk = examples[start : start + config.batch_size]
         batch, tokens, reference = preference_batch(chunk, pad_id=pad_id, device=device)
         logps = reply_logprobs(model, batch, tokens)
         loss, rewards = preference_terms(logps, reference, tokens, batch, config)
         losses.append(float(loss) * len(chunk))
-        chosen.append(rewards["chosen"])
-        rejected.append(rewards["rejected"])
-    chosen, rejected = torch.cat(chosen), torch.cat(rejected)
+        for name, values in rewards.items():
+            parts[name].append(values)
+    pairs = {name: torch.cat(values) for name, values in parts.items()}
     return {
         "loss": sum(losses) / len(examples),
-        **reward_figures(chosen, rejected),
-        "pairs": float(len(chosen)),
+        **reward_figures(**pairs),
+        "pairs": float(len(pairs["chosen"])),
     }
 
 
@@ -290,7 +304,7 @@ def train_dpo(
         step += 1
         metrics.update(
             loss=loss.item(),
-            **reward_figures(rewards["chosen"], rewards["rejected"]),
+            **reward_figures(**rewards),
             lr=lr,
             grad_norm=grad_norm.item(),
         )
