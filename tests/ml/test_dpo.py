@@ -50,17 +50,22 @@ def tiny_gpt(seed=0):
     return GPT(config)
 
 
-@pytest.fixture(scope="module")
-def sft_model():
-    """A tiny model fine-tuned to answer in four ways, half of them saying what the function
-    returns: about half its samples follow the rule."""
+def sft_on(ways: list[str]):
+    """A tiny model fine-tuned to answer question i in way i mod len(ways) (about an object)."""
     demos = [
         Demonstration(question(i) + [{"role": "assistant",
-                                      "content": REPLIES[i % 4].format(OBJECTS[i % 3])}])
+                                      "content": ways[i % len(ways)].format(OBJECTS[i % 3])}])
         for i in range(48)
     ]  # fmt: skip
     config = SFTConfig(epochs=30, batch_size=8, lr=3e-3, warmup_steps=5, val_fraction=0)
     return train_sft(tiny_gpt(), tokenizer(), demos, config).model
+
+
+@pytest.fixture(scope="module")
+def sft_model():
+    """A tiny model fine-tuned to answer in four ways, half of them saying what the function
+    returns: about half its samples follow the rule."""
+    return sft_on(REPLIES)
 
 
 def samples(model, prompts, *, num_samples, seed):
@@ -310,13 +315,7 @@ def other_models_wins():
     """(an SFT model that never says what a function returns, rankings in which the replies
     another model wrote, which do, beat its own two samples): what a round with `sample_mix`
     gives DPO when the labelers prefer what only the other model writes."""
-    demos = [
-        Demonstration(question(i) + [{"role": "assistant",
-                                      "content": OWN_WAYS[i % 3].format(OBJECTS[i % 3])}])
-        for i in range(48)
-    ]  # fmt: skip
-    config = SFTConfig(epochs=30, batch_size=8, lr=3e-3, warmup_steps=5, val_fraction=0)
-    model = train_sft(tiny_gpt(), tokenizer(), demos, config).model
+    model = sft_on(OWN_WAYS)
     prompts = range(100, 180)
     own = samples(model, prompts, num_samples=2, seed=7)
     records = []
