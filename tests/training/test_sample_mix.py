@@ -104,3 +104,21 @@ def test_the_run_page_says_how_the_labelers_ranked_the_second_models_replies(
     # pairs (base, SFT): 4 above in the first; in the second 1 above, 2 below, 1 tied; 4 tied
     assert (f"{base_version.name}</a> wrote 2 of each task's replies: ranked above "
             f"{sft_version.name}'s in 5, below in 2 and tied in 5 of 12 pairs: 62%") in page
+
+
+@pytest.mark.urls("training_urls")
+def test_the_start_form_takes_a_mix_model_and_refuses_the_runs_own(
+    client, staff, project_with_demos, sft_version, base_version
+):
+    client.force_login(staff)
+    url = f"/training/projects/{project_with_demos.slug}/start/sample/"
+    form = {"request_token": "tok-1", "preset": "tiny", "input_model": sft_version.pk}
+    response = client.post(url, {**form, "cfg_mix_model": str(sft_version.pk)})
+    assert response.status_code == 400
+    assert "mix_model is chatty-sft, the run&#x27;s own model" in response.content.decode()
+    assert not TrainingRun.objects.exists()
+    response = client.post(url, {**form, "cfg_mix_model": str(base_version.pk),
+                                 "cfg_mix_replies": "2"})  # fmt: skip
+    run = TrainingRun.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/training/runs/{run.pk}/"
+    assert (run.config["mix_model"], run.config["mix_replies"]) == (base_version.pk, 2)
