@@ -121,7 +121,8 @@ def continue_round(request, slug):
         round_ = round_continue(project=project, by=request.user,
                                 evaluate=request.POST.get("evaluate") == "on",
                                 method=request.POST.get("method") or None,
-                                chat_comparisons=request.POST.get("chat_comparisons") or None)
+                                chat_comparisons=request.POST.get("chat_comparisons") or None,
+                                sample_mix=request.POST.get("sample_mix"))
     except QueueUnavailable as exc:
         messages.error(request, f"The round's run was recorded but not started: {exc}")
     else:

@@ -289,7 +289,11 @@ def test_the_round_button_starts_a_dpo_round_when_asked(client, staff, project_w
     bad = staff_client.post(url, {"chat_comparisons": "many"})
     assert bad.status_code == 400 and "chat_comparisons must be" in bad.content.decode()
     assert not Round.objects.exists()
-    assert staff_client.post(url, {"method": "dpo", "chat_comparisons": "0"}).status_code == 302
+    assert 'name="sample_mix"' in staff_client.get(page).content.decode()
+    bad = staff_client.post(url, {"sample_mix": "sft"})  # round 1 samples from SFT itself
+    assert bad.status_code == 400 and "that model itself" in bad.content.decode()
+    assert staff_client.post(url, {"method": "dpo", "chat_comparisons": "0",
+                                   "sample_mix": ""}).status_code == 302  # fmt: skip
     assert Round.objects.get(project=project_with_demos).config["method"] == "dpo"
 
 

@@ -275,12 +275,13 @@ def rounds_advance_waiting(*, enqueue_it: bool = True) -> list[Round]:
 
 def round_continue(
     *, project, by=None, enqueue_it: bool = True, evaluate: bool | None = None,
-    method: str | None = None, chat_comparisons=None,
+    method: str | None = None, chat_comparisons=None, sample_mix: str | None = None,
 ) -> Round:  # fmt: skip
     """The "continue round" button: the open round moved on (its failed run resumed), or, with
     none open, a new round from the newest policy with the last round's settings (`evaluate`,
     when given, says whether it ends with a human evaluation; `method` its policy step;
-    `chat_comparisons` how many chat messages it turns into ranking tasks)."""
+    `chat_comparisons` how many chat messages it turns into ranking tasks; `sample_mix` whose
+    replies join the policy's in its ranking tasks, "" for none)."""
     open_round = Round.objects.filter(project=project).exclude(stage=St.DONE).first()
     if open_round is not None:
         run = open_round.current_run
@@ -294,6 +295,8 @@ def round_continue(
         config = {**config, "method": method}
     if chat_comparisons is not None:
         config = {**config, "chat_comparisons": chat_comparisons}
+    if sample_mix is not None:
+        config = {**config, "sample_mix": sample_mix}
     return round_start(
         project=project,
         policy=last.policy_run.output_model if last and last.policy_run else None,
