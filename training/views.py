@@ -131,11 +131,9 @@ def continue_round(request, slug):
 
 
 def _run_context(run):
+    """What the live fragment shows (polled every 2 s while the run runs)."""
     curves = selectors.metric_points(run=run)
     return {"run": run, "charts": run_charts(run.kind, curves),
-            "settings": presets.described(run.kind, run.config or {}),
-            "snapshot": selectors.snapshot_counts(run=run),
-            "labels": selectors.sample_labels(run),
             "pace": run_pace(run, now=timezone.now()),
             "warnings": run_warnings(run, curves)}  # fmt: skip
 
@@ -143,7 +141,11 @@ def _run_context(run):
 @require_GET
 @staff_only
 def run(request, run_id):
-    return render(request, "training/run.html", _run_context(selectors.run_get(run_id=run_id)))
+    run = selectors.run_get(run_id=run_id)
+    return render(request, "training/run.html", {
+        **_run_context(run), "settings": presets.described(run.kind, run.config or {}),
+        "snapshot": selectors.snapshot_counts(run=run), "labels": selectors.sample_labels(run),
+    })  # fmt: skip
 
 
 @require_GET

@@ -87,7 +87,7 @@ def round_start(
                 project=project, number=number + 1, policy=policy, config=config,
                 rankings_needed=rankings_needed, created_by=created_by,
             )  # fmt: skip
-            _make_run(round_, "sample", input_model=policy, enqueue_it=enqueue_it, mix=mix)
+            _make_run(round_, "sample", input_model=policy, enqueue_it=enqueue_it, resolved=mix)
             if config["chat_comparisons"] and comparable_messages(project).exists():
                 chat_comparisons_create(project=project, requested_by=created_by,
                                         count=config["chat_comparisons"], seed=round_.number)
@@ -222,12 +222,15 @@ def _move(round_: Round, stage: str, **fields) -> bool:
 
 
 def _make_run(
-    round_: Round, kind: str, *, by=None, enqueue_it: bool, mix: dict | None = None, **models
-) -> TrainingRun:
+    round_: Round, kind: str, *, by=None, enqueue_it: bool, resolved: dict | None = None,
+    **models,
+) -> TrainingRun:  # fmt: skip
     """The stage's run, made once (its request token names the round and stage) and handed to a
-    worker after the round's transaction commits. `mix`: the sample run's mix_model."""
+    worker after the round's transaction commits. `resolved`: settings the round works out for
+    this run beside its stage's config (the sample run's mix_model)."""
     run = run_create(
-        kind=kind, project=round_.project, config={**round_.config.get(kind, {}), **(mix or {})},
+        kind=kind, project=round_.project,
+        config={**round_.config.get(kind, {}), **(resolved or {})},
         preset=round_.config.get("preset", "tiny"), created_by=by or round_.created_by,
         request_token=f"round-{round_.pk}-{kind}", enqueue_it=False, **models,
     )  # fmt: skip
