@@ -5,7 +5,9 @@ value copies, AdamW moments for two whole models). Each setup runs in a fresh pr
 peak is taken over the iteration (the high-water mark is reset after loading, whose
 dequantization briefly holds more than the model), and again once `train_ppo` has returned:
 with LoRA it merges the adapters then, which gives the value model its own weights (a third
-trunk) and so costs memory the iteration itself does not.
+trunk) and so costs memory the iteration itself does not. Also the size on disk of the
+checkpoint the run writes after its iteration (what a killed run resumes from): with LoRA the
+adapters and heads alone, the frozen bases being the run's inputs.
 
     python bench/bench_ppo_memory.py                    # LoRA r=16 against full, 4 prompts x 32
     python bench/bench_ppo_memory.py --prompts 8 --new-tokens 64
@@ -16,7 +18,9 @@ import gc
 import json
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from bench_real_model import DEMO_DATA, load_average
 
@@ -61,8 +65,12 @@ def ppo_child(args) -> None:
         marks["s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    train_ppo(policy, tokenizer, prompts, config, reward=reward, on_step=on_step)
-    marks["returned"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with tempfile.TemporaryDirectory() as checkpoints:
+        train_ppo(policy, tokenizer, prompts, config, reward=reward, on_step=on_step,
+                  checkpoint_dir=checkpoints)  # fmt: skip
+        marks["returned"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        marks["checkpoint"] = sum(f.stat().st_size for f in Path(checkpoints).rglob("*")
+                                  if f.is_file())  # fmt: skip
     print(json.dumps({"loaded": loaded, "load_peak": load_peak, **marks}))
 
 
@@ -92,7 +100,8 @@ def bench_ppo_memory(args) -> None:
         print(
             f"  {label:<9} loaded {r['loaded'] / 2**20:5.2f}  peak in the iteration "
             f"{r['peak'] / 2**20:5.2f}  with the final merge {r['returned'] / 2**20:5.2f}  "
-            f"(import's own peak {r['load_peak'] / 2**20:4.2f}), {r['s']:5.1f} s  [{models}]"
+            f"(import's own peak {r['load_peak'] / 2**20:4.2f}), {r['s']:5.1f} s, checkpoint "
+            f"on disk {r['checkpoint'] / 2**20:6.1f} MB  [{models}]"
         )
     lora, full = results.values()
     print(

@@ -6,7 +6,9 @@ import copy
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from training.ml.ensemble_model import RewardEnsemble
 from training.ml.gpt import GPT, GPTConfig
 from training.ml.lora import (
     LoraSettings,
@@ -15,10 +17,11 @@ from training.ml.lora import (
     frozen_base_copy,
     has_lora,
     lora_settings,
+    lora_trained,
     merge_lora,
     target_names,
 )
-from training.ml.model_files import load_model, save_model
+from training.ml.model_files import load_model, read_config, save_model
 from training.ml.ppo import PPOConfig, PPOTrainer, train_ppo
 from training.ml.records import Demonstration, RankingRecord
 from training.ml.reward import RewardConfig, train_reward_model
@@ -248,8 +251,16 @@ def test_lora_sft_stopped_and_resumed_reaches_the_uninterrupted_weights(
         on_step=lambda p: p.step == 3,
     )  # fmt: skip
     assert stopped.stopped and stopped.step == 3 and not has_lora(stopped.model)
-    _, info = load_model(tmp_path / "b" / "step-000003" / "model")
-    assert info["lora"]["r"] == 4  # the checkpoint keeps the adapters apart
+    # the checkpoint keeps the adapters apart, and only them: the base is the run's input
+    saved = tmp_path / "b" / "step-000003" / "model"
+    info = read_config(saved)
+    assert info["lora"]["r"] == 4 and info["trained_only"]
+    stored = load_file(saved / "model.safetensors")
+    adapters = {n for n, _ in add_lora(copy.deepcopy(pretrained), LoraSettings(r=4))
+                .named_parameters() if lora_trained(n)}  # fmt: skip
+    assert adapters and stored.keys() == adapters
+    with pytest.raises(ValueError, match="LoRA adapters alone"):
+        load_model(saved)  # not a model one could register or export
     resumed = train_sft(copy.deepcopy(pretrained), tok, data, config, checkpoint_dir=tmp_path / "b")
     assert resumed.step == straight.step == 6
     for (n, a), b in zip(
@@ -258,14 +269,22 @@ def test_lora_sft_stopped_and_resumed_reaches_the_uninterrupted_weights(
         assert torch.equal(a, b), n
 
 
+@pytest.mark.parametrize("ensemble", [False, True], ids=["reward-model", "lora-ensemble"])
 def test_lora_ppo_stopped_and_resumed_reaches_the_uninterrupted_models(
-    make_model, tiny_tokenizer, tmp_path
+    make_model, tiny_tokenizer, tmp_path, ensemble
 ):
-    """The value model and the EMA share frozen tensors with the reward model and the policy:
-    their checkpoints still restore them, and merging at the stop leaves the others intact."""
+    """The value model and the EMA share frozen tensors with the reward model and the policy
+    (against a LoRA ensemble the value model trains member 0's adapters): their checkpoints,
+    which hold adapters and heads alone, still restore them, and merging at the stop leaves
+    the others intact."""
     policy, reward = make_model(), GPT.with_scalar_head(make_model(seed=1))
     with torch.no_grad():
         reward.score_head.weight.normal_(0, 0.5)
+    if ensemble:
+        reward = RewardEnsemble([
+            random_adapters(add_lora(frozen_base_copy(reward), LoraSettings(r=2)), seed=i)
+            for i in range(2)
+        ])  # fmt: skip
     prompts = [user(f"colour {i}?") for i in range(8)]
     config = PPOConfig(**{**PPO, "iterations": 3, "ema_decay": 0.9})
     runs = []

@@ -244,23 +244,31 @@ def test_a_saved_lora_ensemble_stores_the_base_once_and_loads_scoring_exactly_th
     assert torch.allclose(member_scores(again, sequences, pad_id=0), before, atol=1e-5)
 
 
-def test_a_lora_ensembles_value_start_is_member_0_merged_leaving_the_ensemble_as_it_was(
-    lora_ensemble,
-):
+def test_a_lora_ensembles_value_model_is_member_0_over_the_shared_base(lora_ensemble):
+    """With LoRA, PPO's value model adds no trunk: member 0's adapters and head, copied and
+    trainable, over the base the members share; without LoRA a whole merged copy. Training
+    either leaves the ensemble as it was."""
     ensemble = lora_ensemble[0]
     prompts, replies = pairs()
     sequences = [p + r for p, r in zip(prompts, replies, strict=True)]
     before = member_scores(ensemble, sequences, pad_id=0)
-    value = value_start(ensemble)
-    assert not has_lora(value)
-    alone = member_scores(RewardEnsemble([value]), sequences, pad_id=0)[0]
-    assert torch.allclose(alone, before[0], atol=1e-5)
-    with torch.no_grad():  # its own weights: training it leaves the members' base alone
-        for p in value.parameters():
-            p.add_(1.0)
+    shared, whole = value_start(ensemble, lora=True), value_start(ensemble, lora=False)
+    assert has_lora(shared) and not has_lora(whole)
+    base = {id(p) for p in ensemble.members[0].parameters()}
+    trained = [n for n, p in shared.named_parameters() if id(p) not in base]
+    assert trained and all(lora_trained(n) for n in trained)  # only adapters and head are new
+    assert [n for n, p in shared.named_parameters() if p.requires_grad] == trained
+    assert not base & {id(p) for p in whole.parameters()}
+    for value in (shared, whole):
+        alone = member_scores(RewardEnsemble([value]), sequences, pad_id=0)[0]
+        assert torch.allclose(alone, before[0], atol=1e-5)
+        with torch.no_grad():  # its own weights: training it leaves the members' base alone
+            for p in value.parameters():
+                if p.requires_grad:
+                    p.add_(1.0)
     assert ensemble.shared_base and torch.equal(member_scores(ensemble, sequences, pad_id=0),
                                                 before)  # fmt: skip
-    # PPO with LoRA against the ensemble: its value model gets adapters of its own
+    # PPO with LoRA against the ensemble: its value model trains its copy of member 0's
     torch.manual_seed(0)
     policy = GPT(replace(ensemble.config, scalar_head=False))
     run = train_ppo(policy, tokenizer(), [user(f"question {i}") for i in range(4)],
@@ -269,6 +277,8 @@ def test_a_lora_ensembles_value_start_is_member_0_merged_leaving_the_ensemble_as
                               unfinished_penalty=None),
                     reward=ensemble)  # fmt: skip
     assert run.history[0]["score_std"] > 0
+    assert not torch.equal(run.value_model.score_head.weight,
+                           ensemble.members[0].score_head.weight)  # fmt: skip
     assert torch.equal(member_scores(ensemble, sequences, pad_id=0), before)
 
 

@@ -23,6 +23,12 @@ and load sharing it again. Other members (full fine-tuning, or adapters over dif
 are model directories `member-0/`, `member-1/`, ... (without tokenizer copies) in place of
 model.safetensors; so was every ensemble saved before bases were shared, and it loads as before.
 
+A train loop's checkpoint of a model with LoRA adapters is `trained_only`: model.safetensors holds
+the adapters and the scalar head alone (config.json says "trained_only"), since the frozen base
+is the run's input model, which a resumed run builds again; `load_weights` fills them into that
+model. For a 7B base that is megabytes per checkpoint instead of gigabytes, and a resume that
+never holds a second copy of the model.
+
 It goes to a temporary directory beside the target, which then replaces the target with two
 renames, so a crash never leaves a half-written model under the real name (at worst the
 previous one under `.<name>.old-*`).
@@ -44,7 +50,14 @@ from torch import nn
 
 from training.ml.architectures import DEFAULT_ARCH, arch_of, build_model
 from training.ml.ensemble_model import RewardEnsemble
-from training.ml.lora import LoraSettings, add_lora, frozen_base_copy, lora_trained, settings_dict
+from training.ml.lora import (
+    LoraSettings,
+    add_lora,
+    frozen_base_copy,
+    has_lora,
+    lora_trained,
+    settings_dict,
+)
 from training.ml.tokenizer import ChatTokenizer
 
 FORMAT = "rlhf-loop-gpt"
@@ -70,11 +83,13 @@ def save_model(
     *,
     tokenizer_path: str | os.PathLike | None,
     meta: dict | None = None,
+    trained_only: bool = False,
 ) -> Path:
     """Write `model` to `directory`, replacing what was there.
 
     `tokenizer_path` is copied in as tokenizer.json; `meta` (JSON) is stored in config.json
-    for the caller (run id, stage, metrics). Returns the directory.
+    for the caller (run id, stage, metrics). With `trained_only`, a model with LoRA adapters
+    stores only what LoRA trains (the module docstring). Returns the directory.
     """
     directory = Path(directory)
     model = getattr(model, "_orig_mod", model)  # a torch.compile wrapper saves as its model
@@ -94,6 +109,9 @@ def save_model(
     lora = settings_dict(described) if shared or not members else None
     if lora is not None:  # LoRA adapters unmerged: the loader adds the same adapters first
         info["lora"] = lora
+    trained_only = trained_only and lora is not None and not members
+    if trained_only:
+        info["trained_only"] = True
     text = json.dumps(info, indent=2)  # not JSON-serializable: fail before writing anything
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
@@ -101,7 +119,7 @@ def save_model(
         tmp.chmod(0o755)  # mkdtemp makes it private; a checkpoint is shared with the web app
         for i, member in enumerate([] if shared else members):
             save_model(tmp / member_dir(i), member, tokenizer_path=None)
-        for name, weights in weight_files(model).items():
+        for name, weights in weight_files(model, trained_only=trained_only).items():
             weights = {k: v.detach().cpu().contiguous() for k, v in weights.items()}
             save_file(weights, tmp / name, metadata={"format": FORMAT})
         (tmp / CONFIG_FILE).write_text(text)
@@ -114,12 +132,16 @@ def save_model(
     return directory
 
 
-def weight_files(model: nn.Module) -> dict[str, dict[str, torch.Tensor]]:
-    """The safetensors files of `model`'s directory by name: a model's weights, or a shared-base
-    ensemble's base and each member's adapters and head; none for an ensemble of member
-    directories."""
+def weight_files(
+    model: nn.Module, *, trained_only: bool = False
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The safetensors files of `model`'s directory by name: a model's weights (its adapters and
+    head alone when `trained_only`), or a shared-base ensemble's base and each member's adapters
+    and head; none for an ensemble of member directories."""
     if not isinstance(model, RewardEnsemble):
-        return {MODEL_FILE: stored_weights(model)}
+        weights = stored_weights(model)
+        kept = lora_trained if trained_only else lambda key: True
+        return {MODEL_FILE: {k: v for k, v in weights.items() if kept(k)}}
     if not model.shared_base:
         return {}
     base = stored_weights(model.members[0])
@@ -173,6 +195,9 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     one base stored."""
     directory = Path(directory)
     info = read_config(directory)
+    if info.get("trained_only"):
+        raise ValueError(f"{directory} is a training checkpoint of LoRA adapters alone, without "
+                         "the base model they adapt: it cannot be loaded as a model")
     if "members" in info:
         n = info["members"]
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
@@ -189,6 +214,22 @@ def load_model(directory: str | os.PathLike, device: str | torch.device = "cpu")
     model = _built(info)
     _read_weights(directory, MODEL_FILE, model)
     return model.to(device), info
+
+
+def load_weights(directory: str | os.PathLike, model: nn.Module) -> None:
+    """Copy the weights of a model directory into `model` in place, the model a train loop built
+    as for a fresh run: all of them, or of a `trained_only` directory the adapters and head over
+    the base `model` already holds. Weights or adapters that do not fit are a ValueError."""
+    directory = Path(directory)
+    info = read_config(directory)
+    if (info.get("lora") is not None) != has_lora(model):
+        state = "with" if info.get("lora") else "without"
+        raise ValueError(f"checkpoint {directory} holds a model {state} LoRA adapters; this "
+                         "model is the other way")
+    if info.get("trained_only"):
+        _read_weights(directory, MODEL_FILE, model, lora_trained)
+    else:
+        _read_weights(directory, MODEL_FILE, model)
 
 
 def _built(info: dict) -> nn.Module:

@@ -14,7 +14,9 @@ disabled (unless a `reference` is passed). The default value model holds the rew
 base tensors themselves (`frozen_base_copy`: its own adapters and a copy of the scalar head
 only), the EMA the policy's; the reward model stays a separate frozen model. So one PPO run
 holds two trunks (policy, reward) instead of four or five, and optimizer moments for the
-adapters only. The models returned have their adapters merged; checkpoints keep them apart.
+adapters only. Against a LoRA reward ensemble the value model is member 0's adapters and head,
+copied, over the members' base (`value_start`). The models returned have their adapters merged;
+checkpoints hold the adapters and heads alone (`training.ml.resume`).
 
 The reward is pluggable: a reward model (scored at the `<|end|>` closing the reply), an
 object with `score_batch(prompts, responses) -> list[float]`, or any callable

@@ -14,7 +14,7 @@ from training.ml import ppo_math as pm
 from training.ml.architectures import LanguageModel, with_scalar_head
 from training.ml.configs import PPOConfig
 from training.ml.device import autocast
-from training.ml.lora import LoraSettings, add_lora, frozen_base_copy
+from training.ml.lora import LoraSettings, add_lora, frozen_base_copy, has_lora
 from training.ml.optim import lr_at, make_optimizer, set_lr
 from training.ml.ppo_rollout import (
     Rollout,
@@ -53,10 +53,8 @@ class PPOTrainer:
         self.policy = policy
         lora = LoraSettings.from_config(config)
         from_rm = isinstance(reward, (LanguageModel, RewardEnsemble))
-        if value_model is None and from_rm:
-            start = value_start(reward)  # an ensemble's first member
-            # with LoRA its own head and adapters over the reward model's base
-            value_model = frozen_base_copy(start) if lora is not None else copy.deepcopy(start)
+        if value_model is None and from_rm:  # with LoRA over the reward model's base
+            value_model = value_start(reward, lora=lora is not None)
         elif value_model is None:
             value_model = with_scalar_head(policy)
         if lora is None:
@@ -64,7 +62,9 @@ class PPOTrainer:
             self.value_model = value_model.requires_grad_(True)
         else:  # adapters on the policy and the value model; their bases stay frozen
             self.reference = reference  # None: the policy with its adapters disabled
-            self.value_model = add_lora(value_model, lora, seed=config.seed + 1)
+            if not has_lora(value_model):  # a LoRA ensemble member's adapters train on
+                add_lora(value_model, lora, seed=config.seed + 1)
+            self.value_model = value_model
             add_lora(policy, lora, seed=config.seed)
         if self.reference is not None:
             self.reference.eval().requires_grad_(False)

@@ -5,7 +5,9 @@ that a crash mid-save never leaves a checkpoint that looks complete.
       LATEST             name of the newest complete checkpoint, replaced atomically, last
       step-000120/
         tokenizer.json
-        model/           one folder per model (`model_files.save_model`): model, value, ema ...
+        model/           one folder per model (`model_files.save_model`): model, value, ema ...;
+                         of a model with LoRA adapters only them and its scalar head
+                         (`trained_only`: its frozen base is the run's input)
         model.state      its optimizer, the step and the loop's extra state (`save_train_state`)
 
 The model folders are `training.ml.model_files` directories; `save_train_state` writes what
@@ -28,7 +30,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from training.ml.architectures import LanguageModel
-from training.ml.model_files import load_model, save_model
+from training.ml.model_files import load_weights, save_model
 
 LATEST = "LATEST"
 TRAIN_STATE_FORMAT = "rlhf-loop-train-state"
@@ -63,6 +65,7 @@ def save_checkpoint(
             model,
             tokenizer_path=tokenizer_path,
             meta={**meta, "step": step, "role": key},
+            trained_only=True,
         )
     for i, (key, optimizer) in enumerate(optimizers.items()):
         save_train_state(
@@ -101,14 +104,12 @@ def load_checkpoint(
     if path is None:
         return None
     for key, model in models.items():
-        device = next(model.parameters()).device
-        loaded, _ = load_model(path / key, device)
         try:
-            model.load_state_dict(loaded.state_dict())
-        except RuntimeError as exc:  # missing / unexpected / mis-shaped weights
+            load_weights(path / key, model)
+        except ValueError as exc:  # missing / unexpected / mis-shaped weights
             raise ValueError(
                 f"checkpoint {path / key} does not fit this run's model (was the run started "
-                f"with other settings, e.g. LoRA on or off?): {str(exc).splitlines()[0]}"
+                f"with other settings, e.g. LoRA on or off?): {exc}"
             ) from None
     step, extra = 0, {}
     for i, (key, optimizer) in enumerate(optimizers.items()):

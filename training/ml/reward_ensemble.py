@@ -34,8 +34,8 @@ is then evaluated, saved and loaded whole, and PPO holds n reward models. With L
 weights, and is kept unmerged, so the ensemble holds the base once in memory and on disk
 (`training.ml.ensemble_model`, "One frozen base"): n members cost one model and n adapters,
 measured in `bench/bench_ensemble_memory.py`. PPO's value model starts from member 0, not from
-all of them (`value_start`): with LoRA a copy of the base with member 0's adapters merged in, the
-one full copy the value model needs to train its own head and adapters.
+all of them (`value_start`): with LoRA it holds the members' base tensors themselves and a copy
+of member 0's adapters and head, which it goes on training, so PPO adds no trunk for it.
 
     result = train_reward_ensemble(with_scalar_head(sft_model), tokenizer, rankings,
                                    RewardConfig(ensemble=4), demonstrations=demos)
@@ -52,7 +52,7 @@ import torch
 from training.ml.architectures import LanguageModel
 from training.ml.configs import RewardConfig
 from training.ml.ensemble_model import RewardEnsemble
-from training.ml.lora import frozen_base_copy, has_lora, merge_lora
+from training.ml.lora import frozen_base_copy, has_lora, lora_trained, merge_lora
 from training.ml.model_files import member_dir
 from training.ml.progress import OnStep, Progress, report
 from training.ml.records import Demonstration, RankingRecord, split_by_prompt
@@ -127,14 +127,19 @@ def reward_scorer(reward, *, pad_id: int, penalty: float = 0.0):
     return RewardModelScorer(reward, pad_id=pad_id) if isinstance(reward, LanguageModel) else reward
 
 
-def value_start(reward: LanguageModel | RewardEnsemble) -> LanguageModel:
-    """The model PPO's value model is copied from: the reward model, or an ensemble's first
-    member (one trunk to train, not n), a plain model: LoRA members' adapters are merged into a
-    copy, which leaves the base the other members share as it is."""
-    if not isinstance(reward, RewardEnsemble):
-        return reward
-    first = reward.members[0]
-    return merge_lora(frozen_base_copy(first)) if has_lora(first) else first
+def value_start(reward: LanguageModel | RewardEnsemble, *, lora: bool) -> LanguageModel:
+    """PPO's value model, copied from the reward model (InstructGPT), of an ensemble from its
+    first member (one trunk to train, not n). With `lora` it shares the reward model's frozen
+    base tensors (`frozen_base_copy`) and has its own copy of the scalar head, and of a LoRA
+    member's adapters, which stay trainable (PPO adds adapters only to a model without any);
+    without, it is a whole copy, a LoRA member's adapters merged into it."""
+    first = reward.members[0] if isinstance(reward, RewardEnsemble) else reward
+    if not lora:
+        return merge_lora(frozen_base_copy(first)) if has_lora(first) else copy.deepcopy(first)
+    value = frozen_base_copy(first)
+    for name, p in value.named_parameters():
+        p.requires_grad_(lora_trained(name) and has_lora(first))
+    return value
 
 
 def train_reward_ensemble(
