@@ -9,6 +9,7 @@ from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Prompt, Ranking, RankingTask
 from training.demo.split import read_demo_rows, split_demo_rows
 from training.models import ModelVersion, TrainingRun
+from training.selectors import SAMPLE_BATCH_PREFIX
 
 DEMO_ROWS = read_demo_rows(DEMO_FILE)
 HELD_OUT = split_demo_rows(DEMO_ROWS, 0.2)[1]
@@ -68,27 +69,39 @@ def test_a_noise_level_out_of_range_stops_the_demo_before_any_run():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_demo_runs_a_dpo_round_without_a_reward_model_on_replies_of_two_models(
+def test_the_demo_runs_a_dpo_round_on_two_models_replies_then_a_ppo_round_on_the_new_policy(
     tiny_base_dir, artifacts
 ):
     out = StringIO()
     call_command(
         "run_demo_round", preset="tiny", base=str(tiny_base_dir), sample_prompts=10,
-        eval_prompts=8, method="dpo", sample_mix="base", bradley_terry=2.0, stdout=out,
+        eval_prompts=8, rounds=2, method=["dpo", "ppo"], sample_mix="base", bradley_terry=2.0,
+        ppo_iterations=2, ppo_prompts=4, stdout=out,
         set=["sft.max_steps=10", "dpo.max_steps=4", "sample.mix_replies=2"],
     )  # fmt: skip
     report = out.getvalue()
     runs = TrainingRun.objects.order_by("pk")
-    assert [r.kind for r in runs] == ["sft", "sample", "dpo"]  # no reward model, no PPO
+    assert [r.kind for r in runs] == ["sft", "sample", "dpo", "sample", "reward", "ppo"]
+    assert all(r.status == TrainingRun.Status.SUCCEEDED for r in runs)
     base, sft = runs[0].input_model, runs[0].output_model
-    for task in RankingTask.objects.filter(project__slug="python-stdlib"):
+    first = runs[2].output_model
+    for task in RankingTask.objects.filter(batch_key=f"{SAMPLE_BATCH_PREFIX}{runs[1].pk}"):
         authors = sorted(c.model_version_id for c in task.completions.all())
         assert authors == sorted([base.pk] * 2 + [sft.pk] * 2)  # the base model wrote two
     assert f"{base.name}'s replies over {sft.name}'s: " in report and "pairs (above " in report
-    assert all(r.status == TrainingRun.Status.SUCCEEDED for r in runs)
     assert runs[2].config["max_steps"] == 4 and runs[2].rankings.count() == 20
-    policy = ModelVersion.objects.get(kind="policy")
-    assert policy.parent == runs[0].output_model
+    assert first.parent == sft  # round 1: no reward model, no PPO
     assert "DPO held-out preference accuracy:" in report
-    assert "  win rate over SFT (ties count half):\n    policy " in report
-    assert f"lineage: {policy.name} <- DPO #{runs[2].pk} <- " in report
+    assert f"lineage: {first.name} <- DPO #{runs[2].pk} <- " in report
+    # round 2 ranks the new policy's replies (and the base model's), and its reward model
+    # learns from every ranking of the project, round 1's too; PPO goes on from that policy
+    assert runs[3].input_model == first
+    for task in RankingTask.objects.filter(batch_key=f"{SAMPLE_BATCH_PREFIX}{runs[3].pk}"):
+        authors = sorted(c.model_version_id for c in task.completions.all())
+        assert authors == sorted([base.pk] * 2 + [first.pk] * 2)
+    assert runs[4].rankings.count() == 40
+    assert runs[5].input_model == first and runs[5].output_model.parent == first
+    assert report.count("  win rate over SFT (ties count half):\n    policy ") == 2
+    assert f"Round 1: {sft.name} -> {first.name}" in report
+    assert f"Round 2: {first.name} -> {runs[5].output_model.name}" in report
+    assert "  ppo (round 2) " in report  # the timings tell the rounds apart

@@ -4,6 +4,7 @@
     python manage.py run_demo_round --preset tiny  # our tiny GPT, pretrained first (~12 min CPU)
     python manage.py run_demo_round --workers      # hand each run to the Celery workers instead
     python manage.py run_demo_round --method dpo   # DPO on the rankings instead of RM + PPO
+    python manage.py run_demo_round --rounds 2 --method dpo ppo  # round 2 ranks the new policy
 
 The base model is the shipped SmolLM2-135M-Instruct (imported once; every stage trains LoRA
 adapters, the `lora` preset), or with `--preset tiny` a tiny GPT pretrained on the
@@ -18,6 +19,11 @@ best-of-n baseline (`--best-of` SFT replies, the reward model keeps one) follow 
 win rates over SFT and their rewards. The held-out questions (`--held-out`, a seeded fifth of the
 demo file, `training.demo.split`) are the project's evaluation prompts, so no run trains on them
 and PPO reports its reward on them as it goes (`training.ml.ppo_heldout`).
+With `--rounds N` the loop goes round after round as in InstructGPT: each round samples the last
+round's policy for its ranking tasks, its reward model or DPO run trains on every ranking of the
+project so far, its policy step starts from that policy (PPO's KL still to the SFT model; DPO's
+reference is the policy it starts from: iterated DPO), and its new policy is evaluated against
+SFT.
 Every step is a real run (rows, snapshots, lineage); the timings per stage are printed at the end.
 """
 
@@ -89,9 +95,14 @@ class Command(BaseCommand):
                             help="sample rankings from the scores (P(a above b) = "
                                  "sigmoid(SCALE * (s_a - s_b)), SCALE 2 when not given) "
                                  "instead of sorting by them")  # fmt: skip
-        parser.add_argument("--method", default="ppo", choices=METHODS,
+        parser.add_argument("--method", default=["ppo"], choices=METHODS, nargs="+",
                             help="the policy step: a reward model then PPO, or DPO on the "
-                                 "rankings")  # fmt: skip
+                                 "rankings; with --rounds one per round, the last repeated "
+                                 "(e.g. --rounds 2 --method dpo ppo)")  # fmt: skip
+        parser.add_argument("--rounds", type=int, default=1,
+                            help="rounds in a row, each sampling the last one's policy for its "
+                                 "ranking tasks and training on all the project's rankings; "
+                                 "each is evaluated against SFT")  # fmt: skip
         parser.add_argument("--ppo-iterations", type=int)
         parser.add_argument("--ppo-prompts", type=int, help="prompts per iteration")
         parser.add_argument("--ppo-lr", type=float)
@@ -135,13 +146,17 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if options["best_of"] < 1:
             raise CommandError(f"--best-of must be at least 1; got {options['best_of']}")
+        if options["rounds"] < 1:
+            raise CommandError(f"--rounds must be at least 1; got {options['rounds']}")
+        if isinstance(options["method"], str):  # call_command(method="dpo")
+            options["method"] = [options["method"]]
         if not 0.0 <= options["held_out"] <= 0.5:
             raise CommandError(f"--held-out is a share from 0 to 0.5; got {options['held_out']}")
         preset = options["preset"]
         for name, value in DEMO_SIZES[preset].items():
             if options[name] is None:
                 options[name] = value
-        self.options, self.timings = options, {}
+        self.options, self.timings, self.stage_suffix = options, {}, ""
         self.overrides = overrides(options["set"])  # checked before anything is loaded or run
         logging.getLogger("rustbpe").setLevel(logging.WARNING)  # one line per merge otherwise
         _, held_out = split_demo_rows(read_demo_rows(DEMO_FILE), options["held_out"])
@@ -166,42 +181,55 @@ class Command(BaseCommand):
                 **self.overrides.get("sft", {}),
             },
         ).output_model
-        round_ = self.open_round(project, sft, options)
-        sample = self.finish("sample", round_.sample_run)
-        round_ = self.advance(round_)
-
-        started = time.monotonic()
         users = get_user_model().objects
         labelers = {users.get_or_create(username=name, defaults={"password": "!"})[0]: labeler
                     for name, labeler in zip(SIMULATED, simulated, strict=True)}  # fmt: skip
         names = demo.function_names(project)
+        sets = {"training prompts": demo.questions(project, evaluation=False,
+                                                   limit=options["eval_prompts"]),
+                "held-out prompts": demo.questions(project, evaluation=True)}  # fmt: skip
+        policy = sft
+        for number in range(1, options["rounds"] + 1):
+            methods = options["method"]
+            method = methods[min(number, len(methods)) - 1]
+            self.stage_suffix = f" (round {number})" if options["rounds"] > 1 else ""
+            policy = self.play_round(project, sft, policy, method, rule, labelers, names, sets)
+
+    def play_round(self, project, sft, policy, method, rule, labelers, names, sets):
+        """One round from `policy` (round 1: the SFT model), evaluated against `sft` and
+        reported; returns the round's new policy."""
+        from training.demo import headless as demo
+
+        options = self.options
+        round_ = self.open_round(project, policy, options, method)
+        sample = self.finish("sample", round_.sample_run)
+        round_ = self.advance(round_)
+
+        started = time.monotonic()
         ranked = demo.simulate_labelers(project, labelers, names=names)
-        self.timings["ranking (simulated)"] = time.monotonic() - started
+        self.timings["ranking (simulated)" + self.stage_suffix] = time.monotonic() - started
         self.stdout.write(f"simulated labelers submitted {ranked} rankings")
 
         round_ = self.advance(round_)  # the round's tasks are ranked: its policy step starts
         rm = None
-        if options["method"] == "ppo":
+        if method == "ppo":
             rm = self.finish("reward", round_.reward_run).output_model
             round_ = self.advance(round_)
-        made = self.finish(options["method"], round_.policy_run)
+        made = self.finish(method, round_.policy_run)
         round_ = self.advance(round_)
-        policy = made.output_model
 
         started = time.monotonic()
-        sets = {"training prompts": demo.questions(project, evaluation=False,
-                                                   limit=options["eval_prompts"]),
-                "held-out prompts": demo.questions(project, evaluation=True)}  # fmt: skip
         results = {  # only questions whose reference names a function count
             title: demo.evaluate(
-                sft=sft, policy=policy, reward_model=rm, prompts=prompts, rule=rule,
+                sft=sft, policy=made.output_model, reward_model=rm, prompts=prompts, rule=rule,
                 names=names, max_new_tokens=options["max_new_tokens"] or 32,
                 best_of=options["best_of"],
             ) if any(pid in names for pid, _ in prompts) else None
             for title, prompts in sets.items()
         }  # fmt: skip
-        self.timings["evaluation"] = time.monotonic() - started
-        self.report(rule, sample, rm, made, results)
+        self.timings["evaluation" + self.stage_suffix] = time.monotonic() - started
+        self.report(rule, sample, rm, made, results, round_)
+        return made.output_model
 
     def labeler_habits(self) -> str:
         o = self.options
@@ -232,8 +260,9 @@ class Command(BaseCommand):
             "pretrain", "pretrain", project=project, config={"steps": options["pretrain_steps"]}
         ).output_model
 
-    def open_round(self, project, sft, options) -> Round:
-        """A round of the project from the new SFT model, not chained to a next one."""
+    def open_round(self, project, policy, options, method) -> Round:
+        """A round of the project from `policy` (the new SFT model, or the last round's policy),
+        not chained to a next one: the demo opens the next itself."""
         if (open_round := round_open(project=project)) is not None:
             raise CommandError(
                 f"Round {open_round.number} of {project.slug} is still open ({open_round.stage}): "
@@ -251,16 +280,16 @@ class Command(BaseCommand):
                 "lr": options["ppo_lr"],
                 **length,
             },
-            "method": options["method"],
+            "method": method,
             "dpo": {},  # the preset's
             "sample_mix": options["sample_mix"] or "",
         }
         for kind, values in self.overrides.items():
             if kind in config:
                 config[kind].update(values)
-        round_ = round_start(project=project, policy=sft, config=config,
+        round_ = round_start(project=project, policy=policy, config=config,
                              enqueue_it=self.options["workers"])  # fmt: skip
-        self.stdout.write(f"round {round_.number} from {sft.name}")
+        self.stdout.write(f"round {round_.number} from {policy.name}")
         return round_
 
     def advance(self, round_) -> Round:
@@ -297,14 +326,14 @@ class Command(BaseCommand):
             run.refresh_from_db()
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"{label} run #{run.pk} {run.status}: {run.error or 'timed out'}")
-        self.timings[label] = time.monotonic() - started
+        seconds = self.timings[label + self.stage_suffix] = time.monotonic() - started
         shown = ", ".join(f"{k} {v:.4g}" for k, v in run.metrics.items()
                           if isinstance(v, float) and k in SHOWN)  # fmt: skip
         made = f" -> {run.output_model.name}" if run.output_model else ""
-        self.stdout.write(f"  done in {self.timings[label]:.1f} s{made}  {shown}")
+        self.stdout.write(f"  done in {seconds:.1f} s{made}  {shown}")
         return run
 
-    def report(self, rule, sample, rm, made, results):
+    def report(self, rule, sample, rm, made, results, round_):
         """`made`: the PPO or DPO run that made the policy; `rm` the reward model (None: DPO)."""
         from training.demo import headless as demo
 
@@ -331,6 +360,7 @@ class Command(BaseCommand):
                        f"{made.input_model.name} <- {made.input_model.parent.name}")  # fmt: skip
         lines = [
             "",
+            f"Round {round_.number}: {sample.input_model.name} -> {made.output_model.name}",
             f"Rule: {rule.description}",
             f"Labelers: {self.labeler_habits()}",
             *step,
