@@ -358,6 +358,7 @@ class Command(BaseCommand):
             ]
             lineage = (f"{made.output_model.name} <- DPO #{made.pk} <- "
                        f"{made.input_model.name} <- {made.input_model.parent.name}")  # fmt: skip
+        width = max(map(len, self.timings)) + 2
         lines = [
             "",
             f"Round {round_.number}: {sample.input_model.name} -> {made.output_model.name}",
@@ -374,8 +375,8 @@ class Command(BaseCommand):
             *sample_rankings(sample),
             "",
             "time by stage:",
-            *(f"  {name:<22} {seconds:7.1f} s" for name, seconds in self.timings.items()),
-            f"  {'total':<22} {sum(self.timings.values()):7.1f} s",
+            *(f"  {name:<{width}} {seconds:7.1f} s" for name, seconds in self.timings.items()),
+            f"  {'total':<{width}} {sum(self.timings.values()):7.1f} s",
             f"lineage: {lineage}",
         ]
         self.stdout.write("\n".join(lines))
