@@ -14,8 +14,15 @@ from training.ml import ppo_math as pm
 from training.ml.gpt import GPT, GPTConfig
 from training.ml.ppo import PPOConfig, PPOTrainer, train_ppo
 from training.ml.ppo_heldout import validation_split
-from training.ml.ppo_rollout import pack, policy_outputs, prompt_ids, score_responses
+from training.ml.ppo_rollout import (
+    pack,
+    policy_outputs,
+    prompt_ids,
+    reply_kl,
+    score_responses,
+)
 from training.ml.records import Demonstration
+from training.ml.sampling import SampleConfig, generate
 from training.ml.sft import SFTConfig, dialogue_examples, train_sft
 
 tokenizer = docs_tokenizer
@@ -104,6 +111,26 @@ def test_packing_puts_each_response_token_after_its_own_prompt():
                 logits[:, len(q) - 1 : -1], torch.tensor([r]), temperature=0.7
             )
             assert torch.allclose(logprobs[row, : len(r)], alone[0], atol=1e-5)
+
+
+def test_reply_kl_sums_the_log_ratio_over_each_reply_and_is_zero_to_itself(sft_policy):
+    """The KL per reply the demo reports for any policy: log pi - log pi_ref summed over the
+    tokens the policy sampled, each reference log-prob checked on its row alone."""
+    tok, policy, reference = tokenizer(), fresh(sft_policy).eval(), tiny_gpt().eval()
+    queries = [tok.render_prompt(turns) for turns in prompts(6)]
+    config = SampleConfig(max_new_tokens=8, temperature=0.7, top_k=0, top_p=1.0, seed=0)
+    samples = generate(policy, queries, config, stop_id=tok.end_id, pad_id=tok.pad_id)
+    stop = dict(temperature=0.7, pad_id=tok.pad_id, end_id=tok.end_id, batch_size=4)
+    kl = reply_kl(policy, reference, queries, samples.responses, **stop)
+    for row, (q, r) in enumerate(zip(queries, samples.responses, strict=True)):
+        with torch.no_grad():
+            logits, _ = reference(torch.tensor([q + r]))
+        ref = pm.token_logprobs(logits[:, len(q) - 1 : -1], torch.tensor([r]), temperature=0.7)
+        expected = sum(samples.logprobs[row]) - ref.sum().item()
+        assert kl[row].item() == pytest.approx(expected, abs=1e-3)
+    assert kl.abs().sum() > 1  # two different models
+    assert torch.equal(reply_kl(policy, policy, queries, samples.responses, **stop),
+                       torch.zeros(len(queries)))  # fmt: skip
 
 
 def test_ratio_is_exactly_one_at_the_first_minibatch_and_kl_starts_at_zero(sft_policy):

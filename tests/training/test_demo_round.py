@@ -1,5 +1,6 @@
 """`manage.py run_demo_round`: a whole round with simulated labelers, cut to a few prompts."""
 
+import math
 from io import StringIO
 
 import pytest
@@ -53,6 +54,8 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
         assert used and held_out.isdisjoint(p.turns[-1]["content"] for p in used)
     assert "(longer-reply baseline " in report and "; the weights of step " in report
     assert "  win rate over SFT (ties count half):\n    policy " in report
+    kl_row = next(line for line in report.splitlines() if "KL to SFT per policy reply" in line)
+    assert all(math.isfinite(float(kl)) for kl in kl_row.split()[-2:])  # a sampled estimate
     first = Prompt.objects.filter(project__slug="python-stdlib").order_by("id").first()
     assert f"  Q: {first.turns[-1]['content']}\n    SFT:    " in report  # an example of each
     assert f"lineage: {policy.name} <- PPO #{runs[3].pk}" in report

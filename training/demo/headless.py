@@ -14,6 +14,7 @@ from training.demo.labelers import SimulatedLabeler
 from training.demo.rules import Preference, reference_name
 from training.jobs.common import load_version
 from training.ml.best_of_n import best_of_n
+from training.ml.ppo_rollout import reply_kl
 from training.ml.reward import RewardModelScorer
 from training.ml.sampling import SampleConfig, generate
 
@@ -77,6 +78,9 @@ class Evaluation:
     # model: a DPO round trains none
     reward_before: float | None
     reward_after: float | None
+    # KL to SFT per reply on the policy's replies (`training.ml.ppo_rollout.reply_kl`): what
+    # the win rate cost, measured alike for PPO and DPO
+    kl: float
     examples: list[tuple[str, str, str]]  # (question, SFT reply, policy reply), the first few
     best_of: int  # n of the best-of-n baseline: n SFT replies, the reward model keeps one
     rule_rate_best_of: float | None
@@ -122,6 +126,8 @@ def evaluate(
         responses["best_of"] = best_of_n(sft_model, ids, replace(config, seed=seed + 1),
                                          n=best_of, score=scorer.score_batch,
                                          **stop).responses  # fmt: skip
+    kl = reply_kl(policy_model, sft_model, ids, responses["policy"], temperature=temperature,
+                  pad_id=tokenizer.pad_id, end_id=tokenizer.end_id).mean().item() if ids else 0.0
     n = max(len(rows), 1)
     results = {}
     for label, replies in responses.items():
@@ -138,6 +144,7 @@ def evaluate(
         rule_rate_after=after.count(rule.top) / n, win_rate=win_rate(after, before),
         win_rate_ceiling=win_rate([rule.top] * len(before), before),
         reward_before=r_before, reward_after=r_after,
+        kl=kl,
         examples=[(questions[pid][-1]["content"], a, b) for (pid, _), a, b
                   in zip(rows[:examples], sft_texts, policy_texts, strict=False)],
         best_of=best_of, rule_rate_best_of=None if best is None else best.count(rule.top) / n,
@@ -180,6 +187,7 @@ def evaluation_table(rule: Preference, columns: dict[str, Evaluation | None]) ->
         row("  policy", lambda e: f"{e.win_rate:.0%}"),
         row(f"  {n}", lambda e: share(e.win_rate_best_of)),
         row("  ceiling (every reply follows it)", lambda e: f"{e.win_rate_ceiling:.0%}"),
+        row("KL to SFT per policy reply (nats)", lambda e: f"{e.kl:.2f}"),
         "  mean reward-model score:",
         row("  SFT", lambda e: reward(e.reward_before)),
         row("  policy", lambda e: reward(e.reward_after)),

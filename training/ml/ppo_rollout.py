@@ -137,6 +137,35 @@ def recompute(
     return Rollout(input_ids, positions, response_ids, mask, **tensors)
 
 
+@torch.no_grad()
+def reply_kl(
+    model: LanguageModel,
+    reference: LanguageModel,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    *,
+    temperature: float,
+    pad_id: int,
+    end_id: int,
+    batch_size: int = 16,
+) -> torch.Tensor:
+    """(N,) the KL to `reference` per reply, estimated on `model`'s own samples as PPO reports
+    it: the sum over each reply's tokens of log pi - log pi_ref at `temperature`. For any policy
+    against its SFT model, a DPO one too, whose run reports no KL."""
+    device = next(model.parameters()).device
+    input_ids, positions, response_ids, mask = pack(
+        prompts, responses, pad_id=pad_id, end_id=end_id, device=device
+    )
+    kl = []
+    for start in range(0, len(responses), batch_size):
+        rows = slice(start, start + batch_size)
+        args = (input_ids[rows], positions[rows], response_ids[rows])
+        logprobs, _ = policy_outputs(model, *args, temperature=temperature)
+        ref_logprobs, _ = policy_outputs(reference, *args, temperature=temperature)
+        kl.append(((logprobs - ref_logprobs) * mask[rows]).sum(1))
+    return torch.cat(kl)
+
+
 def score_responses(
     reward,
     prompts: list[list[int]],
