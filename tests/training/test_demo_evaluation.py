@@ -8,7 +8,7 @@ from training.demo.rules import PREFERENCES
 
 def evaluation(**figures) -> Evaluation:
     base = dict(prompts=4, rule_rate_before=0.5, rule_rate_after=1.0, win_rate=0.75,
-                win_rate_ceiling=0.75, reward_before=None, reward_after=None, examples=[],
+                win_rate_ceiling=0.75, reward_before=None, reward_after=None, kl=1.5, examples=[],
                 best_of=4, rule_rate_best_of=None, win_rate_best_of=None, reward_best_of=None)
     return Evaluation(**{**base, **figures})
 
@@ -29,3 +29,5 @@ def test_the_table_shows_the_ceiling_beside_the_policy_per_prompt_set():
     assert ceiling.split()[-2:] == ["60%", "-"]
     # in the win-rate block, after the policy's and best-of-n's rows
     assert lines.index(ceiling) == lines.index("  win rate over SFT (ties count half):") + 3
+    kl = lines[lines.index(ceiling) + 1]  # what the win rate cost, right under it
+    assert "KL to SFT per policy reply" in kl and kl.split()[-2:] == ["1.50", "-"]
