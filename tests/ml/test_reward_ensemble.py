@@ -1,5 +1,6 @@
 """Reward-model ensembles: the ensemble scores as the mean of its members, their disagreement is
-0 only when they agree, a saved ensemble loads back scoring the same, the bootstrap is seeded,
+0 only when they agree, a saved ensemble loads back scoring the same, the bootstrap is seeded
+(and can be turned off),
 an ensemble run reports the ensemble's and the members' figures and resumes, and PPO against an
 ensemble reports the members' disagreement and can subtract it. LoRA members share one frozen
 base, in memory and on disk, and score after loading exactly as before saving; an ensemble saved
@@ -19,7 +20,12 @@ from training.ml.lora import frozen_base_copy, has_lora, lora_trained, merge_lor
 from training.ml.model_files import load_model, load_tokenizer, read_config, save_model
 from training.ml.ppo import PPOConfig, train_ppo
 from training.ml.records import RankingRecord, split_by_prompt
-from training.ml.reward import RewardConfig, RewardModelScorer, evaluate_rankings
+from training.ml.reward import (
+    RewardConfig,
+    RewardModelScorer,
+    evaluate_rankings,
+    train_reward_model,
+)
 from training.ml.reward_data import ranking_examples
 from training.ml.reward_ensemble import (
     EnsembleScorer,
@@ -102,6 +108,22 @@ def test_the_bootstrap_is_seeded_and_keeps_each_prompts_records_together():
     keys = [r.key() for r in a]
     assert len(a) == 30 and all(keys.count(k) % 3 == 0 for k in keys)  # 3 records a prompt
     assert len(set(keys)) < 10  # drawn with replacement: some prompts are left out
+
+
+def test_without_the_bootstrap_each_member_is_one_reward_model_on_every_training_prompt():
+    """Few usable rankings: `bootstrap=False` gives each member all of them, its seed its own."""
+    records = hidden_rule_data(40, seed=3)
+    config = RewardConfig(epochs=1, batch_size=8, lr=3e-3, val_fraction=0.25, ensemble=2,
+                          bootstrap=False)  # fmt: skip
+    ensemble = train_reward_ensemble(tiny_rm(), tokenizer(), records, config).model
+    train_idx, val_idx = split_by_prompt([r.key() for r in records], 0.25, seed=0)
+    alone = train_reward_model(tiny_rm(), tokenizer(), [records[i] for i in train_idx],
+                               replace(config, seed=1, ensemble=1),
+                               validation=[records[i] for i in val_idx]).model  # fmt: skip
+    for a, b in itertools.zip_longest(ensemble.members[1].parameters(), alone.parameters()):
+        assert torch.equal(a, b)
+    heads = [m.score_head.weight for m in ensemble.members]  # apart by their batch order
+    assert not torch.equal(*heads)
 
 
 @pytest.fixture(scope="module")

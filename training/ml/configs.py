@@ -80,10 +80,13 @@ class RewardConfig:
     skip_invalid: bool = setting(False, "skip rankings that are not a full ordering")
     seed: int = setting(0)
     # An ensemble (training.ml.reward_ensemble): n members, each on its own bootstrap of the
-    # training prompts, saved as one version that scores with their mean; their disagreement is
-    # reported, and PPO can penalize it (PPOConfig.ensemble_penalty).
+    # training prompts (or, few rankings, on all of them), saved as one version that scores with
+    # their mean; their disagreement is reported, and PPO can penalize it
+    # (PPOConfig.ensemble_penalty).
     ensemble: int = setting(1, "reward models trained and averaged; their disagreement is "
                                "reported", minimum=1, maximum=8)  # fmt: skip
+    bootstrap: bool = setting(True, "ensemble members train on bootstrap resamples of the "
+                                    "prompts (off: each on all, apart by seed)")  # fmt: skip
     lora_rank: int = lora_rank()
     lora_alpha: float = lora_alpha()
     lora_dropout: float = lora_dropout()

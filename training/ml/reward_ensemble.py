@@ -15,6 +15,12 @@ order, and its LoRA adapters' start) on a bootstrap resample of the training pro
 alone gives members that differ only by the batch order of one fine-tuning from the same model:
 Eisenstein et al. found such ensembles agree too much (their errors are shared), and a
 bootstrap makes each member see the data with different weights, as a bagged ensemble does.
+A bootstrap leaves each member about 63% of the distinct prompts, though, and where few tasks
+prefer one reply (most tie) that starves every member: measured on SmolLM2's `returns` round,
+51 usable tasks gave members of 0.62-0.85 held-out accuracy against 0.90 for one model on all
+of them. `RewardConfig.bootstrap` off trains every member on every training prompt, apart by
+seed alone (Coste et al.'s ensembles differ so): with LoRA each member's adapters start from
+their own random draw, so members still disagree where the data leaves the reward free.
 Members share one validation split (by prompt, with the run's `seed` and `val_fraction`), so
 their accuracies and the ensemble's are on the same pairs; each member keeps its own early
 stopping on them, and its own normalization (training completions' std 1, demonstrations' mean
@@ -179,7 +185,7 @@ def train_reward_ensemble(
         reporter = _member_reporter(on_step, i, config.ensemble, done)
         member = frozen_base_copy(start) if shared else copy.deepcopy(start).to(device)
         result = train_reward_model(
-            member, tokenizer, bootstrap(train, seed=seed),
+            member, tokenizer, bootstrap(train, seed=seed) if config.bootstrap else train,
             replace(config, seed=seed), demonstrations=demonstrations, held_out=held_out,
             validation=val, on_step=reporter, merge=False,
             checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / member_dir(i),
