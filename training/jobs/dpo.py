@@ -10,7 +10,7 @@ from training.ml.configs import DPOConfig
 
 
 def rows(snapshot, config: dict) -> None:
-    snapshot.take_rankings(purpose="DPO")
+    snapshot.take_rankings(purpose="DPO", own_replies=bool(config.get("own_replies")))
 
 
 def run(context) -> Outcome:

@@ -258,6 +258,13 @@ class DPOConfig:
         "its model would not sample (one another model wrote, say); 1.0 in the paper.",
         minimum=0,
     )
+    # Read by the run's rows (training.jobs.dpo), not by train_dpo: which rankings it trains on.
+    own_replies: bool = setting(
+        False,
+        "Train only on the tasks that rank the input model's own replies: each round of iterated "
+        "DPO learns from its new rankings (Iterative RPO), not again from earlier rounds' pairs "
+        "that its reference already learned.",
+    )
     epochs: int = setting(1, "Passes over the training prompts.", minimum=1)
     max_steps: int | None = setting(None, "Steps to train; overrides epochs when set.", minimum=1)
     batch_size: int = setting(

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db.models import Count, Exists, OuterRef, Q
 
 from labeling import exports
-from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt
+from labeling.models import ComparisonBatch, Completion, Demonstration, Prompt, RankingTask
 from training.errors import Invalid
 from training.jobs.kinds import run_kind
 from training.selectors import preferring, ranked_tasks, rankings_of
@@ -81,18 +81,24 @@ class DatasetSnapshot:
         if purpose:
             _require(len(self.demonstrations), "demonstrations", purpose)
 
-    def take_rankings(self, *, purpose: str) -> None:
-        """The rankings, at least the minimum of ranked tasks that prefer one reply to another.
+    def take_rankings(self, *, purpose: str, own_replies: bool = False) -> None:
+        """The rankings, at least the minimum of ranked tasks that prefer one reply to another;
+        with `own_replies`, only those of tasks holding a reply of the input model.
 
         A ranking that ties every reply gives no pair to learn from: a run on nothing but such
         tasks would fail in the worker after its model loaded ("no usable ranking record").
         They are refused here instead, saying so."""
         rankings = rankings_of(self.project, self.as_of)
+        of = ""
+        if own_replies:
+            rankings = rankings.filter(task__in=RankingTask.objects.filter(
+                completions__model_version_id=self.input_model.pk).values("pk"))  # fmt: skip
+            of = f" of {self.input_model.name}'s replies"
         tasks = ranked_tasks(rankings)
         usable = ranked_tasks(preferring(rankings))
-        noun = "ranked tasks" if usable == tasks else (
-            f"ranked tasks that prefer one reply to another ({tasks - usable} more tie all their "
-            f"replies)")  # fmt: skip
+        noun = f"ranked tasks{of}" if usable == tasks else (
+            f"ranked tasks{of} that prefer one reply to another ({tasks - usable} more tie all "
+            f"their replies)")  # fmt: skip
         _require(usable, "ranked_tasks", purpose, noun=noun)
         self.rankings = list(rankings.values_list("id", flat=True))
 
