@@ -4,6 +4,8 @@ reward model generalize to preferences other than the one the demo was tuned for
 
     python bench/bench_reward_generalization.py --base artifacts/base/model --out /tmp/rm-bench
     python bench/bench_reward_generalization.py ... --prefs returns concise example --seeds 0 1
+    python bench/bench_reward_generalization.py ... --variants preset ensemble=3 ensemble=3,all \
+        --train-questions 64   # few rankings: bootstrapped members against members on all
 
 No database: the demo's data as plain records. SFT on the demo file's training questions (the
 seeded split of `training.demo.split`, the same one the demo holds out) from `--base`, K replies
@@ -57,6 +59,7 @@ VARIANTS = {
     "lora_rank=8": {"lora_rank": 8, "lora_alpha": 16.0},
     "lora_rank=8+dropout": {"lora_rank": 8, "lora_alpha": 16.0, "lora_dropout": 0.1},
     "ensemble=3": {"ensemble": 3},  # training.ml.reward_ensemble: 3 bootstrapped members
+    "ensemble=3,all": {"ensemble": 3, "bootstrap": False},  # 3 members on every prompt
 }
 HELD_OUT = 0.2  # the demo's --held-out default
 DEMO_FILE = ROOT / "labeling" / "demo" / "python_stdlib.jsonl"  # load_demo_project's
@@ -118,6 +121,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--train-questions", type=int,
+                        help="rank only this many training questions (default: all 256)")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--sft-epochs", type=int, default=12)  # the demo's tiny sizes
     parser.add_argument("--sft-lr", type=float, default=1e-3)
@@ -139,9 +144,14 @@ def main() -> None:
           "best_step  seconds", flush=True)  # fmt: skip
     for key in args.prefs:
         for seed in args.seeds:
-            train = ranked(kept, train_replies, PREFERENCES[key], seed=seed, noise=args.noise)
+            train = ranked(kept, train_replies, PREFERENCES[key], seed=seed,
+                           noise=args.noise)[:args.train_questions]  # fmt: skip
             held_out = ranked(held, held_replies, PREFERENCES[key], seed=seed + 100,
                               noise=args.noise)  # fmt: skip
+            usable = sum(any(len(ranking) > 1 for ranking in r.rankings) for r in train)
+            if not usable:  # every SFT reply alike under the rule: nothing to learn from
+                print(f"{key:<11} all {len(train)} tasks tie: no reward model", flush=True)
+                continue
             for variant in args.variants:
                 config = replace(base_config, seed=seed, **VARIANTS[variant])
                 t0 = time.monotonic()
@@ -158,6 +168,8 @@ def main() -> None:
     for key in args.prefs:
         for variant in args.variants:
             mine = [r for r in rows if r[0] == key and r[1] == variant]
+            if not mine:
+                continue
             print(f"{key:<11} {variant:<18} val {mean(r[3] for r in mine):.3f}  held-out "
                   f"{mean(r[4] for r in mine):.3f}  baseline {mean(r[5] for r in mine):.3f}")
 

@@ -33,6 +33,7 @@ from training.ml.reward_ensemble import (
     disagreement,
     member_scores,
     reward_scorer,
+    shared_split,
     train_reward_ensemble,
     value_start,
 )
@@ -112,18 +113,26 @@ def test_the_bootstrap_is_seeded_and_keeps_each_prompts_records_together():
 
 def test_without_the_bootstrap_each_member_is_one_reward_model_on_every_training_prompt():
     """Few usable rankings: `bootstrap=False` gives each member all of them, its seed its own."""
-    records = hidden_rule_data(40, seed=3)
+    tok = tokenizer()
+    tied = [RankingRecord(user(f"tied {i}"), ["a", "b"], [[[0, 1]]]) for i in range(12)]
+    records = hidden_rule_data(40, seed=3) + tied  # tasks that tie give no pair
     config = RewardConfig(epochs=1, batch_size=8, lr=3e-3, val_fraction=0.25, ensemble=2,
                           bootstrap=False)  # fmt: skip
-    ensemble = train_reward_ensemble(tiny_rm(), tokenizer(), records, config).model
-    train_idx, val_idx = split_by_prompt([r.key() for r in records], 0.25, seed=0)
-    alone = train_reward_model(tiny_rm(), tokenizer(), [records[i] for i in train_idx],
-                               replace(config, seed=1, ensemble=1),
-                               validation=[records[i] for i in val_idx]).model  # fmt: skip
-    for a, b in itertools.zip_longest(ensemble.members[1].parameters(), alone.parameters()):
+    result = train_reward_ensemble(tiny_rm(), tok, records, config)
+    members = result.model.members
+    # member 0 is the reward model one run trains: the same split, among prompts with a pair
+    alone = train_reward_model(tiny_rm(), tok, records, replace(config, ensemble=1))
+    assert result.metrics["val_prompts"] == alone.metrics["val_prompts"] == 10
+    for a, b in itertools.zip_longest(members[0].parameters(), alone.model.parameters()):
         assert torch.equal(a, b)
-    heads = [m.score_head.weight for m in ensemble.members]  # apart by their batch order
-    assert not torch.equal(*heads)
+    # member 1 is one trained with seed 1 on those training prompts, checked on that split
+    train, val = shared_split(tok, records, config, block_size=64)
+    assert {r.key() for r in val} & {r.key() for r in train} == set()
+    second = train_reward_model(tiny_rm(), tok, train, replace(config, seed=1, ensemble=1),
+                                validation=val).model  # fmt: skip
+    for a, b in itertools.zip_longest(members[1].parameters(), second.parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(members[0].score_head.weight, members[1].score_head.weight)
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,11 @@ prefer one reply (most tie) that starves every member: measured on SmolLM2's `re
 of them. `RewardConfig.bootstrap` off trains every member on every training prompt, apart by
 seed alone (Coste et al.'s ensembles differ so): with LoRA each member's adapters start from
 their own random draw, so members still disagree where the data leaves the reward free.
-Members share one validation split (by prompt, with the run's `seed` and `val_fraction`), so
-their accuracies and the ensemble's are on the same pairs; each member keeps its own early
-stopping on them, and its own normalization (training completions' std 1, demonstrations' mean
-0, `training.ml.reward`), which puts the members' rewards on one scale before they are averaged.
+Members share one validation split (by prompt, with the run's `seed` and `val_fraction`: the
+split one reward model makes, `shared_split`), so their accuracies and the ensemble's are on the
+same pairs; each member keeps its own early stopping on them, and its own normalization
+(training completions' std 1, demonstrations' mean 0, `training.ml.reward`), which puts the
+members' rewards on one scale before they are averaged.
 n = 1 is a plain `train_reward_model` run: no bootstrap.
 
 **Metrics.** `val_*` and `heldout_*` are the ensemble's (the mean reward's) figures, the version
@@ -176,9 +177,7 @@ def train_reward_ensemble(
     device = next(model.parameters()).device
     shared = config.lora_rank > 0  # members train adapters over `model`, which stays put
     start = model if shared else model.cpu()
-    train_idx, val_idx = split_by_prompt([r.key() for r in records], config.val_fraction,
-                                         seed=config.seed)  # fmt: skip
-    train, val = [records[i] for i in train_idx], [records[i] for i in val_idx]
+    train, val = shared_split(tokenizer, records, config, block_size=model.config.block_size)
     members, results, done = [], [], 0
     for i in range(config.ensemble):
         seed = config.seed + i
@@ -229,6 +228,23 @@ def ensemble_figures(
                                    batch_size=config.batch_size)  # fmt: skip
             figures[name] = float(disagreement(scores).mean())
     return figures
+
+
+def shared_split(
+    tokenizer: ChatTokenizer, records: list[RankingRecord], config: RewardConfig, *,
+    block_size: int,
+) -> tuple[list[RankingRecord], list[RankingRecord]]:
+    """(training, validation) records, split by prompt as one reward model splits them: among
+    the prompts that give a pair (`ranking_examples`), so a validation share of tasks that tie
+    every reply does not leave the members fewer validation prompts than one model would have,
+    and member 0 without the bootstrap is the reward model `ensemble` = 1 trains."""
+    examples, _ = ranking_examples(tokenizer, records, block_size=block_size,
+                                   skip_invalid=config.skip_invalid)  # fmt: skip
+    _, val_idx = split_by_prompt([ex.key for ex in examples], config.val_fraction,
+                                 seed=config.seed)  # fmt: skip
+    val_keys = {examples[i].key for i in val_idx}
+    return ([r for r in records if r.key() not in val_keys],
+            [r for r in records if r.key() in val_keys])  # fmt: skip
 
 
 def _member_spread(results: list[RewardResult]) -> dict[str, float]:
