@@ -102,6 +102,16 @@ def test_a_damaged_member_count_is_refused(tmp_path):
         load_model(directory)
 
 
+def test_a_bootstrap_member_always_draws_prompts_that_give_a_pair():
+    """One usable prompt among 40 tied ones: a bootstrap over all 41 leaves about a third of the
+    members without it (and the run failing); every member must still have it to learn from."""
+    tied = [RankingRecord(user(f"tied {i}"), ["a", "b"], [[[0, 1]]]) for i in range(40)]
+    records = hidden_rule_data(1, seed=3) + tied
+    config = RewardConfig(epochs=1, batch_size=8, lr=3e-3, val_fraction=0.0, ensemble=8)
+    result = train_reward_ensemble(tiny_rm(), tokenizer(), records, config)
+    assert len(result.model.members) == 8
+
+
 def test_the_bootstrap_is_seeded_and_keeps_each_prompts_records_together():
     records = [RankingRecord(user(f"q{i % 10}"), ["a", "b"], [[0, 1]]) for i in range(30)]
     a, b = bootstrap(records, seed=1), bootstrap(records, seed=2)
@@ -128,6 +138,7 @@ def test_without_the_bootstrap_each_member_is_one_reward_model_on_every_training
     # member 1 is one trained with seed 1 on those training prompts, checked on that split
     train, val = shared_split(tok, records, config, block_size=64)
     assert {r.key() for r in val} & {r.key() for r in train} == set()
+    assert not {r.key() for r in tied} & {r.key() for r in train + val}  # nothing to learn
     second = train_reward_model(tiny_rm(), tok, train, replace(config, seed=1, ensemble=1),
                                 validation=val).model  # fmt: skip
     for a, b in itertools.zip_longest(members[1].parameters(), second.parameters()):

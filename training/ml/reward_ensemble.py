@@ -11,10 +11,10 @@ PPO's reward (`PPOConfig.ensemble_penalty` λ: mean - λ·std, Coste's uncertain
 optimization).
 
 **Members.** With `RewardConfig.ensemble` = n > 1, member i trains with seed `seed + i` (its batch
-order, and its LoRA adapters' start) on a bootstrap resample of the training prompts. The seed
-alone gives members that differ only by the batch order of one fine-tuning from the same model:
-Eisenstein et al. found such ensembles agree too much (their errors are shared), and a
-bootstrap makes each member see the data with different weights, as a bagged ensemble does.
+order, and its LoRA adapters' start) on a bootstrap resample of the training prompts that give
+a pair. The seed alone gives members that differ only by the batch order of one fine-tuning from
+the same model: Eisenstein et al. found such ensembles agree too much (their errors are shared),
+and a bootstrap makes each member see the data with different weights, as a bagged ensemble does.
 A bootstrap leaves each member about 63% of the distinct prompts, though, and where few tasks
 prefer one reply (most tie) that starves every member: measured on SmolLM2's `returns` round,
 51 usable tasks gave members of 0.62-0.85 held-out accuracy against 0.90 for one model on all
@@ -234,16 +234,17 @@ def shared_split(
     tokenizer: ChatTokenizer, records: list[RankingRecord], config: RewardConfig, *,
     block_size: int,
 ) -> tuple[list[RankingRecord], list[RankingRecord]]:
-    """(training, validation) records, split by prompt as one reward model splits them: among
-    the prompts that give a pair (`ranking_examples`), so a validation share of tasks that tie
-    every reply does not leave the members fewer validation prompts than one model would have,
-    and member 0 without the bootstrap is the reward model `ensemble` = 1 trains."""
+    """(training, validation) records of the prompts that give a pair (`ranking_examples`),
+    split by prompt as one reward model splits them. Tasks that tie every reply teach nothing:
+    left in, they would take validation places one model gives to usable prompts, and bootstrap
+    draws, so that with few usable prompts a member could draw none and fail the run. Member 0
+    without the bootstrap is the reward model `ensemble` = 1 trains."""
     examples, _ = ranking_examples(tokenizer, records, block_size=block_size,
                                    skip_invalid=config.skip_invalid)  # fmt: skip
     _, val_idx = split_by_prompt([ex.key for ex in examples], config.val_fraction,
                                  seed=config.seed)  # fmt: skip
-    val_keys = {examples[i].key for i in val_idx}
-    return ([r for r in records if r.key() not in val_keys],
+    usable, val_keys = {ex.key for ex in examples}, {examples[i].key for i in val_idx}
+    return ([r for r in records if r.key() in usable - val_keys],
             [r for r in records if r.key() in val_keys])  # fmt: skip
 
 
