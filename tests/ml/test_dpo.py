@@ -5,6 +5,7 @@ adapters against the untouched base, a stopped run resumes to the same weights, 
 or settings are clear errors."""
 
 import copy
+import dataclasses
 import math
 from collections import namedtuple
 
@@ -274,6 +275,49 @@ def test_a_stopped_run_resumes_to_the_uninterrupted_weights(sft_model, rankings,
                             resumed.model.state_dict().values(), strict=True):  # fmt: skip
         assert torch.equal(a, b), name
     assert resumed.metrics["val_accuracy"] == straight.metrics["val_accuracy"]
+
+
+def test_early_stopping_ends_on_the_best_held_out_weights_when_later_epochs_are_worse(
+    sft_model, rankings, tmp_path
+):
+    """A constructed case: the training prompts' rankings reverse the rule the held-out prompts'
+    follow, so the longer DPO trains the worse it orders pairs it never saw. With `patience` it
+    stops after that many evaluations without a better one (accuracy, then loss) and ends on the
+    best evaluation's weights, which do better on the held-out pairs than the fixed epoch count's
+    last; a resumed early-stopped run stays stopped."""
+    tok = tokenizer()
+    examples, _ = ranking_examples(tok, rankings, block_size=64)
+    _, val = split_by_prompt([ex.key for ex in examples], 0.2, seed=0)
+    held_out = {examples[i].key for i in val}
+    reverse = [r.rankings[0][::-1] for r in rankings]
+    records = [r if r.key() in held_out else dataclasses.replace(r, rankings=[order])
+               for r, order in zip(rankings, reverse, strict=True)]  # fmt: skip
+    config = DPOConfig(epochs=6, batch_size=8, lr=3e-4, val_fraction=0.2, eval_every=2)
+    fixed = train_dpo(copy.deepcopy(sft_model), tok, records, config)
+    evaluations = {}
+    early = train_dpo(
+        copy.deepcopy(sft_model), tok, records, dataclasses.replace(config, patience=2),
+        checkpoint_dir=tmp_path,
+        on_step=lambda p: evaluations.__setitem__(p.step, (p.metrics.get("val_accuracy"),
+                                                           -p.metrics.get("val_loss", 0))),
+    )  # fmt: skip
+    evaluations = {s: key for s, key in evaluations.items() if s % 2 == 0}
+    best_step = max(evaluations, key=evaluations.get)
+    m = early.metrics
+    assert early.step == m["stopped_early_at"] == best_step + 2 * 2 < fixed.total_steps
+    assert m["best_step"] == best_step and m["val_accuracy"] == evaluations[best_step][0]
+    kept = reference_logprobs(sft_model, [examples[i] for i in val], pad_id=tok.pad_id,
+                              batch_size=8)  # fmt: skip
+    figures = evaluate_preferences(early.model, kept, config, pad_id=tok.pad_id)
+    assert figures["loss"] == pytest.approx(m["val_loss"], rel=1e-5)  # the kept weights' figure
+    # the last epoch is worse: it orders no more held-out pairs right, and with more confidence
+    # the wrong way
+    assert m["val_accuracy"] >= fixed.metrics["val_accuracy"]
+    assert m["val_loss"] < fixed.metrics["val_loss"] - 0.1
+    assert m["val_margin"] > fixed.metrics["val_margin"]
+    resumed = train_dpo(copy.deepcopy(sft_model), tok, records, dataclasses.replace(
+        config, patience=2), checkpoint_dir=tmp_path)  # fmt: skip
+    assert resumed.step == early.step and resumed.metrics["best_step"] == best_step
 
 
 # -- bad input ------------------------------------------------------------------------------

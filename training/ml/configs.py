@@ -282,6 +282,15 @@ class DPOConfig:
     )
     eval_every: int = setting(0, "Evaluate held-out pairs every this many steps; 0: at the end.",
                               minimum=0)  # fmt: skip
+    # As the reward model's: the epochs are a ceiling, the held-out pairs pick the weights
+    # (training.ml.dpo, "Early stopping").
+    keep_best: bool = setting(
+        False, "End on the weights of the best held-out preference accuracy (then loss)."
+    )
+    patience: int = setting(
+        0, "Early stopping: evaluations without a better held-out accuracy before training "
+        "stops (0: never; implies keep_best).", minimum=0,
+    )  # fmt: skip
     checkpoint_every: int = setting(
         100, "Save a checkpoint every this many steps (also at the end and on stop).", minimum=0
     )

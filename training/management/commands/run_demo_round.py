@@ -354,7 +354,7 @@ class Command(BaseCommand):
             step = [
                 f"DPO held-out preference accuracy:  {p.get('val_accuracy', float('nan')):.3f} "
                 f"(implicit-reward margin {p.get('val_margin', float('nan')):+.3f}, "
-                f"{p.get('val_pairs', 0):.0f} pairs)",
+                f"{p.get('val_pairs', 0):.0f} pairs{early_stopping(p)})",
             ]
             lineage = (f"{made.output_model.name} <- DPO #{made.pk} <- "
                        f"{made.input_model.name} <- {made.input_model.parent.name}")  # fmt: skip
