@@ -5,6 +5,8 @@ Warnings:
 - a loss that is not finite (the run diverged);
 - a reward model whose held-out accuracy is below the "longer reply wins" baseline on the same
   pairs (it may have learned length, not quality);
+- a DPO policy that orders fewer than half of the held-out pairs the labelers' way (its implicit
+  reward overfits the training pairs: measured on the tiny model's iterated rounds);
 - PPO whose mean score has not risen (the last third of its iterations against the first);
 - PPO's KL past the run's budget (updates are skipped) or far above its target.
 """
@@ -48,6 +50,13 @@ def run_warnings(run, curves: dict[str, list[tuple[int, float]]]) -> list[str]:
             f"Held-out accuracy {accuracy:.2f} is below the longer-reply baseline "
             f"{baseline:.2f}: the reward model may prefer long replies rather than good ones. "
             "More rankings, or check the labelers' agreement.")
+    if run.kind == "dpo" and _finite(accuracy) and accuracy < 0.5:
+        remedy = ("fewer epochs or a lower learning rate" if (run.config or {}).get("keep_best")
+                  else "keep_best with eval_every, or fewer epochs")  # fmt: skip
+        warnings.append(
+            f"Held-out preference accuracy {accuracy:.2f} is below chance: the policy orders "
+            "most held-out pairs against the labelers, having fit its training pairs. Try "
+            f"{remedy}.")
     if run.kind == "ppo":
         warnings += _ppo_warnings(run, curves)
     return warnings

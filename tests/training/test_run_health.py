@@ -1,5 +1,6 @@
 """The run page's pace (elapsed, speed, ETA) and its warnings: a reward model under the
-longer-reply baseline, PPO's score flat, KL past its budget, a loss that is not finite."""
+longer-reply baseline, a DPO policy below chance on held-out pairs, PPO's score flat, KL past
+its budget, a loss that is not finite."""
 from datetime import timedelta
 
 import pytest
@@ -28,6 +29,17 @@ def test_a_reward_model_under_the_longer_reply_baseline_is_flagged():
     assert "below the longer-reply baseline 0.70" in warning
     good = run_of("reward", metrics={"val_accuracy": 0.8, "val_length_baseline_accuracy": 0.6})
     assert run_warnings(good, {}) == []
+
+
+def test_a_dpo_policy_below_chance_on_held_out_pairs_is_flagged_with_a_remedy():
+    run = run_of("dpo", metrics={"val_accuracy": 0.35}, config={"epochs": 16})
+    [warning] = run_warnings(run, {})
+    assert "0.35 is below chance" in warning and "keep_best" in warning
+    kept = run_of("dpo", metrics={"val_accuracy": 0.35}, config={"keep_best": True})
+    [warning] = run_warnings(kept, {})
+    assert "fewer epochs or a lower learning rate" in warning
+    assert run_warnings(run_of("dpo", metrics={"val_accuracy": 0.86}), {}) == []
+    assert run_warnings(run_of("dpo", metrics={}), {}) == []  # not evaluated yet
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), None, "NaN"])
