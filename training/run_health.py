@@ -3,8 +3,8 @@ warnings a person watching would want (read-only, from the run row and its curve
 
 Warnings:
 - a loss that is not finite (the run diverged);
-- a reward model whose held-out accuracy is below the "longer reply wins" baseline on the same
-  pairs (it may have learned length, not quality);
+- a reward model (or a DPO policy) whose held-out accuracy is below the "longer reply wins"
+  baseline on the same pairs (it may have learned length, not quality);
 - a DPO policy that orders fewer than half of the held-out pairs the labelers' way (its implicit
   reward overfits the training pairs: measured on the tiny model's iterated rounds);
 - PPO whose mean score has not risen (the last third of its iterations against the first);
@@ -45,10 +45,11 @@ def run_warnings(run, curves: dict[str, list[tuple[int, float]]]) -> list[str]:
                         "lower learning rate.")
     accuracy = metrics.get("val_accuracy")
     baseline = metrics.get("val_length_baseline_accuracy")
-    if run.kind == "reward" and _finite(accuracy) and _finite(baseline) and accuracy < baseline:
+    judge = {"reward": "reward model", "dpo": "DPO policy"}.get(run.kind)
+    if judge and _finite(accuracy) and _finite(baseline) and accuracy < baseline:
         warnings.append(
             f"Held-out accuracy {accuracy:.2f} is below the longer-reply baseline "
-            f"{baseline:.2f}: the reward model may prefer long replies rather than good ones. "
+            f"{baseline:.2f}: the {judge} may prefer long replies rather than good ones. "
             "More rankings, or check the labelers' agreement.")
     if run.kind == "dpo" and _finite(accuracy) and accuracy < 0.5:
         remedy = ("fewer epochs or a lower learning rate" if (run.config or {}).get("keep_best")

@@ -216,7 +216,7 @@ def test_the_other_losses_learn_the_held_out_preference(sft_model, rankings, los
 
 def test_the_reference_is_the_model_as_given(sft_model, rankings):
     """The held-out implicit rewards are measured against the SFT model itself, though the same
-    weights were trained in place."""
+    weights were trained in place; the longer-reply baseline is reported on the same pairs."""
     tok = tokenizer()
     config = DPOConfig(max_steps=6, batch_size=8, lr=3e-4, val_fraction=0.2)
     result = train_dpo(copy.deepcopy(sft_model), tok, rankings, config)
@@ -226,8 +226,15 @@ def test_the_reference_is_the_model_as_given(sft_model, rankings):
                                   batch_size=8)  # fmt: skip
     figures = evaluate_preferences(result.model, held_out, config, pad_id=tok.pad_id)
     assert figures["margin"] != 0
-    for name in ("loss", "accuracy", "margin", "chosen_reward", "rejected_reward"):
+    for name in ("loss", "accuracy", "margin", "chosen_reward", "rejected_reward",
+                 "length_baseline_accuracy"):  # fmt: skip
         assert figures[name] == pytest.approx(result.metrics[f"val_{name}"], rel=1e-5, abs=1e-6)
+    # the baseline beside it: the longer reply of each held-out pair wins, a tie counting half
+    lengths = [(ex.ranking.reply_lengths[w], ex.ranking.reply_lengths[lose])
+               for ex in held_out for w, lose in ex.ranking.pairs]  # fmt: skip
+    longer = [(w > lose) + 0.5 * (w == lose) for w, lose in lengths]
+    assert 0 < sum(longer) < len(longer) == figures["pairs"]
+    assert figures["length_baseline_accuracy"] == pytest.approx(sum(longer) / len(longer))
 
 
 def test_with_lora_only_the_adapters_learn_and_the_base_stays_the_reference(sft_model,

@@ -23,12 +23,15 @@ def test_pace_gives_elapsed_speed_and_eta():
     assert run_pace(run_of("sft"), now=now) is None  # not started
 
 
-def test_a_reward_model_under_the_longer_reply_baseline_is_flagged():
+def test_a_reward_model_or_dpo_policy_under_the_longer_reply_baseline_is_flagged():
     run = run_of("reward", metrics={"val_accuracy": 0.55, "val_length_baseline_accuracy": 0.7})
     [warning] = run_warnings(run, {})
     assert "below the longer-reply baseline 0.70" in warning
     good = run_of("reward", metrics={"val_accuracy": 0.8, "val_length_baseline_accuracy": 0.6})
     assert run_warnings(good, {}) == []
+    dpo = run_of("dpo", metrics={"val_accuracy": 0.6, "val_length_baseline_accuracy": 0.75})
+    [warning] = run_warnings(dpo, {})
+    assert "the DPO policy may prefer long replies" in warning
 
 
 def test_a_dpo_policy_below_chance_on_held_out_pairs_is_flagged_with_a_remedy():

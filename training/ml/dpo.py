@@ -28,7 +28,8 @@ ranking tasks by a round's `sample_mix`), DPO alone learns to rank them and not 
 
 The implicit rewards beta (log pi(y) - log ref(y)) of the chosen and rejected replies, their
 margin and the share of pairs it orders right ("accuracy", strict as TRL's) are reported per
-step and on the held-out prompts (split by prompt, as the reward model's).
+step and on the held-out prompts (split by prompt, as the reward model's), there beside the
+"longer reply wins" baseline on the same pairs.
 
 **The reference** is the model as given (the SFT model), its log-probabilities computed once
 before the first step (TRL's `precompute_ref_log_probs`): no second copy of the weights and no
@@ -62,7 +63,7 @@ from training.ml.optim import apply_update, schedule_lr
 from training.ml.ppo_rollout import policy_outputs
 from training.ml.progress import OnStep, Progress
 from training.ml.records import RankingRecord
-from training.ml.reward import BestEvaluation, mean_per_prompt
+from training.ml.reward import BestEvaluation, mean_per_prompt, pair_accuracy
 from training.ml.reward_data import RankingExample, RewardBatch, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
 from training.ml.train_loop import (
@@ -234,21 +235,25 @@ def evaluate_preferences(
     *,
     pad_id: int,
 ) -> dict[str, float]:
-    """The loss and `reward_figures` over every pair of `examples` (held-out prompts)."""
+    """The loss and `reward_figures` over every pair of `examples` (held-out prompts), and the
+    share a "longer reply wins" rule gets right on the same pairs (ties half, as the reward
+    model's baseline): what the accuracy must beat to say more than length."""
     device = next(model.parameters()).device
-    losses, parts = [], {"chosen": [], "rejected": [], "chosen_nll": []}
+    losses, longer, parts = [], [], {"chosen": [], "rejected": [], "chosen_nll": []}
     for start in range(0, len(examples), config.batch_size):
         chunk = examples[start : start + config.batch_size]
         batch, tokens, reference = preference_batch(chunk, pad_id=pad_id, device=device)
         logps = reply_logprobs(model, batch, tokens)
         loss, rewards = preference_terms(logps, reference, tokens, batch, config)
         losses.append(float(loss) * len(chunk))
+        longer.append((batch.winner_lengths - batch.loser_lengths).float())
         for name, values in rewards.items():
             parts[name].append(values)
     pairs = {name: torch.cat(values) for name, values in parts.items()}
     return {
         "loss": sum(losses) / len(examples),
         **reward_figures(**pairs),
+        "length_baseline_accuracy": float(pair_accuracy(torch.cat(longer))),
         "pairs": float(len(pairs["chosen"])),
     }
 
@@ -267,7 +272,8 @@ def train_dpo(
 ) -> DPOResult:
     """Train `model` (the SFT model, which is also the reference) in place on the rankings; see
     the module docstring. The final metrics hold the held-out figures (`val_accuracy`,
-    `val_margin`, `val_chosen_reward`, `val_rejected_reward`, `val_loss`, `val_pairs`)."""
+    `val_length_baseline_accuracy`, `val_margin`, `val_chosen_reward`, `val_rejected_reward`,
+    `val_loss`, `val_pairs`)."""
     config = config or DPOConfig()
     device = next(model.parameters()).device
     rankings, skipped = ranking_examples(

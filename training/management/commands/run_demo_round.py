@@ -353,7 +353,9 @@ class Command(BaseCommand):
         else:
             step = [
                 f"DPO held-out preference accuracy:  {p.get('val_accuracy', float('nan')):.3f} "
-                f"(implicit-reward margin {p.get('val_margin', float('nan')):+.3f}, "
+                f"(longer-reply baseline "
+                f"{p.get('val_length_baseline_accuracy', float('nan')):.3f}, "
+                f"implicit-reward margin {p.get('val_margin', float('nan')):+.3f}, "
                 f"{p.get('val_pairs', 0):.0f} pairs{early_stopping(p)})",
             ]
             lineage = (f"{made.output_model.name} <- DPO #{made.pk} <- "
