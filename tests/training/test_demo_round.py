@@ -95,6 +95,9 @@ def test_the_demo_runs_a_dpo_round_on_two_models_replies_then_a_ppo_round_on_the
     assert runs[2].config["max_steps"] == 4 and runs[2].rankings.count() == 20
     assert first.parent == sft  # round 1: no reward model, no PPO
     assert "DPO held-out preference accuracy:" in report
+    dpo = runs[2].metrics  # beside it, what "the longer reply wins" gets on the same pairs
+    assert (f"(longer-reply baseline {dpo['val_length_baseline_accuracy']:.3f}, implicit-reward "
+            f"margin {dpo['val_margin']:+.3f}") in report  # fmt: skip
     assert f"lineage: {first.name} <- DPO #{runs[2].pk} <- " in report
     # round 2 ranks the new policy's replies (and the base model's), and its reward model
     # learns from every ranking of the project, round 1's too; PPO goes on from that policy
