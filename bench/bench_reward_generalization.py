@@ -6,6 +6,9 @@ reward model generalize to preferences other than the one the demo was tuned for
     python bench/bench_reward_generalization.py ... --prefs returns concise example --seeds 0 1
     python bench/bench_reward_generalization.py ... --variants preset ensemble=3 ensemble=3,all \
         --train-questions 64   # few rankings: bootstrapped members against members on all
+    python bench/bench_reward_generalization.py ... --prefs example caveat --mix-base 2
+        # two of each question's K replies by the base model, as the demo's --sample-mix base:
+        # preferences the SFT model never shows (an example call, a caveat) then give pairs
 
 No database: the demo's data as plain records. SFT on the demo file's training questions (the
 seeded split of `training.demo.split`, the same one the demo holds out) from `--base`, K replies
@@ -124,9 +127,13 @@ def main() -> None:
     parser.add_argument("--train-questions", type=int,
                         help="rank only this many training questions (default: all 256)")
     parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--mix-base", type=int, default=0, metavar="N",
+                        help="N of the K replies sampled from --base instead of the SFT model")
     parser.add_argument("--sft-epochs", type=int, default=12)  # the demo's tiny sizes
     parser.add_argument("--sft-lr", type=float, default=1e-3)
     args = parser.parse_args()
+    if not 0 <= args.mix_base < args.k:
+        parser.error(f"--mix-base takes 0 to K - 1 = {args.k - 1}; got {args.mix_base}")
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
 
@@ -135,6 +142,14 @@ def main() -> None:
     sft, tokenizer = sft_model(args.base, args.out, kept, epochs=args.sft_epochs, lr=args.sft_lr)
     train_replies = replies(sft, tokenizer, kept, args.out, k=args.k, name="train")
     held_replies = replies(sft, tokenizer, held, args.out, k=args.k, name="held-out")
+    if args.mix_base:  # the demo's sample_mix: the last mix_base replies are the base model's
+        base = load_model(args.base)[0]
+        own = args.k - args.mix_base
+        for grouped, rows, name in ((train_replies, kept, "train"),
+                                    (held_replies, held, "held-out")):  # fmt: skip
+            mixed = replies(base, tokenizer, rows, args.out, k=args.mix_base,
+                            name=f"{name}-base{args.mix_base}")  # fmt: skip
+            grouped[:] = [mine[:own] + theirs for mine, theirs in zip(grouped, mixed, strict=True)]
     print(f"SFT and {args.k} replies for {len(kept)} + {len(held)} held-out questions: "
           f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
     base_config = RewardConfig(**{k: v for k, v in presets.defaults("reward").items()
