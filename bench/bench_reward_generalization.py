@@ -18,7 +18,8 @@ swaps) rank every training question's replies as in the demo, and the held-out q
 replies too: those rankings never train anything and pick nothing. Each variant trains a reward
 model from the SFT model with the reward preset's settings (early stopping on its validation
 split) plus the variant's change, and reports the validation accuracy (the split that chose
-the weights), the held-out accuracy and, on the same held-out pairs, the longer-reply baseline.
+the weights), the held-out accuracy and, on the same held-out pairs, the longer-reply baseline
+and the labelers' rule itself (the ceiling their noise leaves: 10% swaps cost ~0.1).
 """
 
 import argparse
@@ -48,7 +49,7 @@ from training.demo.rules import PREFERENCES, reference_name  # noqa: E402
 from training.demo.split import read_demo_rows, split_demo_rows  # noqa: E402
 from training.ml.architectures import with_scalar_head  # noqa: E402
 from training.ml.model_files import load_model, load_tokenizer, save_model  # noqa: E402
-from training.ml.records import Demonstration, RankingRecord  # noqa: E402
+from training.ml.records import Demonstration, RankingRecord, ranking_pairs  # noqa: E402
 from training.ml.reward import RewardConfig  # noqa: E402
 from training.ml.reward_ensemble import train_reward_ensemble  # noqa: E402
 from training.ml.sampling import SampleConfig, generate  # noqa: E402
@@ -115,6 +116,19 @@ def ranked(rows, grouped, preference, *, seed: int, noise: float) -> list[Rankin
     return records
 
 
+def rule_ceiling(rows, records: list[RankingRecord], preference) -> float:
+    """The share of the records' pairs that the labelers' own rule orders right (ties half): the
+    best any reward model can do on rankings with noisy swaps, beside the longer-reply baseline."""
+    right = []
+    for row, record in zip(rows, records, strict=True):
+        name = reference_name(row["response"])
+        scores = [preference.score(text, name) for text in record.completions]
+        for ranking in record.rankings:
+            for w, lose in ranking_pairs(ranking, len(record.completions)):
+                right.append(1.0 if scores[w] > scores[lose] else 0.5 * (scores[w] == scores[lose]))
+    return mean(right) if right else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", type=Path, required=True, help="a model directory (pretrained)")
@@ -154,7 +168,7 @@ def main() -> None:
           f"{time.monotonic() - started:.0f} s", flush=True)  # fmt: skip
     base_config = RewardConfig(**{k: v for k, v in presets.defaults("reward").items()
                                   if k in RewardConfig.__dataclass_fields__})  # fmt: skip
-    rows = []
+    rows, ceilings = [], {}
     print("preference  variant            seed  val_acc  heldout_acc  longer_baseline  "
           "best_step  seconds", flush=True)  # fmt: skip
     for key in args.prefs:
@@ -167,6 +181,9 @@ def main() -> None:
             if not usable:  # every SFT reply alike under the rule: nothing to learn from
                 print(f"{key:<11} all {len(train)} tasks tie: no reward model", flush=True)
                 continue
+            ceilings[key, seed] = rule_ceiling(held, held_out, PREFERENCES[key])
+            print(f"{key:<11} {'(the rule itself)':<18} {seed:>4}  -        "
+                  f"{ceilings[key, seed]:.3f}", flush=True)  # fmt: skip
             for variant in args.variants:
                 config = replace(base_config, seed=seed, **VARIANTS[variant])
                 t0 = time.monotonic()
@@ -179,14 +196,16 @@ def main() -> None:
                 rows.append(row)
                 print(f"{key:<11} {variant:<18} {seed:>4}  {row[3]:.3f}    {row[4]:.3f}        "
                       f"{row[5]:.3f}            {row[6]:>5g}  {row[7]:>7.0f}", flush=True)
-    print("\nmean over seeds (held-out accuracy; longer-reply baseline on the same pairs):")
+    print("\nmean over seeds (held-out accuracy; longer-reply baseline on the same pairs; the "
+          "labelers' rule itself on them, the ceiling under their noise):")
     for key in args.prefs:
         for variant in args.variants:
             mine = [r for r in rows if r[0] == key and r[1] == variant]
             if not mine:
                 continue
             print(f"{key:<11} {variant:<18} val {mean(r[3] for r in mine):.3f}  held-out "
-                  f"{mean(r[4] for r in mine):.3f}  baseline {mean(r[5] for r in mine):.3f}")
+                  f"{mean(r[4] for r in mine):.3f}  baseline {mean(r[5] for r in mine):.3f}  "
+                  f"rule {mean(ceilings[key, r[2]] for r in mine):.3f}")
 
 
 if __name__ == "__main__":
