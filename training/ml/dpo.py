@@ -327,14 +327,11 @@ def train_dpo(
             figures = evaluate_preferences(model, val, config, pad_id=tokenizer.pad_id)
             metrics.update({f"val_{name}": value for name, value in figures.items()})
             best.consider(model, step, figures)
-            if step < total and config.patience and best.since_best >= config.patience:
+            if step < total and best.out_of_patience(config.patience):
                 total = step  # early stopping: held-out accuracy stopped improving
                 metrics["stopped_early_at"] = step
         if step == total:
-            if best.restore(model, step):  # an earlier evaluation was better: back to it
-                metrics.update({f"val_{name}": v for name, v in best.figures.items()})
-            if best.step is not None:
-                metrics["best_step"] = best.step
+            best.finish(model, step, metrics)
         if end_step(on_step, Progress("dpo", step, total, dict(metrics)),
                     checkpoint_every=config.checkpoint_every, checkpoint=checkpoint):  # fmt: skip
             stopped = True

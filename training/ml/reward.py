@@ -320,16 +320,13 @@ def train_reward_model(
         )
         if step < total and config.eval_every and step % config.eval_every == 0:
             evaluate()
-            if config.patience and best.since_best >= config.patience:
+            if best.out_of_patience(config.patience):
                 total = step  # early stopping: held-out accuracy stopped improving
                 metrics["stopped_early_at"] = step
         elif step == total:
             evaluate()
         if step == total:
-            if best.restore(model, step):  # an earlier evaluation was better: back to it
-                metrics.update({f"val_{name}": v for name, v in best.figures.items()})
-            if best.step is not None:
-                metrics["best_step"] = best.step
+            best.finish(model, step, metrics)
             metrics.update(held_out_ranking_figures(model, tokenizer, held_out or [], config))
             if not centered:
                 gain, offset = _normalize(model, tokenizer, demonstrations, train, config)
@@ -366,12 +363,20 @@ class BestEvaluation:
         else:
             self.since_best += 1
 
-    def restore(self, model: LanguageModel, step: int) -> bool:
-        """Load the best weights into `model` when they are not the current step's."""
-        if self.step is None or self.step == step:
-            return False
-        model.load_state_dict(self.state, strict=False)
-        return True
+    def out_of_patience(self, patience: int) -> bool:
+        """Whether early stopping ends training now: `patience` > 0 evaluations without a better
+        one."""
+        return bool(patience) and self.since_best >= patience
+
+    def finish(self, model: LanguageModel, step: int, metrics: dict) -> None:
+        """After the last step: back to the best weights when an earlier evaluation was better
+        (its figures become the `val_` metrics), and `best_step` named in `metrics`."""
+        if self.step is None:
+            return
+        if self.step != step:
+            model.load_state_dict(self.state, strict=False)
+            metrics.update({f"val_{name}": value for name, value in self.figures.items()})
+        metrics["best_step"] = self.step
 
 
 def held_out_ranking_figures(model, tokenizer, records, config) -> dict[str, float]:
