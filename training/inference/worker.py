@@ -199,6 +199,7 @@ class InferenceWorker:
             text = serving.stream.add(event.token)
         if event.done:
             text += serving.stream.end()
+        text = storable(text)
         if text:
             channel.publish(self.redis, event.key, "token", text)
         if event.done:
@@ -206,7 +207,7 @@ class InferenceWorker:
 
     def finish(self, serving: Serving, finish_reason: str) -> None:
         key = str(serving.generation.key)
-        text = serving.stream.text.strip()
+        text = storable(serving.stream.text).strip()
         generations.generation_finish(serving.generation, text=text, finish_reason=finish_reason,
                                       completion_tokens=len(serving.tokens))  # fmt: skip
         channel.publish(self.redis, key, "done", text)
@@ -228,3 +229,9 @@ def run_until_stopped(worker: InferenceWorker, stop: threading.Event) -> None:
         except redis.ConnectionError as exc:
             log.warning("Redis unreachable (%s); retrying in 2 s", exc)
             stop.wait(2)
+
+
+def storable(text: str) -> str:
+    """A model's text without NUL, which PostgreSQL's text columns refuse and a browser's text box
+    drops: what the page streams is then exactly what the Generation row stores."""
+    return text.replace("\x00", "")
