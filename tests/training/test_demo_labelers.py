@@ -55,6 +55,24 @@ def test_bradley_terry_ranks_the_better_reply_first_at_the_sigmoid_of_the_score_
     assert all(len(group) == 1 for group in ranking)  # a full order: ties broken at random
 
 
+def test_bradley_terry_with_ties_keeps_alike_replies_tied_and_orders_the_groups_by_the_sigmoid():
+    labeler = SimulatedLabeler(RETURNS, bt_scale=2.0, bt_ties=True, seed=0)
+    completions = replies("returns", "x", "returned", "y")
+    rankings = [labeler.rank(completions, None) for _ in range(DRAWS)]
+    assert {tuple(map(tuple, r)) for r in rankings} == {((0, 2), (1, 3)), ((1, 3), (0, 2))}
+    reversed_share = sum(r[0] == [1, 3] for r in rankings) / DRAWS
+    assert reversed_share == pytest.approx(1 - 1 / (1 + math.exp(-2.0)), abs=0.02)
+
+
+def test_bradley_terry_with_ties_over_three_levels_keeps_each_level_whole():
+    plain = PREFERENCES["plain"]  # 2: no jargon, 1: one jargon word, 0: more
+    completions = replies("a list", "an iterable", "an iterable of iterators", "a dict")
+    labeler = SimulatedLabeler(plain, bt_scale=1.0, bt_ties=True, seed=4)
+    seen = {tuple(map(tuple, labeler.rank(completions, None))) for _ in range(500)}
+    assert len(seen) == 6  # every order of the three levels turns up, each level one group
+    assert all(sorted(map(tuple, order)) == [(0, 3), (1,), (2,)] for order in seen)
+
+
 def test_bradley_terry_and_noise_are_reproducible_from_the_seed():
     def draws(seed):
         labeler = SimulatedLabeler(RETURNS, noise=0.2, bt_scale=1.0, seed=seed)
@@ -63,7 +81,9 @@ def test_bradley_terry_and_noise_are_reproducible_from_the_seed():
     assert draws(7) == draws(7) != draws(8)
 
 
-@pytest.mark.parametrize("settings", [{"noise": -0.1}, {"noise": 1.5}, {"bt_scale": -1.0}])
+@pytest.mark.parametrize(
+    "settings", [{"noise": -0.1}, {"noise": 1.5}, {"bt_scale": -1.0}, {"bt_ties": True}]
+)
 def test_settings_out_of_range_are_refused(settings):
     with pytest.raises(ValueError):
         SimulatedLabeler(RETURNS, **settings)

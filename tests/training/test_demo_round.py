@@ -69,6 +69,9 @@ def test_a_noise_level_out_of_range_stops_the_demo_before_any_run():
     with pytest.raises(CommandError, match="noise is a share of swaps"):
         call_command("run_demo_round", preset="tiny", noise=1.5, stdout=StringIO())
     assert not TrainingRun.objects.exists()
+    with pytest.raises(CommandError, match="ties in sampled rankings need a Bradley-Terry"):
+        call_command("run_demo_round", preset="tiny", bt_ties=True, stdout=StringIO())
+    assert not TrainingRun.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

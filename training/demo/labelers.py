@@ -8,12 +8,17 @@ inconsistent, so the loop is measured on labels as messy as a team's (plain Pyth
   Bradley-Terry: P(a above b) = sigmoid(bt_scale * (s_a - s_b))). Replies alike under the
   preference come out in a random order, and a better reply is sometimes ranked lower, the
   more often the closer the scores.
+- **Bradley-Terry with ties** (`bt_ties` too): as above, but replies alike under the preference
+  stay tied, as a person does who may mark a tie (the ranking page's "tie"): the order between
+  the groups of equal score is sampled, each group weighted by exp(bt_scale * its score). Without
+  ties a labeler must order replies they find equal, and those coin flips can outnumber the
+  pairs the preference decides.
 - **Noise** (`noise` in [0, 1]): then a pass down the ranking swaps each two neighbouring places
   (tied groups move as one) with probability `noise`; a place swapped is not swapped again in
   the same pass, so every swap moves a reply by one place. With K = 2 and no tie, `noise` is
   exactly the share of rankings reversed.
 
-    labeler = SimulatedLabeler(PREFERENCES["caveat"], noise=0.1, bt_scale=2.0, seed=1)
+    labeler = SimulatedLabeler(PREFERENCES["caveat"], noise=0.1, bt_scale=2.0, bt_ties=True, seed=1)
     order = labeler.rank(completions, "os.writev")  # [[id], [id, id], ...] best first
 """
 
@@ -21,7 +26,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from training.demo.rules import Preference, preference_order
+from training.demo.rules import Preference, preference_order, score_groups
 
 
 @dataclass
@@ -29,6 +34,7 @@ class SimulatedLabeler:
     preference: Preference
     noise: float = 0.0  # share of neighbouring places swapped at random
     bt_scale: float | None = None  # None: sorted by score; else sample rankings Bradley-Terry
+    bt_ties: bool = False  # with bt_scale: replies of equal score stay tied
     seed: int = 0
     rng: random.Random = field(init=False, repr=False)
 
@@ -37,6 +43,8 @@ class SimulatedLabeler:
             raise ValueError(f"noise is a share of swaps, between 0 and 1; got {self.noise}")
         if self.bt_scale is not None and self.bt_scale < 0:
             raise ValueError(f"bt_scale must be >= 0; got {self.bt_scale}")
+        if self.bt_ties and self.bt_scale is None:
+            raise ValueError("ties in sampled rankings need a Bradley-Terry scale (bt_scale)")
         self.rng = random.Random(self.seed)
 
     def rank(self, completions, name: str | None) -> list[list[int]]:
@@ -44,12 +52,17 @@ class SimulatedLabeler:
         if self.bt_scale is None:
             order = preference_order(self.preference, completions, name)
         else:
-            order = [[pk] for pk in self._sample(completions, name)]
+            order = self._sample(completions, name)
         return self._swap_neighbours(order) if self.noise else order
 
-    def _sample(self, completions, name) -> list[int]:
-        """Plackett-Luce: pick the best of the remaining replies, weight exp(scale * score)."""
-        remaining = [(c.pk, self.preference.score(c.text, name)) for c in completions]
+    def _sample(self, completions, name) -> list[list[int]]:
+        """Plackett-Luce: pick the best of the remaining replies (or groups of equal score, with
+        `bt_ties`), weight exp(scale * score)."""
+        if self.bt_ties:
+            groups = score_groups(self.preference, completions, name)
+            remaining = [(pks, score) for score, pks in groups.items()]
+        else:
+            remaining = [([c.pk], self.preference.score(c.text, name)) for c in completions]
         order = []
         while remaining:
             high = max(score for _, score in remaining)  # subtracted: no overflow

@@ -170,9 +170,15 @@ PREFERENCES: dict[str, Preference] = {
 }  # fmt: skip
 
 
-def preference_order(preference: Preference, completions, name: str | None) -> list[list[int]]:
-    """Groups of completion ids, best first, by the preference's score; equal scores are a tie."""
+def score_groups(preference: Preference, completions, name: str | None) -> dict[int, list[int]]:
+    """{score: completion ids with that score}, in the order the completions come."""
     groups = {}
     for c in completions:
         groups.setdefault(preference.score(c.text, name), []).append(c.pk)
+    return groups
+
+
+def preference_order(preference: Preference, completions, name: str | None) -> list[list[int]]:
+    """Groups of completion ids, best first, by the preference's score; equal scores are a tie."""
+    groups = score_groups(preference, completions, name)
     return [groups[score] for score in sorted(groups, reverse=True)]

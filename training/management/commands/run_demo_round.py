@@ -10,8 +10,9 @@ The base model is the shipped SmolLM2-135M-Instruct (imported once; every stage 
 adapters, the `lora` preset), or with `--preset tiny` a tiny GPT pretrained on the
 standard-library docs (or the last one) -> SFT on the demo project's demonstrations
 -> sample K replies per prompt and push them as ranking tasks -> simulated labelers rank them
-by a visible preference (`--rule`, see `training.demo.rules`; `--noise` and `--bradley-terry` make
-them as inconsistent as people, see `training.demo.labelers`) -> reward model -> PPO (or with
+by a visible preference (`--rule`, see `training.demo.rules`; `--noise` and `--bradley-terry`
+(`--bt-ties`: alike replies tied) make them as inconsistent as people, see
+`training.demo.labelers`) -> reward model -> PPO (or with
 `--method dpo` one DPO run on the rankings, and no reward model) -> evaluation:
 the reward model's held-out accuracy beside the longer-reply baseline, the KL, and, on the
 training prompts and on held-out questions, how often the SFT model, the new policy and the
@@ -95,6 +96,10 @@ class Command(BaseCommand):
                             help="sample rankings from the scores (P(a above b) = "
                                  "sigmoid(SCALE * (s_a - s_b)), SCALE 2 when not given) "
                                  "instead of sorting by them")  # fmt: skip
+        parser.add_argument("--bt-ties", action="store_true",
+                            help="with --bradley-terry: replies alike under the preference "
+                                 "stay tied (the labelers may mark a tie) instead of being "
+                                 "ordered at random")  # fmt: skip
         parser.add_argument("--method", default=["ppo"], choices=METHODS, nargs="+",
                             help="the policy step: a reward model then PPO, or DPO on the "
                                  "rankings; with --rounds one per round, the last repeated "
@@ -140,7 +145,8 @@ class Command(BaseCommand):
         rule = PREFERENCES[options["rule"]]
         try:  # checked now, not after the minutes of SFT and sampling
             simulated = [SimulatedLabeler(rule, noise=options["noise"], seed=seed,
-                                          bt_scale=options["bradley_terry"])
+                                          bt_scale=options["bradley_terry"],
+                                          bt_ties=options["bt_ties"])
                          for seed in range(len(SIMULATED))]  # fmt: skip
         except ValueError as exc:
             raise CommandError(str(exc)) from None
@@ -234,7 +240,8 @@ class Command(BaseCommand):
     def labeler_habits(self) -> str:
         o = self.options
         how = (
-            f"rankings sampled Bradley-Terry from the scores (scale {o['bradley_terry']:g})"
+            f"rankings sampled Bradley-Terry from the scores (scale {o['bradley_terry']:g}"
+            f"{', replies alike tied' if o['bt_ties'] else ''})"
             if o["bradley_terry"] is not None
             else "sorted by score"
         )
