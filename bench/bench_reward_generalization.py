@@ -9,17 +9,19 @@ reward model generalize to preferences other than the one the demo was tuned for
     python bench/bench_reward_generalization.py ... --prefs example caveat --mix-base 2
         # two of each question's K replies by the base model, as the demo's --sample-mix base:
         # preferences the SFT model never shows (an example call, a caveat) then give pairs
+    python bench/bench_reward_generalization.py ... --bradley-terry 2 [--bt-ties]
+        # rankings sampled from the scores (with --bt-ties, alike replies stay tied)
 
 No database: the demo's data as plain records. SFT on the demo file's training questions (the
 seeded split of `training.demo.split`, the same one the demo holds out) from `--base`, K replies
 per question sampled from the SFT model (both cached in `--out`), then per preference
-(`training.demo.rules`) and seed two simulated labelers (`training.demo.labelers`, `--noise`
-swaps) rank every training question's replies as in the demo, and the held-out questions'
-replies too: those rankings never train anything and pick nothing. Each variant trains a reward
-model from the SFT model with the reward preset's settings (early stopping on its validation
-split) plus the variant's change, and reports the validation accuracy (the split that chose
-the weights), the held-out accuracy and, on the same held-out pairs, the longer-reply baseline
-and the labelers' rule itself (the ceiling their noise leaves: 10% swaps cost ~0.1).
+(`training.demo.rules`) and seed two simulated labelers (`training.demo.labelers`, `--noise` swaps,
+`--bradley-terry` sampling) rank every training question's replies as in the demo, and the held-out
+questions' replies too: those rankings never train anything and pick nothing. Each variant trains a
+reward model from the SFT model with the reward preset's settings (early stopping on its validation
+split) plus the variant's change, and reports the validation accuracy (the split that chose the
+weights), the held-out accuracy and, on the same held-out pairs, the longer-reply baseline and the
+labelers' rule itself (the ceiling their noise leaves: 10% swaps cost ~0.1).
 """
 
 import argparse
@@ -102,9 +104,10 @@ def replies(model, tokenizer, rows: list[dict], out: Path, *, k: int, name: str)
     return grouped
 
 
-def ranked(rows, grouped, preference, *, seed: int, noise: float) -> list[RankingRecord]:
-    """Each question's replies ranked by two simulated labelers (as the demo's two)."""
-    labelers = [SimulatedLabeler(preference, noise=noise, seed=2 * seed + i) for i in range(2)]
+def ranked(rows, grouped, preference, *, seed: int, habits: dict) -> list[RankingRecord]:
+    """Each question's replies ranked by two simulated labelers (as the demo's two), with the
+    habits (`noise`, `bt_scale`, `bt_ties`) of `SimulatedLabeler`."""
+    labelers = [SimulatedLabeler(preference, seed=2 * seed + i, **habits) for i in range(2)]
     records = []
     for i, (row, texts) in enumerate(zip(rows, grouped, strict=True)):
         completions = [SimpleNamespace(pk=j, text=t) for j, t in enumerate(texts)]
@@ -138,6 +141,10 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--noise", type=float, default=0.1)
+    parser.add_argument("--bradley-terry", type=float, metavar="SCALE",
+                        help="sample rankings from the scores instead of sorting by them")
+    parser.add_argument("--bt-ties", action="store_true",
+                        help="with --bradley-terry: replies alike under the preference stay tied")
     parser.add_argument("--train-questions", type=int,
                         help="rank only this many training questions (default: all 256)")
     parser.add_argument("--k", type=int, default=4)
@@ -148,6 +155,11 @@ def main() -> None:
     args = parser.parse_args()
     if not 0 <= args.mix_base < args.k:
         parser.error(f"--mix-base takes 0 to K - 1 = {args.k - 1}; got {args.mix_base}")
+    habits = {"noise": args.noise, "bt_scale": args.bradley_terry, "bt_ties": args.bt_ties}
+    try:
+        SimulatedLabeler(PREFERENCES[args.prefs[0]], **habits)
+    except ValueError as exc:
+        parser.error(str(exc))
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
 
@@ -174,9 +186,9 @@ def main() -> None:
     for key in args.prefs:
         for seed in args.seeds:
             train = ranked(kept, train_replies, PREFERENCES[key], seed=seed,
-                           noise=args.noise)[:args.train_questions]  # fmt: skip
+                           habits=habits)[:args.train_questions]  # fmt: skip
             held_out = ranked(held, held_replies, PREFERENCES[key], seed=seed + 100,
-                              noise=args.noise)  # fmt: skip
+                              habits=habits)  # fmt: skip
             usable = sum(any(len(ranking) > 1 for ranking in r.rankings) for r in train)
             if not usable:  # every SFT reply alike under the rule: nothing to learn from
                 print(f"{key:<11} all {len(train)} tasks tie: no reward model", flush=True)
