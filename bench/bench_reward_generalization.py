@@ -66,6 +66,10 @@ VARIANTS = {
     "lora_rank=8+dropout": {"lora_rank": 8, "lora_alpha": 16.0, "lora_dropout": 0.1},
     "ensemble=3": {"ensemble": 3},  # training.ml.reward_ensemble: 3 bootstrapped members
     "ensemble=3,all": {"ensemble": 3, "bootstrap": False},  # 3 members on every prompt
+    # longer training: the epochs are a ceiling the held-out pairs stop early
+    "epochs=12": {"epochs": 12},
+    "epochs=12,patience=10": {"epochs": 12, "patience": 10},
+    "lr=1e-3": {"lr": 1e-3},
 }
 HELD_OUT = 0.2  # the demo's --held-out default
 DEMO_FILE = ROOT / "labeling" / "demo" / "python_stdlib.jsonl"  # load_demo_project's
