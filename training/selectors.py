@@ -1,11 +1,14 @@
 """Reads for the training pages, the admin and the commands. Nothing here writes."""
 
 import json
+from collections import defaultdict
 from dataclasses import dataclass
+from itertools import combinations
 from pathlib import Path
 
 from django.db.models import Count, Q
 
+from labeling.agreement import kendall_tau_b
 from labeling.models import Demonstration, Prompt, Ranking, RankingTask, TaskCompletion
 from labeling.parsing import row_id
 from labeling.quality import excluded_labeler_ids
@@ -308,6 +311,12 @@ class SampleLabels:
     preferring: int
     mix: ModelVersion | None  # the second model (mix_model), if any
     pairs: MixPairs | None  # how its replies fared against the run's model's
+    # Mean Kendall tau-b between two labelers' orders of one task, over the tasks ranked more
+    # than once (None: none yet, or only orders that tie everything). Near 0 the orders are
+    # coin flips, e.g. replies the labelers find equal but ordered anyway, and the reward model
+    # learns noise from them.
+    agreement: float | None
+    agreement_tasks: int
 
 
 def sample_labels(run) -> SampleLabels | None:
@@ -318,9 +327,22 @@ def sample_labels(run) -> SampleLabels | None:
     tasks = RankingTask.objects.filter(batch_key=f"{SAMPLE_BATCH_PREFIX}{run.pk}")
     rankings = Ranking.objects.filter(task__in=tasks)
     mix = ModelVersion.objects.filter(pk=run.config.get("mix_model") or 0).first()
+    agreement, agreement_tasks = _agreement(rankings)
     return SampleLabels(tasks=tasks.count(), ranked=ranked_tasks(rankings),
                         preferring=ranked_tasks(preferring(rankings)), mix=mix,
-                        pairs=mix and _mix_pairs(tasks, rankings, mix))  # fmt: skip
+                        pairs=mix and _mix_pairs(tasks, rankings, mix), agreement=agreement,
+                        agreement_tasks=agreement_tasks)  # fmt: skip
+
+
+def _agreement(rankings) -> tuple[float | None, int]:
+    """(mean tau-b over every two rankings of one task, tasks ranked more than once)."""
+    orders = defaultdict(list)
+    for task_id, order in rankings.values_list("task_id", "order"):
+        orders[task_id].append(order)
+    shared = [task for task in orders.values() if len(task) > 1]
+    taus = [tau for task in shared for a, b in combinations(task, 2)
+            if (tau := kendall_tau_b(a, b)) is not None]  # fmt: skip
+    return (sum(taus) / len(taus) if taus else None), len(shared)
 
 
 def _mix_pairs(tasks, rankings, mix: ModelVersion) -> MixPairs:

@@ -6,6 +6,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from labeling.agreement import kendall_tau_b
 from labeling.management.commands.load_demo_project import DEMO_FILE
 from labeling.models import Prompt, Ranking, RankingTask
 from training.demo.split import read_demo_rows, split_demo_rows
@@ -62,6 +63,10 @@ def test_the_demo_runs_a_round_and_reports_it(tiny_base_dir, artifacts):
     assert "PPO reward on held-out prompts:" in report and "heldout_score" in runs[3].metrics
     usable = len({r.task_id for r in rankings if len(r.order) > 1})
     assert f"ranked tasks that prefer a reply:  {usable} of 10 (the rest tie" in report
+    orders = [[r.order for r in rankings.filter(task=t)] for t in tasks]
+    taus = [tau for a, b in orders if (tau := kendall_tau_b(a, b)) is not None]
+    assert (f"labelers' agreement (tau-b):       {sum(taus) / len(taus):.2f} on the 10 tasks "
+            "ranked twice") in report  # fmt: skip
 
 
 @pytest.mark.django_db

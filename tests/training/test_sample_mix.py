@@ -107,6 +107,44 @@ def test_the_run_page_says_how_the_labelers_ranked_the_second_models_replies(
 
 
 @pytest.mark.urls("training_urls")
+@pytest.mark.parametrize("second, shown, warned", [
+    (lambda ids: [[ids[1]], [ids[0]], [ids[2]], [ids[3]]], "0.83", False),  # tau-b 1 and 2/3
+    (lambda ids: [[i] for i in reversed(ids)], "0.00", True),  # 1 and -1: chance on average
+])  # fmt: skip
+def test_the_run_page_says_how_far_two_labelers_of_a_task_agree_and_warns_near_chance(
+    client, staff, project_with_demos, sft_version, django_user_model, second, shown, warned
+):
+    from labeling.services.queue import ranking_claim_next
+    from labeling.services.ranking_tasks import ranking_tasks_create
+    from labeling.services.rankings import ranking_submit
+
+    project = project_with_demos
+    project.overlap = 2  # every task ranked by two labelers
+    project.save()
+    run = run_create(kind="sample", project=project, input_model=sft_version, enqueue_it=False,
+                     config={"num_prompts": 2})
+    ranking_tasks_create(project=project, batch_key=f"training-run-{run.pk}", prompt_completions=[
+        (p, [{"text": f"reply {i}", "model_label": "sft", "model_version_id": sft_version.pk}
+             for i in range(project.k)]) for p in run.prompts.values_list("pk", flat=True)
+    ])  # fmt: skip
+    last_task = RankingTask.objects.filter(project=project).order_by("pk").last()
+    for labeler, name in enumerate(("first", "second")):
+        user = django_user_model.objects.create_user(name)
+        while (assignment := ranking_claim_next(labeler=user, project=project)) is not None:
+            ids = list(assignment.task.items.order_by("position")
+                       .values_list("completion_id", flat=True))  # fmt: skip
+            order = (second(ids) if labeler and assignment.task_id == last_task.pk
+                     else [[i] for i in ids])  # fmt: skip
+            ranking_submit(assignment_id=assignment.pk, labeler=user, order=order)
+
+    client.force_login(staff)
+    page = " ".join(client.get(f"/training/runs/{run.pk}/").content.decode().split())
+    assert (f"Kendall tau-b {shown} between two labelers' orders of a task, mean over the 2 "
+            "tasks ranked more than once") in page
+    assert ("Close to chance" in page) is warned
+
+
+@pytest.mark.urls("training_urls")
 def test_the_start_form_takes_a_mix_model_and_refuses_the_runs_own(
     client, staff, project_with_demos, sft_version, base_version
 ):
