@@ -311,10 +311,10 @@ class SampleLabels:
     preferring: int
     mix: ModelVersion | None  # the second model (mix_model), if any
     pairs: MixPairs | None  # how its replies fared against the run's model's
-    # Mean Kendall tau-b between two labelers' orders of one task, over the tasks ranked more
-    # than once (None: none yet, or only orders that tie everything). Near 0 the orders are
-    # coin flips, e.g. replies the labelers find equal but ordered anyway, and the reward model
-    # learns noise from them.
+    # Mean Kendall tau-b between two labelers' orders of one task, over the `agreement_tasks`
+    # tasks two labelers ordered (None: none yet, or only orders that tie everything). Near 0
+    # the orders are coin flips, e.g. replies the labelers find equal but ordered anyway, and
+    # the reward model learns noise from them.
     agreement: float | None
     agreement_tasks: int
 
@@ -335,14 +335,15 @@ def sample_labels(run) -> SampleLabels | None:
 
 
 def _agreement(rankings) -> tuple[float | None, int]:
-    """(mean tau-b over every two rankings of one task, tasks ranked more than once)."""
+    """(mean tau-b over every two rankings of one task, the tasks it counts): a task counts when
+    two labelers ranked it and not both tied every reply (tau-b is undefined there)."""
     orders = defaultdict(list)
     for task_id, order in rankings.values_list("task_id", "order"):
         orders[task_id].append(order)
-    shared = [task for task in orders.values() if len(task) > 1]
-    taus = [tau for task in shared for a, b in combinations(task, 2)
-            if (tau := kendall_tau_b(a, b)) is not None]  # fmt: skip
-    return (sum(taus) / len(taus) if taus else None), len(shared)
+    per_task = [[tau for a, b in combinations(task, 2) if (tau := kendall_tau_b(a, b)) is not None]
+                for task in orders.values()]  # fmt: skip
+    taus = [tau for task in per_task for tau in task]
+    return (sum(taus) / len(taus) if taus else None), sum(1 for task in per_task if task)
 
 
 def _mix_pairs(tasks, rankings, mix: ModelVersion) -> MixPairs:

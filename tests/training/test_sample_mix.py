@@ -122,25 +122,26 @@ def test_the_run_page_says_how_far_two_labelers_of_a_task_agree_and_warns_near_c
     project.overlap = 2  # every task ranked by two labelers
     project.save()
     run = run_create(kind="sample", project=project, input_model=sft_version, enqueue_it=False,
-                     config={"num_prompts": 2})
+                     config={"num_prompts": 3})
     ranking_tasks_create(project=project, batch_key=f"training-run-{run.pk}", prompt_completions=[
         (p, [{"text": f"reply {i}", "model_label": "sft", "model_version_id": sft_version.pk}
              for i in range(project.k)]) for p in run.prompts.values_list("pk", flat=True)
     ])  # fmt: skip
-    last_task = RankingTask.objects.filter(project=project).order_by("pk").last()
+    tied, same, differ = RankingTask.objects.filter(project=project).order_by("pk")
     for labeler, name in enumerate(("first", "second")):
         user = django_user_model.objects.create_user(name)
         while (assignment := ranking_claim_next(labeler=user, project=project)) is not None:
             ids = list(assignment.task.items.order_by("position")
                        .values_list("completion_id", flat=True))  # fmt: skip
-            order = (second(ids) if labeler and assignment.task_id == last_task.pk
+            order = ([ids] if assignment.task_id == tied.pk  # both tie all: tau-b undefined
+                     else second(ids) if labeler and assignment.task_id == differ.pk
                      else [[i] for i in ids])  # fmt: skip
             ranking_submit(assignment_id=assignment.pk, labeler=user, order=order)
 
     client.force_login(staff)
     page = " ".join(client.get(f"/training/runs/{run.pk}/").content.decode().split())
     assert (f"Kendall tau-b {shown} between two labelers' orders of a task, mean over the 2 "
-            "tasks ranked more than once") in page
+            "tasks two labelers ordered") in page
     assert ("Close to chance" in page) is warned
 
 
