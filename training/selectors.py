@@ -318,6 +318,17 @@ class SampleLabels:
     agreement: float | None
     agreement_tasks: int
 
+    @property
+    def near_chance(self) -> bool:
+        return self.agreement is not None and self.agreement < NEAR_CHANCE
+
+
+# Below this mean tau-b the run page and the demo call two labelers' orders close to chance.
+# InstructGPT's labelers agreed on ~73% of pairs (tau ~0.46); the demo's labelers who must order
+# replies they find equal measured 0.16-0.19 and their rounds learned nothing, the same labelers
+# allowed ties 0.49-0.57 (and learned as sorted ones did).
+NEAR_CHANCE = 0.2
+
 
 def sample_labels(run) -> SampleLabels | None:
     """A sampling run's ranking tasks as labeled so far (None for another kind of run, or a

@@ -442,7 +442,8 @@ def sample_rankings(sample) -> list[str]:
              f"rest tie every reply)"]  # fmt: skip
     if labels.agreement is not None:
         lines.append(f"labelers' agreement (tau-b):       {labels.agreement:.2f} on the "
-                     f"{labels.agreement_tasks} tasks both ordered (1 same order, 0 chance)")
+                     f"{labels.agreement_tasks} tasks both ordered (1 same order, 0 chance)"
+                     + (": close to chance" if labels.near_chance else ""))  # fmt: skip
     if (pairs := labels.pairs) is not None:
         lines.append(f"{labels.mix.name}'s replies over {sample.input_model.name}'s: "
                      f"{pairs.share_above:.0%} of {pairs.total} pairs (above {pairs.above}, "
