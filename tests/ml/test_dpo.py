@@ -237,6 +237,38 @@ def test_the_reference_is_the_model_as_given(sft_model, rankings):
     assert figures["length_baseline_accuracy"] == pytest.approx(sum(longer) / len(longer))
 
 
+def test_with_two_models_replies_the_held_out_figures_count_one_models_pairs_apart(
+    sft_model, rankings
+):
+    """When a task ranks two models' replies, the accuracy on the pairs whose replies one model
+    wrote is reported beside the accuracy over all pairs (telling who wrote a reply is not
+    learning the preference); with one writer, or none known, there is nothing to set apart."""
+    tok = tokenizer()
+    config = DPOConfig(max_steps=6, batch_size=8, lr=3e-4, val_fraction=0.2)
+    policy = train_dpo(copy.deepcopy(sft_model), tok, rankings, config).model
+
+    def figures(writers):
+        records = [dataclasses.replace(r, writers=writers) for r in rankings]
+        examples, _ = ranking_examples(tok, records, block_size=64)
+        held_out = reference_logprobs(sft_model, examples[-16:], pad_id=tok.pad_id, batch_size=8)
+        return held_out, evaluate_preferences(policy, held_out, config, pad_id=tok.pad_id)
+
+    held_out, mixed = figures(["sft", "sft", "base", "base"])
+    right = []
+    for ex in held_out:
+        batch, tokens = reply_batch([ex.ranking], pad_id=tok.pad_id, device="cpu")
+        with torch.no_grad():
+            ratio = (reply_logprobs(policy, batch, tokens) - torch.tensor(ex.reference)).tolist()
+        right += [(ratio[w] > ratio[lose]) + 0.5 * (ratio[w] == ratio[lose])
+                  for w, lose in ex.ranking.pairs if (w < 2) == (lose < 2)]  # fmt: skip
+    assert 0 < len(right) < mixed["pairs"] == sum(len(ex.ranking.pairs) for ex in held_out)
+    assert mixed["same_writer_pairs"] == len(right)
+    assert mixed["same_writer_accuracy"] == pytest.approx(sum(right) / len(right))
+    # no pair of two writers' replies, or none of one known writer's: nothing to set apart
+    for writers in (["sft"] * 4, None, ["sft", None, "base", None]):
+        assert "same_writer_accuracy" not in figures(writers)[1]
+
+
 def test_with_lora_only_the_adapters_learn_and_the_base_stays_the_reference(sft_model,
                                                                             rankings):  # fmt: skip
     tok = tokenizer()

@@ -1,5 +1,5 @@
-"""Rows to `training.ml` records: rankings grouped per task with ties kept, demonstrations with
-their prompt ids; the SFT ancestor PPO keeps its KL to."""
+"""Rows to `training.ml` records: rankings grouped per task with ties kept and who wrote each
+reply, demonstrations with their prompt ids; the SFT ancestor PPO keeps its KL to."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -21,8 +21,10 @@ def test_rankings_become_one_record_per_task_with_positions_and_ties(db):
     prompt = prompt_create(
         project=project, turns=[{"role": "user", "content": "Which?"}], source="imported"
     )
+    writers = [7, 7, 9, None]  # two replies of one model, one of another, one of nobody known
     [task] = ranking_tasks_create(project=project, batch_key="b", prompt_completions=[
-        (prompt.pk, [{"text": f"reply {i}"} for i in range(4)])])  # fmt: skip
+        (prompt.pk, [{"text": f"reply {i}", "model_version_id": w}
+                     for i, w in enumerate(writers)])])  # fmt: skip
     ids = list(task.items.order_by("position").values_list("completion_id", flat=True))
     for name, order in (("a", [[ids[2]], [ids[0], ids[3]], [ids[1]]]),
                         ("b", [[ids[0]], [ids[1]], [ids[2]], [ids[3]]])):  # fmt: skip
@@ -35,6 +37,7 @@ def test_rankings_become_one_record_per_task_with_positions_and_ties(db):
     assert record.completions == ["reply 0", "reply 1", "reply 2", "reply 3"]
     assert record.rankings == [[2, [0, 3], 1], [0, 1, 2, 3]]
     assert record.prompt_id == prompt.pk
+    assert record.writers == writers
 
 
 def test_demonstrations_keep_their_prompt(project_with_demos):

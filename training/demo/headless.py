@@ -112,6 +112,31 @@ def evaluate(
     if reward_model is not None:
         rm, _ = load_version(reward_model)
         scorer = RewardModelScorer(rm, pad_id=tokenizer.pad_id)
+    return evaluate_models(
+        sft_model, policy_model, tokenizer, scorer=scorer, prompts=prompts, rule=rule,
+        names=names, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+        examples=examples, best_of=best_of,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def evaluate_models(
+    sft_model,
+    policy_model,
+    tokenizer,
+    *,
+    scorer: RewardModelScorer | None,
+    prompts: list[tuple[int, list]],
+    rule: Preference,
+    names,
+    max_new_tokens=32,
+    temperature=0.7,
+    seed=1234,
+    examples=3,
+    best_of=4,
+) -> Evaluation:
+    """`evaluate` on models already loaded: also a policy still training
+    (`bench/bench_dpo_selection.py` evaluates DPO's weights at each of its held-out evaluations)."""
     limit = sft_model.config.block_size - max_new_tokens
     rows = [(pid, tokenizer.render_prompt(turns)) for pid, turns in prompts]
     rows = [(pid, ids) for pid, ids in rows if len(ids) <= limit and names.get(pid)]

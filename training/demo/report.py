@@ -17,7 +17,8 @@ def round_report(*, rule, labelers: str, sample, rm, made, results, round_, timi
         step = [
             f"reward model held-out accuracy:    {m.get('val_accuracy', float('nan')):.3f} "
             f"(longer-reply baseline "
-            f"{m.get('val_length_baseline_accuracy', float('nan')):.3f}{early_stopping(m)})",
+            f"{m.get('val_length_baseline_accuracy', float('nan')):.3f}{same_writer(m)}"
+            f"{early_stopping(m)})",
             f"KL to SFT (nats per reply, last):  {p.get('kl', float('nan')):.3f}",
             *ppo_held_out(p),
         ]
@@ -27,7 +28,7 @@ def round_report(*, rule, labelers: str, sample, rm, made, results, round_, timi
         step = [
             f"DPO held-out preference accuracy:  {p.get('val_accuracy', float('nan')):.3f} "
             f"(longer-reply baseline "
-            f"{p.get('val_length_baseline_accuracy', float('nan')):.3f}, "
+            f"{p.get('val_length_baseline_accuracy', float('nan')):.3f}{same_writer(p)}, "
             f"implicit-reward margin {p.get('val_margin', float('nan')):+.3f}, "
             f"{p.get('val_pairs', 0):.0f} pairs{early_stopping(p)})",
         ]
@@ -66,6 +67,15 @@ def labeler_habits(noise: float, bt_scale: float | None, bt_ties: bool) -> str:
         else "sorted by score"
     )
     return f"{how}, {noise:.0%} of neighbouring places swapped at random"
+
+
+def same_writer(metrics: dict) -> str:
+    """The accuracy on pairs of one model's replies, when the tasks mixed two models' replies
+    (`training.ml.reward.same_writer_figures`)."""
+    if "val_same_writer_accuracy" not in metrics:
+        return ""
+    return (f"; on pairs of one model's replies {metrics['val_same_writer_accuracy']:.3f}, "
+            f"{metrics['val_same_writer_pairs']:.0f} pairs")  # fmt: skip
 
 
 def early_stopping(metrics: dict) -> str:

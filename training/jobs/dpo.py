@@ -50,7 +50,8 @@ KIND = RunKind(
     rows=rows,
     # the held-out share of pairs the implicit reward orders right: what DPO learned that
     # carries to prompts it did not train on
-    charts={"loss": ("loss", "val_loss"), "preference accuracy": ("accuracy", "val_accuracy"),
+    charts={"loss": ("loss", "val_loss"),
+            "preference accuracy": ("accuracy", "val_accuracy", "val_same_writer_accuracy"),
             "implicit reward": ("chosen_reward", "rejected_reward"),
             "margin": ("margin", "val_margin"),
             "preferred replies' NLL per token": ("chosen_nll", "val_chosen_nll")},

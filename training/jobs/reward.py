@@ -26,10 +26,10 @@ def ranking_records(rankings) -> list[RankingRecord]:
         TaskCompletion.objects.filter(task_id__in=by_task)
         .order_by("task_id", "position")
         .values_list("task_id", "completion_id", "completion__text", "task__prompt_id",
-                     "task__prompt__turns")
+                     "task__prompt__turns", "completion__model_version_id")
     )  # fmt: skip
-    for task_id, completion_id, text, prompt_id, turns in rows:
-        items.setdefault(task_id, []).append((completion_id, text, prompt_id, turns))
+    for task_id, completion_id, text, prompt_id, turns, writer in rows:
+        items.setdefault(task_id, []).append((completion_id, text, prompt_id, turns, writer))
     records = []
     for task_id, orders in by_task.items():
         entries = items.get(task_id, [])
@@ -41,8 +41,8 @@ def ranking_records(rankings) -> list[RankingRecord]:
             for order in orders
         ]
         records.append(RankingRecord(
-            prompt=entries[0][3], completions=[text for _, text, _, _ in entries],
-            rankings=rankings_, prompt_id=entries[0][2],
+            prompt=entries[0][3], completions=[entry[1] for entry in entries],
+            rankings=rankings_, prompt_id=entries[0][2], writers=[entry[4] for entry in entries],
         ))  # fmt: skip
     return records
 
@@ -103,6 +103,7 @@ KIND = RunKind(
     # held-out accuracy beside the longer-reply baseline on the same pairs, at every
     # evaluation: a reward model that only learned "longer wins" shows as one line on the other
     charts={"loss": ("loss", "val_loss"), "accuracy": ("accuracy",),
-            "held-out accuracy": ("val_accuracy", "val_length_baseline_accuracy"),
+            "held-out accuracy": ("val_accuracy", "val_length_baseline_accuracy",
+                                  "val_same_writer_accuracy"),
             "margin": ("mean_margin",)},
 )  # fmt: skip

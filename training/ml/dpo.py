@@ -29,7 +29,9 @@ ranking tasks by a round's `sample_mix`), DPO alone learns to rank them and not 
 The implicit rewards beta (log pi(y) - log ref(y)) of the chosen and rejected replies, their
 margin and the share of pairs it orders right ("accuracy", strict as TRL's) are reported per
 step and on the held-out prompts (split by prompt, as the reward model's), there beside the
-"longer reply wins" baseline on the same pairs.
+"longer reply wins" baseline on the same pairs and, when the replies of two models were ranked
+together, the accuracy on the pairs of one model's replies (`training.ml.reward.
+same_writer_figures`: telling who wrote a reply is not learning what the labelers prefer).
 
 **The reference** is the model as given (the SFT model), its log-probabilities computed once
 before the first step (TRL's `precompute_ref_log_probs`): no second copy of the weights and no
@@ -63,7 +65,12 @@ from training.ml.optim import apply_update, schedule_lr
 from training.ml.ppo_rollout import policy_outputs
 from training.ml.progress import OnStep, Progress
 from training.ml.records import RankingRecord
-from training.ml.reward import BestEvaluation, mean_per_prompt, pair_accuracy
+from training.ml.reward import (
+    BestEvaluation,
+    mean_per_prompt,
+    pair_accuracy,
+    same_writer_figures,
+)
 from training.ml.reward_data import RankingExample, RewardBatch, ranking_examples, reward_batch
 from training.ml.tokenizer import ChatTokenizer
 from training.ml.train_loop import (
@@ -235,11 +242,13 @@ def evaluate_preferences(
     *,
     pad_id: int,
 ) -> dict[str, float]:
-    """The loss and `reward_figures` over every pair of `examples` (held-out prompts), and the
+    """The loss and `reward_figures` over every pair of `examples` (held-out prompts), the
     share a "longer reply wins" rule gets right on the same pairs (ties half, as the reward
-    model's baseline): what the accuracy must beat to say more than length."""
+    model's baseline): what the accuracy must beat to say more than length, and with two
+    models' replies among them `same_writer_figures`."""
     device = next(model.parameters()).device
-    losses, longer, parts = [], [], {"chosen": [], "rejected": [], "chosen_nll": []}
+    losses, longer, same, other = [], [], [], []
+    parts = {"chosen": [], "rejected": [], "chosen_nll": []}
     for start in range(0, len(examples), config.batch_size):
         chunk = examples[start : start + config.batch_size]
         batch, tokens, reference = preference_batch(chunk, pad_id=pad_id, device=device)
@@ -247,6 +256,8 @@ def evaluate_preferences(
         loss, rewards = preference_terms(logps, reference, tokens, batch, config)
         losses.append(float(loss) * len(chunk))
         longer.append((batch.winner_lengths - batch.loser_lengths).float())
+        same.append(batch.same_writer)
+        other.append(batch.other_writers)
         for name, values in rewards.items():
             parts[name].append(values)
     pairs = {name: torch.cat(values) for name, values in parts.items()}
@@ -254,6 +265,8 @@ def evaluate_preferences(
         "loss": sum(losses) / len(examples),
         **reward_figures(**pairs),
         "length_baseline_accuracy": float(pair_accuracy(torch.cat(longer))),
+        **same_writer_figures(pairs["chosen"] - pairs["rejected"], torch.cat(same),
+                              torch.cat(other)),
         "pairs": float(len(pairs["chosen"])),
     }
 

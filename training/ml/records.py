@@ -42,6 +42,9 @@ class RankingRecord:
     completions: list[str]
     rankings: list[Ranking] = field(default_factory=list)
     prompt_id: Hashable | None = None
+    # who wrote each completion (a model version's id; None: not known), when known: held-out
+    # figures then also count the pairs of one writer's replies apart (`reward_data`)
+    writers: list[Hashable | None] | None = None
 
     def key(self) -> Hashable:
         return self.prompt_id if self.prompt_id is not None else prompt_key(self.prompt)

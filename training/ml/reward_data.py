@@ -22,6 +22,7 @@ class RankingExample:
     pairs: list[tuple[int, int]]
     reply_lengths: list[int]
     key: Hashable = None
+    writers: list[Hashable | None] | None = None  # as `RankingRecord.writers`
 
 
 @dataclass
@@ -34,6 +35,9 @@ class RewardBatch:
     num_groups: int
     winner_lengths: torch.Tensor  # (P,) reply lengths, for the "longer reply wins" baseline
     loser_lengths: torch.Tensor
+    # (P,) bool: the pair's two replies are by one known writer / by two different known ones
+    same_writer: torch.Tensor
+    other_writers: torch.Tensor
 
 
 def ranking_examples(
@@ -75,7 +79,8 @@ def ranking_examples(
         # Too long: keep the end, where the score is read, and lose the start of the prompt.
         sequences = [(prompt + reply)[-block_size:] for reply in replies]
         lengths = [len(reply) for reply in replies]
-        examples.append(RankingExample(sequences, pairs, lengths, record.key()))
+        writers = record.writers if record.writers and len(record.writers) == k else None
+        examples.append(RankingExample(sequences, pairs, lengths, record.key(), writers))
     return examples, skipped
 
 
@@ -88,17 +93,22 @@ def reward_batch(examples: list[RankingExample], *, pad_id: int, device) -> Rewa
     for row, seq in enumerate(sequences):
         idx[row, : len(seq)] = torch.tensor(seq, dtype=torch.long)
     last = torch.tensor([len(seq) - 1 for seq in sequences])
-    winners, losers, groups, win_len, lose_len = [], [], [], [], []
+    winners, losers, groups, win_len, lose_len, same, other = [], [], [], [], [], [], []
     offset = 0
     for g, ex in enumerate(examples):
+        writers = ex.writers or [None] * len(ex.sequences)
         for w, l in ex.pairs:  # noqa: E741
             winners.append(offset + w)
             losers.append(offset + l)
             groups.append(g)
             win_len.append(ex.reply_lengths[w])
             lose_len.append(ex.reply_lengths[l])
+            known = writers[w] is not None and writers[l] is not None
+            same.append(known and writers[w] == writers[l])
+            other.append(known and writers[w] != writers[l])
         offset += len(ex.sequences)
     as_long = lambda xs: torch.tensor(xs, dtype=torch.long, device=device)  # noqa: E731
+    as_bool = lambda xs: torch.tensor(xs, dtype=torch.bool, device=device)  # noqa: E731
     return RewardBatch(
         idx.to(device),
         last.to(device),
@@ -108,4 +118,6 @@ def reward_batch(examples: list[RankingExample], *, pad_id: int, device) -> Rewa
         len(examples),
         as_long(win_len),
         as_long(lose_len),
+        as_bool(same),
+        as_bool(other),
     )

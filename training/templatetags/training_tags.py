@@ -5,8 +5,8 @@ from django import template
 register = template.Library()
 
 KEY_METRICS = ("loss", "val_loss", "val_accuracy", "val_length_baseline_accuracy",
-               "ensemble_disagreement", "score", "score_std", "kl", "entropy", "completions",
-               "completions_per_second")  # fmt: skip
+               "val_same_writer_accuracy", "ensemble_disagreement", "score", "score_std", "kl",
+               "entropy", "completions", "completions_per_second")  # fmt: skip
 
 
 @register.filter
