@@ -21,7 +21,9 @@ questions' replies too: those rankings never train anything and pick nothing. Ea
 reward model from the SFT model with the reward preset's settings (early stopping on its validation
 split) plus the variant's change, and reports the validation accuracy (the split that chose the
 weights), the held-out accuracy and, on the same held-out pairs, the longer-reply baseline and the
-labelers' rule itself (the ceiling their noise leaves: 10% swaps cost ~0.1).
+labelers' rule itself (the ceiling their noise leaves: 10% swaps cost ~0.1), and with
+`--mix-base` the accuracy on the held-out pairs of one model's replies ("one_writer": what is
+left once telling the base model's replies from the SFT model's cannot help).
 """
 
 import argparse
@@ -108,9 +110,11 @@ def replies(model, tokenizer, rows: list[dict], out: Path, *, k: int, name: str)
     return grouped
 
 
-def ranked(rows, grouped, preference, *, seed: int, habits: dict) -> list[RankingRecord]:
+def ranked(rows, grouped, preference, *, seed: int, habits: dict,
+           writers: list[str] | None = None) -> list[RankingRecord]:  # fmt: skip
     """Each question's replies ranked by two simulated labelers (as the demo's two), with the
-    habits (`noise`, `bt_scale`, `bt_ties`) of `SimulatedLabeler`."""
+    habits (`noise`, `bt_scale`, `bt_ties`) of `SimulatedLabeler`; `writers`: who wrote each of
+    a question's replies."""
     labelers = [SimulatedLabeler(preference, seed=2 * seed + i, **habits) for i in range(2)]
     records = []
     for i, (row, texts) in enumerate(zip(rows, grouped, strict=True)):
@@ -119,6 +123,7 @@ def ranked(rows, grouped, preference, *, seed: int, habits: dict) -> list[Rankin
         records.append(RankingRecord(
             prompt=[{"role": "user", "content": row["prompt"]}], completions=texts,
             rankings=[lab.rank(completions, name) for lab in labelers], prompt_id=i,
+            writers=writers,
         ))  # fmt: skip
     return records
 
@@ -185,14 +190,17 @@ def main() -> None:
     base_config = RewardConfig(**{k: v for k, v in presets.defaults("reward").items()
                                   if k in RewardConfig.__dataclass_fields__})  # fmt: skip
     rows, ceilings = [], {}
+    # with base-model replies: the accuracy on the held-out pairs of one model's replies too
+    # (`training.ml.reward.same_writer_figures`)
+    writers = ["sft"] * (args.k - args.mix_base) + ["base"] * args.mix_base
     print("preference  variant            seed  val_acc  heldout_acc  longer_baseline  "
-          "best_step  seconds", flush=True)  # fmt: skip
+          "one_writer  best_step  seconds", flush=True)  # fmt: skip
     for key in args.prefs:
         for seed in args.seeds:
-            train = ranked(kept, train_replies, PREFERENCES[key], seed=seed,
-                           habits=habits)[:args.train_questions]  # fmt: skip
+            train = ranked(kept, train_replies, PREFERENCES[key], seed=seed, habits=habits,
+                           writers=writers)[:args.train_questions]  # fmt: skip
             held_out = ranked(held, held_replies, PREFERENCES[key], seed=seed + 100,
-                              habits=habits)  # fmt: skip
+                              habits=habits, writers=writers)  # fmt: skip
             usable = sum(any(len(ranking) > 1 for ranking in r.rankings) for r in train)
             if not usable:  # every SFT reply alike under the rule: nothing to learn from
                 print(f"{key:<11} all {len(train)} tasks tie: no reward model", flush=True)
@@ -208,10 +216,12 @@ def main() -> None:
                 row = (key, variant, seed, m.get("val_accuracy", float("nan")),
                        m.get("heldout_accuracy", float("nan")),
                        m.get("heldout_length_baseline_accuracy", float("nan")),
+                       m.get("heldout_same_writer_accuracy", float("nan")),
                        m.get("best_step", float("nan")), time.monotonic() - t0)  # fmt: skip
                 rows.append(row)
                 print(f"{key:<11} {variant:<18} {seed:>4}  {row[3]:.3f}    {row[4]:.3f}        "
-                      f"{row[5]:.3f}            {row[6]:>5g}  {row[7]:>7.0f}", flush=True)
+                      f"{row[5]:.3f}            {row[6]:.3f}       {row[7]:>5g}  {row[8]:>7.0f}",
+                      flush=True)  # fmt: skip
     print("\nmean over seeds (held-out accuracy; longer-reply baseline on the same pairs; the "
           "labelers' rule itself on them, the ceiling under their noise):")
     for key in args.prefs:
@@ -221,7 +231,8 @@ def main() -> None:
                 continue
             print(f"{key:<11} {variant:<18} val {mean(r[3] for r in mine):.3f}  held-out "
                   f"{mean(r[4] for r in mine):.3f}  baseline {mean(r[5] for r in mine):.3f}  "
-                  f"rule {mean(ceilings[key, r[2]] for r in mine):.3f}")
+                  f"rule {mean(ceilings[key, r[2]] for r in mine):.3f}  "
+                  f"one-writer pairs {mean(r[6] for r in mine):.3f}")
 
 
 if __name__ == "__main__":
