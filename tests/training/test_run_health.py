@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from training.models import TrainingRun
+from training.models import ModelVersion, TrainingRun
 from training.run_health import run_pace, run_warnings
 
 
@@ -43,6 +43,17 @@ def test_a_dpo_policy_below_chance_on_held_out_pairs_is_flagged_with_a_remedy():
     assert "fewer epochs or a lower learning rate" in warning
     assert run_warnings(run_of("dpo", metrics={"val_accuracy": 0.86}), {}) == []
     assert run_warnings(run_of("dpo", metrics={}), {}) == []  # not evaluated yet
+
+
+def test_below_chance_in_iterated_dpo_points_to_the_rounds_evaluation_not_fewer_epochs():
+    """Starting from a policy, its reference, DPO's held-out accuracy was measured below chance
+    while the policy still won: the page says so rather than prescribing fewer epochs."""
+    run = run_of("dpo", metrics={"val_accuracy": 0.38}, input_model=ModelVersion(kind="policy"))
+    [warning] = run_warnings(run, {})
+    assert "0.38 is below chance" in warning and "iterated DPO" in warning
+    assert "evaluation against its parent" in warning and "fewer epochs" not in warning
+    from_sft = run_of("dpo", metrics={"val_accuracy": 0.38}, input_model=ModelVersion(kind="sft"))
+    assert "fewer epochs" in run_warnings(from_sft, {})[0]
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), None, "NaN"])
