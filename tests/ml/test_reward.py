@@ -156,28 +156,6 @@ def test_records_without_pairs_are_skipped_and_counted_bad_rankings_raise():
         train_reward_model(tiny_rm(), tok, [one, ties], RewardConfig())
 
 
-def test_one_writer_pairs_leave_out_the_pairs_of_two_models_replies():
-    """With replies of two models ranked together, `one_writer_pairs` trains and validates on
-    the pairs of one model's replies only: the rest would teach who wrote a reply. Replies of no
-    known writer keep their pairs; a task whose pairs all cross writers is skipped and counted."""
-    tok = tokenizer()
-    mixed = RankingRecord(user("q"), ["a", "b", "c", "d"], [[0, 2, 1, 3]],
-                          writers=["sft", "sft", "base", "base"])  # fmt: skip
-    unknown = RankingRecord(user("q1"), ["a", "b", "c"], [[0, 1, 2]], writers=["sft", None, "base"])
-    across = RankingRecord(user("q2"), ["a", "b"], [[1, 0]], writers=["sft", "base"])
-    examples, skipped = ranking_examples(tok, [mixed, unknown, across], block_size=64,
-                                         one_writer=True)  # fmt: skip
-    assert [ex.pairs for ex in examples] == [[(0, 1), (2, 3)], [(0, 1), (1, 2)]]
-    assert skipped == {"only_pairs_across_writers": 1}
-    everything, _ = ranking_examples(tok, [mixed, unknown, across], block_size=64)
-    assert [len(ex.pairs) for ex in everything] == [6, 3, 1]
-    records = [replace(mixed, prompt=user(f"q{i}")) for i in range(10)]
-    config = RewardConfig(val_fraction=0.2, one_writer_pairs=True)
-    result = train_reward_model(tiny_rm(), tok, records, config)
-    assert result.metrics["val_pairs"] == 2 * 2  # two prompts, their two one-writer pairs each
-    assert result.metrics["val_prompts"] == 2
-
-
 def test_a_nan_loss_is_a_clear_error():
     model = tiny_rm()
     with torch.no_grad():

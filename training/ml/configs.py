@@ -78,11 +78,6 @@ class RewardConfig:
     checkpoint_every: int = setting(100, "steps between checkpoints", minimum=1)
     # rankings that are not an ordering: skip and count, not raise
     skip_invalid: bool = setting(False, "skip rankings that are not a full ordering")
-    # Tasks that rank two models' replies (a round's sample_mix) let a reward model be right by
-    # telling who wrote a reply; PPO then compares one model's replies (training.ml.reward,
-    # same_writer_figures; measured in bench/bench_reward_generalization.py).
-    one_writer_pairs: bool = setting(False, "train and validate on the pairs of one model's "
-                                            "replies only (tasks that mix models' replies)")
     seed: int = setting(0)
     # An ensemble (training.ml.reward_ensemble): n members, each on its own bootstrap of the
     # training prompts (or, few rankings, on all of them), saved as one version that scores with

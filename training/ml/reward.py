@@ -273,9 +273,8 @@ def train_reward_model(
         raise ValueError("the reward model needs a scalar head: pass with_scalar_head(model)")
     device = next(model.parameters()).device
     examples, skipped = ranking_examples(
-        tokenizer, records, block_size=model.config.block_size, skip_invalid=config.skip_invalid,
-        one_writer=config.one_writer_pairs,
-    )  # fmt: skip
+        tokenizer, records, block_size=model.config.block_size, skip_invalid=config.skip_invalid
+    )
     if not examples:
         raise ValueError(
             f"no usable ranking record: got {len(records)} records, skipped {dict(skipped) or 0}"
@@ -285,8 +284,7 @@ def train_reward_model(
     train, val, total, optimizer, step, extra = start_loop(model, examples, config, checkpoint_dir)
     if validation is not None:
         val, val_skipped = ranking_examples(tokenizer, validation, skip_invalid=config.skip_invalid,
-                                            block_size=model.config.block_size,
-                                            one_writer=config.one_writer_pairs)  # fmt: skip
+                                            block_size=model.config.block_size)  # fmt: skip
         skipped += val_skipped
     metrics: dict[str, float] = dict(extra.get("metrics", {}))
     metrics.update(

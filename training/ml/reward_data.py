@@ -46,14 +46,10 @@ def ranking_examples(
     *,
     block_size: int,
     skip_invalid: bool = False,
-    one_writer: bool = False,
 ) -> tuple[list[RankingExample], Counter]:
     """Tokenize ranking records. Records that cannot give a pair (fewer than 2 completions, no
     ranking, only ties) are skipped and counted by reason; a ranking that is not an ordering of
-    the completions raises `BadRecord`, or is skipped and counted with `skip_invalid`. With
-    `one_writer`, pairs of two replies whose known writers differ are left out (a record with no
-    other pair is skipped): a model trained on them cannot learn who wrote a reply for what the
-    labelers prefer."""
+    the completions raises `BadRecord`, or is skipped and counted with `skip_invalid`."""
     examples, skipped = [], Counter()
     for n, record in enumerate(records):
         k = len(record.completions)
@@ -79,17 +75,11 @@ def ranking_examples(
         if not pairs:
             skipped["only_ties"] += 1
             continue
-        writers = record.writers if record.writers and len(record.writers) == k else None
-        if one_writer and writers:
-            pairs = [(w, l) for w, l in pairs  # noqa: E741
-                     if writers[w] is None or writers[l] is None or writers[w] == writers[l]]
-            if not pairs:
-                skipped["only_pairs_across_writers"] += 1
-                continue
         replies = [tokenizer.render_reply(text) for text in record.completions]
         # Too long: keep the end, where the score is read, and lose the start of the prompt.
         sequences = [(prompt + reply)[-block_size:] for reply in replies]
         lengths = [len(reply) for reply in replies]
+        writers = record.writers if record.writers and len(record.writers) == k else None
         examples.append(RankingExample(sequences, pairs, lengths, record.key(), writers))
     return examples, skipped
 

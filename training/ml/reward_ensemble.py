@@ -240,8 +240,7 @@ def shared_split(
     draws, so that with few usable prompts a member could draw none and fail the run. Member 0
     without the bootstrap is the reward model `ensemble` = 1 trains."""
     examples, _ = ranking_examples(tokenizer, records, block_size=block_size,
-                                   skip_invalid=config.skip_invalid,
-                                   one_writer=config.one_writer_pairs)  # fmt: skip
+                                   skip_invalid=config.skip_invalid)  # fmt: skip
     _, val_idx = split_by_prompt([ex.key for ex in examples], config.val_fraction,
                                  seed=config.seed)  # fmt: skip
     usable, val_keys = {ex.key for ex in examples}, {examples[i].key for i in val_idx}
