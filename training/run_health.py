@@ -6,10 +6,10 @@ Warnings:
 - a reward model (or a DPO policy) whose held-out accuracy is below the "longer reply wins"
   baseline on the same pairs (it may have learned length, not quality);
 - a DPO policy that orders fewer than half of the held-out pairs the labelers' way (its implicit
-  reward overfits the training pairs); when the run starts from a policy (iterated DPO), the
-  figure is said to be a poor judge instead: measured below chance from the first evaluation
-  on while the policy's held-out win rate stayed where it was best
-  (`bench/bench_dpo_selection.py`, the closing note of 2026-12-08);
+  reward overfits the training pairs); when the run starts from a policy (iterated DPO), that
+  the level is no verdict: measured below chance from the first evaluation on while the
+  policies won 62-72% of held-out questions (`bench/bench_dpo_selection.py`, `training.ml.dpo`
+  "Early stopping");
 - PPO whose mean score has not risen (the last third of its iterations against the first);
 - PPO's KL past the run's budget (updates are skipped) or far above its target.
 """
@@ -66,8 +66,8 @@ def _dpo_below_chance(run, accuracy: float) -> str:
         return (f"Held-out preference accuracy {accuracy:.2f} is below chance, as it often is "
                 "when DPO starts from a policy, its reference (iterated DPO): on the tiny "
                 "model's second rounds it sat at 0.33-0.48 from the first evaluation on while "
-                "the policies still won 64-72% of held-out questions. It does not judge this "
-                "policy; the round's evaluation against its parent does.")  # fmt: skip
+                "the policies still won 62-72% of held-out questions. The level is no verdict "
+                "on this policy; the round's evaluation against its parent is.")  # fmt: skip
     remedy = ("fewer epochs or a lower learning rate" if (run.config or {}).get("keep_best")
               else "keep_best with eval_every, or fewer epochs")  # fmt: skip
     return (f"Held-out preference accuracy {accuracy:.2f} is below chance: the policy orders "

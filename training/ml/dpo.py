@@ -39,12 +39,22 @@ second forward pass per step. With `lora_rank` > 0 that is the base the adapters
 to (B starts at zero), i.e. the model with its adapters disabled. A resumed run recomputes them
 from the model it is given, before loading its checkpoint.
 
-**Early stopping.** DPO overfits its implicit reward as a reward model overfits its head: the
-tiny model's iterated rounds at 16 epochs ended ordering held-out pairs below chance (0.35).
-With `eval_every` > 0, `keep_best` ends on the weights of the best held-out evaluation (highest
-accuracy, then lowest loss) and `patience` > 0 also stops after that many evaluations without a
-better one, as `training.ml.reward` does (`BestEvaluation`, its weights in memory: a resumed run
-starts its search afresh).
+**Early stopping.** With `eval_every` > 0, `keep_best` ends on the weights of the best held-out
+evaluation (highest accuracy, then lowest loss) and `patience` > 0 also stops after that many
+evaluations without a better one, as `training.ml.reward` does (`BestEvaluation`, its weights in
+memory: a resumed run starts its search afresh). It is off by default, and what it chooses on is
+weak: the implicit reward's log-ratio has the most room to rise where the reference found a
+reply unlikely, so on held-out prompts it ranks replies partly by how unlikely the reference
+found them. Replayed evaluation by evaluation against the policy's held-out win rate
+(`bench/bench_dpo_selection.py`; the tiny model's two-round runs of three preferences with
+base-model replies mixed in): in first rounds the accuracy came mostly from the base model's
+replies, which the SFT reference finds unlikely and the labelers preferred (1.00 on those pairs,
+0.57 on pairs of two base-model replies), and keeping its best weights changed the win rate by
+-1.2 to +0.4 points, or +9.4 (61% -> 70%) where DPO overshot; in second rounds, whose reference
+is the first round's policy, it sat below chance (0.29-0.48) from the first evaluation on while
+the policies won 55-72% of held-out questions, and keeping its best weights changed the win rate
+by -7.2 to +5.5 points. No held-out figure (accuracy, loss, margin, the preferred replies' NLL,
+the accuracy on one model's pairs) kept the best weights in every run.
 
 Training runs in eval mode: no dropout, as TRL's default `disable_dropout`, so at the first step
 the policy equals the reference and every implicit reward is 0.
