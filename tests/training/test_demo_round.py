@@ -105,11 +105,12 @@ def test_the_demo_runs_a_dpo_round_on_two_models_replies_then_a_ppo_round_on_the
     assert "DPO held-out preference accuracy:" in report
     dpo = runs[2].metrics  # beside it, what "the longer reply wins" gets on the same pairs and,
     # each task ranking two models' replies, the accuracy on the pairs of one model's replies
-    same = (f"; on pairs of one model's replies {dpo['val_same_writer_accuracy']:.3f}, "
-            f"{dpo['val_same_writer_pairs']:.0f} pairs")  # fmt: skip
+    same = (f"; {dpo['val_same_writer_accuracy']:.3f} on the "
+            f"{dpo['val_same_writer_pairs']:.0f} pairs of one model's replies")  # fmt: skip
     assert 0 < dpo["val_same_writer_pairs"] < dpo["val_pairs"]
-    assert (f"(longer-reply baseline {dpo['val_length_baseline_accuracy']:.3f}{same}, "
-            f"implicit-reward margin {dpo['val_margin']:+.3f}") in report  # fmt: skip
+    assert (f"(longer-reply baseline {dpo['val_length_baseline_accuracy']:.3f}, implicit-reward "
+            f"margin {dpo['val_margin']:+.3f}, {dpo['val_pairs']:.0f} pairs{same}"
+            ) in report  # fmt: skip
     assert f"lineage: {first.name} <- DPO #{runs[2].pk} <- " in report
     # round 2 ranks the new policy's replies (and the base model's), and its reward model
     # learns from every ranking of the project, round 1's too; PPO goes on from that policy
@@ -119,8 +120,9 @@ def test_the_demo_runs_a_dpo_round_on_two_models_replies_then_a_ppo_round_on_the
         assert authors == sorted([base.pk] * 2 + [first.pk] * 2)
     assert runs[4].rankings.count() == 40
     rm = runs[4].metrics
-    assert (f"(longer-reply baseline {rm['val_length_baseline_accuracy']:.3f}; on pairs of one "
-            f"model's replies {rm['val_same_writer_accuracy']:.3f}, ") in report  # fmt: skip
+    assert (f"(longer-reply baseline {rm['val_length_baseline_accuracy']:.3f}; "
+            f"{rm['val_same_writer_accuracy']:.3f} on the {rm['val_same_writer_pairs']:.0f} "
+            "pairs of one model's replies") in report  # fmt: skip
     assert runs[5].input_model == first and runs[5].output_model.parent == first
     assert report.count("  win rate over SFT (ties count half):\n    policy ") == 2
     assert f"Round 1: {sft.name} -> {first.name}" in report

@@ -28,9 +28,9 @@ def round_report(*, rule, labelers: str, sample, rm, made, results, round_, timi
         step = [
             f"DPO held-out preference accuracy:  {p.get('val_accuracy', float('nan')):.3f} "
             f"(longer-reply baseline "
-            f"{p.get('val_length_baseline_accuracy', float('nan')):.3f}{same_writer(p)}, "
+            f"{p.get('val_length_baseline_accuracy', float('nan')):.3f}, "
             f"implicit-reward margin {p.get('val_margin', float('nan')):+.3f}, "
-            f"{p.get('val_pairs', 0):.0f} pairs{early_stopping(p)})",
+            f"{p.get('val_pairs', 0):.0f} pairs{same_writer(p)}{early_stopping(p)})",
         ]
         lineage = (f"{made.output_model.name} <- DPO #{made.pk} <- "
                    f"{made.input_model.name} <- {made.input_model.parent.name}")  # fmt: skip
@@ -74,8 +74,8 @@ def same_writer(metrics: dict) -> str:
     (`training.ml.reward.same_writer_figures`)."""
     if "val_same_writer_accuracy" not in metrics:
         return ""
-    return (f"; on pairs of one model's replies {metrics['val_same_writer_accuracy']:.3f}, "
-            f"{metrics['val_same_writer_pairs']:.0f} pairs")  # fmt: skip
+    return (f"; {metrics['val_same_writer_accuracy']:.3f} on the "
+            f"{metrics['val_same_writer_pairs']:.0f} pairs of one model's replies")  # fmt: skip
 
 
 def early_stopping(metrics: dict) -> str:
