@@ -78,9 +78,13 @@ PRESETS: dict[str, dict[str, dict]] = {
         # it has any): what a round's report shows of PPO beside the policy's own score.
         "ppo": {"kl_coef": 0.05, "eval_every": 5},
         # The tiny SFT model learns the demo's rule from its rankings at 1e-4 (tests/ml/test_dpo:
-        # held-out preference accuracy >= 0.8); the held-out pairs every 10 steps draw its curve.
+        # held-out preference accuracy >= 0.8); the held-out pairs every 10 steps draw its curve
+        # and keep_best ends on their best evaluation's weights. A weak judge (training.ml.dpo,
+        # "Early stopping"), but over three iterated rounds of 16 epochs it took the held-out
+        # win rate over SFT from 60-64% to 76-77% (returns, KL 21) and from 68% at KL 104-125
+        # to 77% at KL 71 (example); see the closing note of 2026-12-08.
         "dpo": {"epochs": 4, "lr": 1e-4, "val_fraction": 0.2, "eval_every": 10,
-                "checkpoint_every": 50, "skip_invalid": True},
+                "keep_best": True, "checkpoint_every": 50, "skip_invalid": True},
     },
     # A real model (SmolLM2-135M and up) on a CPU or a small GPU: LoRA adapters, batches a
     # laptop holds, replies long enough for a real answer.
