@@ -80,9 +80,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         # The tiny SFT model learns the demo's rule from its rankings at 1e-4 (tests/ml/test_dpo:
         # held-out preference accuracy >= 0.8); the held-out pairs every 10 steps draw its curve
         # and keep_best ends on their best evaluation's weights. A weak judge (training.ml.dpo,
-        # "Early stopping"), but over three iterated rounds of 16 epochs it took the held-out
-        # win rate over SFT from 60-64% to 76-77% (returns, KL 21) and from 68% at KL 104-125
-        # to 77% at KL 71 (example); see the closing note of 2026-12-08.
+        # "Early stopping"), measured over three iterated rounds of 16 epochs: the held-out win
+        # rate over SFT went from 60-64% to 76-77% (returns, KL 21) and from 68% at KL 104-125
+        # to 77% at KL 71 (example), stayed at ~66% after two rounds with noisy Bradley-Terry
+        # labelers, and fell from 80% at KL 136 to 65% at KL 72 (caveat, whose second round it
+        # stopped at its first evaluation): better for two preferences of three, and no run
+        # overshoots unseen; the closing note of 2026-12-08 has the table.
         "dpo": {"epochs": 4, "lr": 1e-4, "val_fraction": 0.2, "eval_every": 10,
                 "keep_best": True, "checkpoint_every": 50, "skip_invalid": True},
     },
