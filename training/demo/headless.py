@@ -88,35 +88,16 @@ class Evaluation:
     reward_best_of: float | None
 
 
-@torch.no_grad()
-def evaluate(
-    *,
-    sft,
-    policy,
-    reward_model=None,
-    prompts: list[tuple[int, list]],
-    rule: Preference,
-    names,
-    max_new_tokens=32,
-    temperature=0.7,
-    seed=1234,
-    examples=3,
-    best_of=4,
-) -> Evaluation:
-    """One reply per prompt from the SFT model and from the policy (same seed), and the best of
-    `best_of` further SFT replies by the reward model (`training.ml.best_of_n`), compared with
-    the SFT reply under the rule and scored by the reward model (when there is one)."""
+def evaluate(*, sft, policy, reward_model=None, **settings) -> Evaluation:
+    """`evaluate_models` on the versions `sft`, `policy` and `reward_model` (None: no reward
+    model, so no best-of-n); `settings` are its keyword arguments."""
     sft_model, tokenizer = load_version(sft)
     policy_model, _ = load_version(policy)
     scorer = None
     if reward_model is not None:
         rm, _ = load_version(reward_model)
         scorer = RewardModelScorer(rm, pad_id=tokenizer.pad_id)
-    return evaluate_models(
-        sft_model, policy_model, tokenizer, scorer=scorer, prompts=prompts, rule=rule,
-        names=names, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-        examples=examples, best_of=best_of,
-    )  # fmt: skip
+    return evaluate_models(sft_model, policy_model, tokenizer, scorer=scorer, **settings)
 
 
 @torch.no_grad()
@@ -135,8 +116,11 @@ def evaluate_models(
     examples=3,
     best_of=4,
 ) -> Evaluation:
-    """`evaluate` on models already loaded: also a policy still training
-    (`bench/bench_dpo_selection.py` evaluates DPO's weights at each of its held-out evaluations)."""
+    """One reply per prompt from the SFT model and from the policy (same seed), and the best of
+    `best_of` further SFT replies by the reward model (`training.ml.best_of_n`), compared with
+    the SFT reply under the rule and scored by the reward model (when there is one). The models
+    are loaded ones: also a policy still training (`bench/bench_dpo_selection.py` evaluates
+    DPO's weights at each of its held-out evaluations)."""
     limit = sft_model.config.block_size - max_new_tokens
     rows = [(pid, tokenizer.render_prompt(turns)) for pid, turns in prompts]
     rows = [(pid, ids) for pid, ids in rows if len(ids) <= limit and names.get(pid)]
