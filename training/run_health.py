@@ -8,7 +8,7 @@ Warnings:
 - a DPO policy that orders fewer than half of the held-out pairs the labelers' way (its implicit
   reward overfits the training pairs); when the run starts from a policy (iterated DPO), that
   the level is no verdict: measured below chance from the first evaluation on while the
-  policies won 62-72% of held-out questions (`bench/bench_dpo_selection.py`, `training.ml.dpo`
+  policies won 55-72% of held-out questions (`bench/bench_dpo_selection.py`, `training.ml.dpo`
   "Early stopping");
 - PPO whose mean score has not risen (the last third of its iterations against the first);
 - PPO's KL past the run's budget (updates are skipped) or far above its target.
@@ -65,8 +65,8 @@ def _dpo_below_chance(run, accuracy: float) -> str:
     if run.input_model is not None and run.input_model.kind == "policy":
         return (f"Held-out preference accuracy {accuracy:.2f} is below chance, as it often is "
                 "when DPO starts from a policy, its reference (iterated DPO): on the tiny "
-                "model's second rounds it sat at 0.33-0.48 from the first evaluation on while "
-                "the policies still won 62-72% of held-out questions. The level is no verdict "
+                "model's second rounds it sat at 0.29-0.48 from the first evaluation on while "
+                "the policies still won 55-72% of held-out questions. The level is no verdict "
                 "on this policy; the round's evaluation against its parent is.")  # fmt: skip
     remedy = ("fewer epochs or a lower learning rate" if (run.config or {}).get("keep_best")
               else "keep_best with eval_every, or fewer epochs")  # fmt: skip

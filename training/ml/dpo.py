@@ -42,10 +42,11 @@ from the model it is given, before loading its checkpoint.
 **Early stopping.** With `eval_every` > 0, `keep_best` ends on the weights of the best held-out
 evaluation (highest accuracy, then lowest loss) and `patience` > 0 also stops after that many
 evaluations without a better one, as `training.ml.reward` does (`BestEvaluation`, its weights in
-memory: a resumed run starts its search afresh). It is off by default, and what it chooses on is
-weak: the implicit reward's log-ratio has the most room to rise where the reference found a
-reply unlikely, so on held-out prompts it ranks replies partly by how unlikely the reference
-found them. Replayed evaluation by evaluation against the policy's held-out win rate
+memory: a resumed run starts its search afresh). Off in the library, on in the presets
+(`training.presets`, with what it did to three preferences), and what it chooses on is weak:
+the implicit reward's log-ratio has the most room to rise where the reference found a reply
+unlikely, so on held-out prompts it ranks replies partly by how unlikely the reference found
+them. Replayed evaluation by evaluation against the policy's held-out win rate
 (`bench/bench_dpo_selection.py`; the tiny model's two-round runs of three preferences with
 base-model replies mixed in): in first rounds the accuracy came mostly from the base model's
 replies, which the SFT reference finds unlikely and the labelers preferred (1.00 on those pairs,
