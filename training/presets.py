@@ -80,12 +80,11 @@ PRESETS: dict[str, dict[str, dict]] = {
         # The tiny SFT model learns the demo's rule from its rankings at 1e-4 (tests/ml/test_dpo:
         # held-out preference accuracy >= 0.8); the held-out pairs every 10 steps draw its curve
         # and keep_best ends on their best evaluation's weights. A weak judge (training.ml.dpo,
-        # "Early stopping"), measured over three iterated rounds of 16 epochs: the held-out win
-        # rate over SFT went from 60-64% to 76-77% (returns, KL 21) and from 68% at KL 104-125
-        # to 77% at KL 71 (example), stayed at ~66% after two rounds with noisy Bradley-Terry
-        # labelers, and fell from 80% at KL 136 to 65% at KL 72 (caveat, whose second round it
-        # stopped at its first evaluation): better for two preferences of three, and no run
-        # overshoots unseen; the closing note of 2026-12-08 has the table.
+        # "Early stopping"), measured after three iterated rounds of 16 epochs, sorted or
+        # Bradley-Terry labelers (with ties), 10% swaps: held-out win rate over SFT, returns
+        # 58% -> 76% and 60% -> 78%, example 68% -> 77% and 68% -> 66%, caveat 80% -> 65%
+        # (its second round kept its first evaluation) and 67% -> 66%, each at a third to half
+        # the KL: no run overshoots unseen; the closing note of 2026-12-08 has the table.
         "dpo": {"epochs": 4, "lr": 1e-4, "val_fraction": 0.2, "eval_every": 10,
                 "keep_best": True, "checkpoint_every": 50, "skip_invalid": True},
     },
