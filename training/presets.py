@@ -83,8 +83,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         # "Early stopping"), measured after three iterated rounds of 16 epochs, sorted or
         # Bradley-Terry labelers (with ties), 10% swaps: held-out win rate over SFT, returns
         # 58% -> 76% and 60% -> 78%, example 68% -> 77% and 68% -> 66%, caveat 80% -> 65%
-        # (its second round kept its first evaluation) and 67% -> 66%, each at a third to half
-        # the KL: no run overshoots unseen; the closing note of 2026-12-08 has the table.
+        # (its second round kept its first evaluation) and 67% -> 66%, each at 25-57% of the
+        # KL: no run overshoots unseen; the closing note of 2026-12-08 has the table.
         "dpo": {"epochs": 4, "lr": 1e-4, "val_fraction": 0.2, "eval_every": 10,
                 "keep_best": True, "checkpoint_every": 50, "skip_invalid": True},
     },
