@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 # The candidate figures of `training.ml.dpo.evaluate_preferences`: (name, higher is better)
 CANDIDATES = (
-    ("accuracy", True),  # the summed log-ratios' pair accuracy: keep_best's figure
+    ("accuracy", True),  # keep_best's figure (ties to the lower loss, as `BestEvaluation`)
     ("loss", False),
     ("margin", True),
     ("chosen_nll", False),  # does the policy learn to write the preferred replies?
@@ -48,6 +48,8 @@ def main() -> None:
                         "(one reply per question, 64 questions, varies by ~6 points)")
     args = parser.parse_args()
     if args.data:
+        if not (args.data / "db.sqlite3").exists():
+            sys.exit(f"error: no demo database (db.sqlite3) under {args.data}")
         os.environ["DATA_DIR"] = str(args.data)
         os.environ.pop("DATABASE_URL", None)  # the demo's SQLite under DATA_DIR
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webapp.settings")
@@ -75,11 +77,9 @@ def replay(run, rule, *, every: int, max_new_tokens: int, seeds: int) -> None:
     from training.ml.configs import DPOConfig
     from training.ml.dpo import train_dpo
     from training.ml.train_loop import due
-    from training.models import TrainingRun
+    from training.selectors import sft_ancestor
 
-    sft_run = TrainingRun.objects.filter(project=run.project, kind="sft",
-                                         status="succeeded").latest("pk")  # fmt: skip
-    sft_model, tokenizer = load_version(sft_run.output_model)
+    sft_model, tokenizer = load_version(sft_ancestor(run.input_model))
     model, _ = load_version(run.input_model)
     records = ranking_records(Ranking.objects.filter(pk__in=run.rankings.values("pk")))
     config = dataclass_config(DPOConfig, {**run.config, "eval_every": every, "keep_best": False,
@@ -115,7 +115,9 @@ def replay(run, rule, *, every: int, max_new_tokens: int, seeds: int) -> None:
     for name, higher in CANDIDATES:
         if name not in rows[0][1]:
             continue
-        pick = (max if higher else min)(rows, key=lambda row: row[1][name])  # first of equals
+        sign = 1 if higher else -1
+        pick = max(rows, key=lambda row: (sign * row[1][name],
+                                          -row[1]["loss"] if name == "accuracy" else 0))
         print(f"  keep on {name:<15} -> step {pick[0]:4d}: win {pick[2]:.1%}, KL {pick[3]:.1f}")
 
 
