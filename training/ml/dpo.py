@@ -51,7 +51,7 @@ them. Replayed evaluation by evaluation against the policy's held-out win rate
 base-model replies mixed in): in first rounds the accuracy came mostly from the base model's
 replies, which the SFT reference finds unlikely and the labelers preferred (1.00 on those pairs,
 0.57 on pairs of two base-model replies), and keeping its best weights changed the win rate by
--1.2 to +0.4 points, or +9.4 (61% -> 70%) where DPO overshot; in second rounds, whose reference
+-1.2 to 0 points, or +9.4 (61% -> 70%) where DPO overshot; in second rounds, whose reference
 is the first round's policy, it sat below chance (0.29-0.48) from the first evaluation on while
 the policies won 55-72% of held-out questions, and keeping its best weights changed the win rate
 by -7.2 to +5.5 points. No held-out figure (accuracy, loss, margin, the preferred replies' NLL,
