@@ -42,8 +42,8 @@ from the model it is given, before loading its checkpoint.
 **Early stopping.** With `eval_every` > 0, `keep_best` ends on the weights of the best held-out
 evaluation (highest accuracy, then lowest loss) and `patience` > 0 also stops after that many
 evaluations without a better one, as `training.ml.reward` does (`BestEvaluation`, its weights in
-memory: a resumed run starts its search afresh). Off in the library, on in the presets
-(`training.presets`, with what it did to three preferences), and what it chooses on is weak:
+memory: a resumed run starts its search afresh). Off by default (`training.presets` says what it
+did to three preferences and to SmolLM2), and what it chooses on is weak:
 the implicit reward's log-ratio has the most room to rise where the reference found a reply
 unlikely, so on held-out prompts it ranks replies partly by how unlikely the reference found
 them. Replayed evaluation by evaluation against the policy's held-out win rate
